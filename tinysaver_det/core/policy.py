@@ -1,0 +1,122 @@
+"""The cascade rule, in one place.
+
+TinySaver (Wang et al., 2024, Sec. 4.5) turns a detector's box scores into one number per image,
+the *image confidence*: the mean score of the boxes scoring at least ``min_score`` (0.05), or 0.0
+when no box is left. An image *exits* at the saver when its confidence is ``>= threshold``
+(paper Eq. 6 uses ``Conf >= t``), and then the saver's full detection list is its answer: the
+0.05 floor only feeds the confidence, it never filters the returned boxes.
+
+The online cascade, the offline sweeps and the mmdet plug-in all call this module, so they
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+DEFAULT_MIN_SCORE = 0.05
+
+ConfidenceFunction = Callable[..., float]
+
+
+def _kept_scores(scores, min_score: float) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    return scores[scores >= min_score]
+
+
+def image_confidence(scores, min_score: float = DEFAULT_MIN_SCORE) -> float:
+    """Mean score of the boxes scoring ``>= min_score``; 0.0 when none is left (the paper's rule).
+
+    >>> image_confidence([0.9, 0.5, 0.01])
+    0.7
+    >>> image_confidence([0.01, 0.02])
+    0.0
+    """
+    kept = _kept_scores(scores, min_score)
+    return float(kept.mean()) if kept.size else 0.0
+
+
+def max_score(scores, min_score: float = DEFAULT_MIN_SCORE) -> float:
+    """Highest box score ``>= min_score``; 0.0 when none.
+
+    >>> max_score([0.9, 0.5, 0.01])
+    0.9
+    """
+    kept = _kept_scores(scores, min_score)
+    return float(kept.max()) if kept.size else 0.0
+
+
+def topk_mean_score(scores, min_score: float = DEFAULT_MIN_SCORE, k: int = 3) -> float:
+    """Mean of the ``k`` highest scores ``>= min_score`` (fewer when fewer are left); 0.0 when none.
+
+    >>> topk_mean_score([0.9, 0.7, 0.5, 0.3], k=2)
+    0.8
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k!r}")
+    kept = np.sort(_kept_scores(scores, min_score))[::-1][:k]
+    return float(kept.mean()) if kept.size else 0.0
+
+
+CONFIDENCE_FUNCTIONS: Mapping[str, ConfidenceFunction] = {
+    "mean": image_confidence,
+    "max": max_score,
+    "topk_mean": topk_mean_score,
+}
+
+
+def resolve_confidence(confidence: str | ConfidenceFunction) -> ConfidenceFunction:
+    """Return the confidence function for a registered name, or the callable itself.
+
+    >>> resolve_confidence("mean") is image_confidence
+    True
+    """
+    if callable(confidence):
+        return confidence
+    try:
+        return CONFIDENCE_FUNCTIONS[confidence]
+    except KeyError:
+        raise ValueError(
+            f"unknown confidence function {confidence!r}; choose one of {sorted(CONFIDENCE_FUNCTIONS)} "
+            "or pass a callable(scores, min_score) -> float"
+        ) from None
+
+
+def validate_threshold(threshold: float, name: str = "threshold") -> float:
+    """Return ``threshold`` as a float, or raise naming it when it is NaN or negative.
+
+    Confidences live in [0, 1], so a threshold above 1 is accepted with a defined meaning: no image
+    can exit and every image goes to the base (the base-alone baseline, with the saver's cost).
+
+    >>> validate_threshold(0.25)
+    0.25
+    """
+    value = float(threshold)
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0 (confidences are in [0, 1]), got {threshold!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ExitPolicy:
+    """Exit at the saver when the image confidence is ``>= threshold``.
+
+    >>> ExitPolicy(0.25).exits(0.25)
+    True
+    >>> ExitPolicy(0.0).exits(0.0)  # an image with no box exits only at t = 0
+    True
+    """
+
+    threshold: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "threshold", validate_threshold(self.threshold))
+
+    def exits(self, confidence):
+        """Exit decision for one confidence (bool) or an array of them (bool array)."""
+        decision = np.asarray(confidence, dtype=np.float64) >= self.threshold
+        return bool(decision) if decision.ndim == 0 else decision

@@ -1,0 +1,1 @@
+"""Detection plug-in: types, the cascade, COCO evaluation."""

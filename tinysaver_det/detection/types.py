@@ -1,0 +1,110 @@
+"""Typed containers shared by the cascade, the adapters and the evaluation, and the Detector protocol.
+
+The protocol lives here, beside the cascade that consumes it; adapters (Ultralytics, mmdet) implement
+it from above, so this module imports no framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The detections of one image.
+
+    Attributes:
+        image_id: the dataset's image id.
+        boxes: (N, 4) float64, xyxy in original-image pixels.
+        scores: (N,) float64 in [0, 1].
+        category_ids: (N,) int64, the dataset's category ids (COCO: 1..90 with gaps).
+    """
+
+    image_id: int
+    boxes: np.ndarray
+    scores: np.ndarray
+    category_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        category_ids = np.asarray(self.category_ids, dtype=np.int64).reshape(-1)
+        if not len(boxes) == len(scores) == len(category_ids):
+            raise ValueError(
+                f"image {self.image_id}: {len(boxes)} boxes, {len(scores)} scores and "
+                f"{len(category_ids)} category ids must have the same length"
+            )
+        object.__setattr__(self, "image_id", int(self.image_id))
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "category_ids", category_ids)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls, image_id: int) -> "Detections":
+        """No detections for ``image_id``."""
+        return cls(image_id, np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64))
+
+    def to_coco(self) -> list[dict]:
+        """COCO results entries (``bbox`` is ``[x, y, w, h]``), in the stored order.
+
+        >>> Detections(7, [[1, 2, 4, 6]], [0.5], [3]).to_coco()
+        [{'image_id': 7, 'category_id': 3, 'bbox': [1.0, 2.0, 3.0, 4.0], 'score': 0.5}]
+        """
+        x1, y1, x2, y2 = self.boxes.T
+        return [
+            {
+                "image_id": self.image_id,
+                "category_id": int(c),
+                "bbox": [float(a), float(b), float(w), float(h)],
+                "score": float(s),
+            }
+            for a, b, w, h, s, c in zip(x1, y1, x2 - x1, y2 - y1, self.scores, self.category_ids)
+        ]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (xyxy boxes); :meth:`from_dict` inverts it exactly."""
+        return {
+            "image_id": self.image_id,
+            "boxes": self.boxes.tolist(),
+            "scores": self.scores.tolist(),
+            "category_ids": self.category_ids.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Detections":
+        return cls(data["image_id"], data["boxes"], data["scores"], data["category_ids"])
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a detector returns for a batch: one :class:`Detections` per image and what it cost.
+
+    ``gflops`` and ``seconds`` are per image, aligned with ``detections``. GFLOPs follow the
+    convention of :mod:`tinysaver_det.flops` (FLOPs = 2 * MACs, at the input shape actually run).
+    """
+
+    detections: list[Detections]
+    gflops: list[float]
+    seconds: list[float]
+    input_shapes: list[tuple[int, int]] = field(default_factory=list)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything the cascade can run: predict a batch of images, report the cost of that call.
+
+    ``images`` are HxWx3 uint8 BGR arrays (OpenCV's order, what Ultralytics and mmdet expect) of the
+    original pixels, ``image_ids`` their dataset ids. Boxes come back in original-image pixels with
+    the dataset's category ids.
+    """
+
+    name: str
+
+    def predict(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> Prediction:
+        ...
