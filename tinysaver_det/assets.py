@@ -44,11 +44,7 @@ def assets_root() -> Path:
 
 
 def asset_path(relative: str) -> Path:
-    """Absolute path of an asset given relative to the assets root; raises if it does not exist.
-
-    >>> asset_path("demo/weights/yolov8p_shapes.pt").name  # doctest: +SKIP
-    'yolov8p_shapes.pt'
-    """
+    """Absolute path of an asset given relative to the assets root; raises if it does not exist."""
     path = assets_root() / relative
     if not path.exists():
         raise AssetNotFoundError(

@@ -1,0 +1,27 @@
+# Set-up and the two everyday commands. Each target creates or updates the local virtualenv first.
+# mmcv 2.1.0 has no binary wheel on PyPI: pip takes the one in $(SHARED)/wheels when it is there,
+# and otherwise builds the sdist (about 17 min on 2 cores).
+PYTHON ?= python3
+VENV ?= .venv
+SHARED ?= ../shared
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export YOLO_OFFLINE ?= 1
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt --find-links $(SHARED)/wheels -e ".[mmdet,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/eval_coco.py --t 0.25
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

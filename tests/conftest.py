@@ -1,0 +1,34 @@
+"""Shared fixtures: the demo models and datasets from the assets folder (``TINYSAVER_ASSETS``)."""
+
+import os
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # before Ultralytics is imported: no network checks
+
+import pytest
+
+from tinysaver_det import assets
+from tinysaver_det.detection.dataset import CocoDataset
+
+
+@pytest.fixture(scope="session")
+def demo_dataset():
+    return CocoDataset(assets.asset_path(assets.DEMO_ANNOTATIONS), assets.asset_path(assets.DEMO_IMAGES))
+
+
+@pytest.fixture(scope="session")
+def coco_annotations():
+    return assets.asset_path(assets.COCO_ANNOTATIONS)
+
+
+@pytest.fixture(scope="session")
+def demo_saver(demo_dataset):
+    from tinysaver_det.adapters.ultralytics import UltralyticsDetector
+
+    return UltralyticsDetector(assets.asset_path(assets.DEMO_SAVER), demo_dataset.category_ids_by_name)
+
+
+@pytest.fixture(scope="session")
+def demo_base(demo_dataset):
+    from tinysaver_det.adapters.ultralytics import UltralyticsDetector
+
+    return UltralyticsDetector(assets.asset_path(assets.DEMO_BASE), demo_dataset.category_ids_by_name)

@@ -1,0 +1,143 @@
+"""Ultralytics YOLO as a :class:`~tinysaver_det.detection.types.Detector`.
+
+Every prediction setting is passed explicitly: Ultralytics' ``predict`` otherwise applies
+``conf=0.25``, which would silently change both the image confidence (boxes >= 0.05) and the AP.
+Evaluation defaults follow Ultralytics' own ``val``: conf 0.001, IoU 0.7, max_det 300.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+from time import perf_counter
+from typing import Mapping, Sequence
+from unittest.mock import patch
+
+import numpy as np
+import torch
+from ultralytics import YOLO
+from ultralytics.models.yolo.detect import DetectionPredictor
+from ultralytics.utils import nms
+
+from tinysaver_det.detection.categories import category_lookup
+from tinysaver_det.detection.types import Detections, Prediction
+from tinysaver_det.flops import FlopsCache
+
+
+class _EvaluationPredictor(DetectionPredictor):
+    """Ultralytics' DetectionPredictor that records the input shape it ran and never drops boxes.
+
+    Ultralytics' NMS stops after ``2 + 0.05 * batch`` seconds and silently returns nothing for
+    the rest of the batch; on a busy CPU at conf 0.001 that loses whole images' detections. An
+    evaluation must not lose boxes to wall-clock time, so the limit is lifted here.
+    """
+
+    input_shape: tuple[int, ...] = ()
+
+    def preprocess(self, im):
+        tensor = super().preprocess(im)
+        self.input_shape = tuple(tensor.shape)
+        return tensor
+
+    def postprocess(self, preds, img, orig_imgs, **kwargs):
+        without_time_limit = partial(nms.non_max_suppression, max_time_img=math.inf)
+        with patch.object(nms, "non_max_suppression", without_time_limit):
+            return super().postprocess(preds, img, orig_imgs, **kwargs)
+
+
+def load_yolo(weights: str | Path) -> YOLO:
+    """Load a YOLO model from a local ``.pt``/``.yaml`` file or an official name.
+
+    A bare official name such as ``yolov8n.pt`` that is not a local file goes through
+    Ultralytics' own loader, which downloads the official weights when online.
+
+    Raises:
+        FileNotFoundError: ``weights`` names a path (it has a folder part) that does not exist.
+        ValueError: the file exists but Ultralytics cannot load it as a YOLO checkpoint.
+    """
+    weights = Path(weights)
+    if not weights.exists() and weights.parent != Path("."):
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    try:
+        return YOLO(str(weights))
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # Ultralytics raises many types for a bad checkpoint; name the file.
+        raise ValueError(f"cannot load {weights} as an Ultralytics YOLO model: {error}") from error
+
+
+class UltralyticsDetector:
+    """A YOLO model (any Ultralytics detection checkpoint or yaml) behind the Detector protocol.
+
+    Args:
+        weights: a local ``.pt``/``.yaml`` path or an official name (``yolov8n.pt``).
+        category_ids_by_name: the dataset's ``{category name: id}``; model classes map by name.
+        imgsz: inference size; default: the size the checkpoint was trained at (640 if unknown).
+        conf, iou, max_det: NMS settings, Ultralytics' validation defaults.
+        device: torch device string (``"cpu"``, ``"0"``...).
+        half: fp16 inference (GPU only).
+        class_names: override the checkpoint's class names (e.g. a yaml-built model).
+        name: how the model is named in tables and errors; default: the weights' file name.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path,
+        category_ids_by_name: Mapping[str, int],
+        *,
+        imgsz: int | None = None,
+        conf: float = 0.001,
+        iou: float = 0.7,
+        max_det: int = 300,
+        device: str = "cpu",
+        half: bool = False,
+        class_names: Mapping[int, str] | Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or Path(weights).name
+        self.model = load_yolo(weights)
+        self.category_ids = category_lookup(class_names or self.model.names, category_ids_by_name, self.name)
+        self.predict_args = dict(
+            imgsz=imgsz or self.model.overrides.get("imgsz", 640),
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            device=device,
+            quantize=16 if half else 32,
+            verbose=False,
+            save=False,
+        )
+        self._flops = FlopsCache(self._forward_one_image)
+
+    @property
+    def uncounted_ops(self) -> tuple[str, ...]:
+        """Ops that ran but are not in the GFLOPs (see :mod:`tinysaver_det.flops`)."""
+        return self._flops.uncounted_ops
+
+    def predict(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> Prediction:
+        """Detect on a batch of BGR uint8 images (one Ultralytics batch)."""
+        if len(images) != len(image_ids):
+            raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
+        if not images:
+            return Prediction([], [], [], [])
+        start = perf_counter()
+        results = self.model.predict(
+            list(images), predictor=_EvaluationPredictor, batch=len(images), **self.predict_args
+        )
+        seconds = (perf_counter() - start) / len(images)
+        height, width = self.model.predictor.input_shape[2:]
+        gflops = self._flops((height, width)).gflops
+        detections = [self._to_detections(result, image_id) for result, image_id in zip(results, image_ids)]
+        n = len(images)
+        return Prediction(detections, [gflops] * n, [seconds] * n, [(height, width)] * n)
+
+    def _to_detections(self, result, image_id: int) -> Detections:
+        boxes = result.boxes.cpu().numpy()
+        return Detections(image_id, boxes.xyxy, boxes.conf, self.category_ids[boxes.cls.astype(np.int64)])
+
+    def _forward_one_image(self, shape: tuple[int, int]):
+        backend = self.model.predictor.model  # AutoBackend holding the fused nn.Module that ran
+        network = backend.model
+        dummy = torch.zeros((1, 3, *shape), device=backend.device, dtype=torch.float16 if backend.fp16 else torch.float32)
+        return lambda: network(dummy)

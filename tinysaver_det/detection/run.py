@@ -1,0 +1,204 @@
+"""A cascade run over a COCO-format dataset: per-image records, COCO results, metrics, tables.
+
+Layout of a run directory (``--out``):
+
+===========================  ===============================================================
+``records.jsonl``            one row per image: ``file_name`` and :class:`ImageRecord` fields
+``saver_predictions.jsonl``  the saver's detections per image (xyxy boxes) with gflops, seconds
+``base_predictions.jsonl``   the base's detections for every image it ran on (all with --full)
+``results.json``             the cascade's detections, standard COCO results format
+``results_saver.json``       the saver's detections on every image, COCO results format
+``results_base.json``        the base's, written when it ran on every image (--full)
+``summary.json``             settings, metric rows, exit ratio, GFLOPs, FLOPs convention
+``summary.md``               the same as a markdown table
+===========================  ===============================================================
+
+The json-lines files are appended and flushed after each batch; the final files are written
+atomically (:mod:`tinysaver_det.io`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+from tqdm import tqdm
+
+from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput
+from tinysaver_det.detection.dataset import CocoDataset
+from tinysaver_det.detection.images import load_image
+from tinysaver_det.detection.metrics import METRIC_KEYS, coco_bbox_metrics, load_coco
+from tinysaver_det.detection.types import Detections
+from tinysaver_det.flops import FLOPS_CONVENTION
+from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl
+
+RECORDS = "records.jsonl"
+SAVER_PREDICTIONS = "saver_predictions.jsonl"
+BASE_PREDICTIONS = "base_predictions.jsonl"
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One line of the summary table: a system (the cascade, or one model alone) and its numbers.
+
+    ``images_per_second`` counts model time (pre-processing, forward, NMS), not image decoding.
+    """
+
+    name: str
+    metrics: dict
+    gflops_per_image: float
+    exit_ratio: float | None
+    images_per_second: float
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run measured; ``rows[0]`` is the cascade."""
+
+    saver: str
+    base: str
+    threshold: float
+    min_score: float
+    confidence: str
+    n_images: int
+    batch_size: int
+    rows: list[EvalRow]
+    wall_seconds: float
+    flops_convention: str
+    uncounted_ops: dict
+
+    @property
+    def cascade(self) -> EvalRow:
+        return self.rows[0]
+
+    def to_markdown(self) -> str:
+        """The summary table, with the FLOPs convention and what it leaves out."""
+        header = ["system", *METRIC_KEYS[:6], "GFLOPs/img", "exit ratio", "img/s"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in self.rows:
+            exit_ratio = "-" if row.exit_ratio is None else f"{row.exit_ratio:.3f}"
+            cells = [row.name, *(f"{row.metrics[k]:.4f}" for k in METRIC_KEYS[:6])]
+            cells += [f"{row.gflops_per_image:.3f}", exit_ratio, f"{row.images_per_second:.1f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        not_counted = "; ".join(f"{model}: {', '.join(ops) or 'none'}" for model, ops in self.uncounted_ops.items())
+        lines += [
+            "",
+            f"{self.n_images} images, threshold t = {self.threshold:g} ({self.confidence} score of boxes >= "
+            f"{self.min_score:g}), batch {self.batch_size}, {self.wall_seconds:.1f} s wall-clock.",
+            f"GFLOPs per image at the input shapes actually run; {FLOPS_CONVENTION}. Not counted: {not_counted}.",
+            "img/s: model time only (pre-processing, forward, NMS), image decoding excluded.",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _prediction_row(output: ModelOutput) -> dict:
+    return {**output.detections.to_dict(), "gflops": output.gflops, "seconds": output.seconds}
+
+
+def _coco_results(detections) -> list[dict]:
+    return [entry for dets in detections for entry in dets.to_coco()]
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def evaluate_cascade(
+    cascade: Cascade,
+    dataset: CocoDataset,
+    out_dir: str | Path,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> RunSummary:
+    """Run ``cascade`` on every image of ``dataset``, write the run directory, return the summary.
+
+    With ``cascade.run_base_on_all`` the summary also has saver-alone and base-alone rows from
+    the same run, and the run directory holds everything a threshold sweep needs.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (RECORDS, SAVER_PREDICTIONS, BASE_PREDICTIONS):
+        (out_dir / name).unlink(missing_ok=True)
+    outputs: list[CascadeOutput] = []
+    start = perf_counter()
+    with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / SAVER_PREDICTIONS) as saver_file, JsonlWriter(
+        out_dir / BASE_PREDICTIONS
+    ) as base_file, tqdm(total=len(dataset), desc="cascade", unit="img", disable=not progress) as bar:
+        for infos in _batches(dataset.images, batch_size):
+            images = [load_image(dataset.path(info)) for info in infos]
+            batch = cascade(images, [info.image_id for info in infos])
+            records.write_many(
+                {"file_name": info.file_name, **dataclasses.asdict(out.record)} for info, out in zip(infos, batch)
+            )
+            saver_file.write_many(_prediction_row(out.saver) for out in batch)
+            base_file.write_many(_prediction_row(out.base) for out in batch if out.base is not None)
+            outputs.extend(batch)
+            bar.update(len(infos))
+    wall_seconds = perf_counter() - start
+    summary = _summarize(cascade, dataset, outputs, batch_size, wall_seconds, out_dir)
+    atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
+    atomic_write_text(out_dir / "summary.md", summary.to_markdown())
+    return summary
+
+
+def _summarize(cascade, dataset, outputs, batch_size, wall_seconds, out_dir) -> RunSummary:
+    ground_truth = load_coco(dataset.annotation_file)
+    image_ids = dataset.image_ids
+    n = len(outputs)
+
+    def row(name: str, detections: list[Detections], gflops, seconds, exit_ratio=None) -> EvalRow:
+        results = _coco_results(detections)
+        atomic_write_json(out_dir / f"results{'' if name == 'cascade' else '_' + name}.json", results)
+        metrics = coco_bbox_metrics(ground_truth, results, image_ids)
+        return EvalRow(name, metrics, float(np.mean(gflops)), exit_ratio, n / max(float(np.sum(seconds)), 1e-12))
+
+    records = [out.record for out in outputs]
+    rows = [
+        row(
+            "cascade",
+            [out.detections for out in outputs],
+            [r.saver_gflops + r.base_gflops for r in records],
+            [r.seconds for r in records],
+            exit_ratio=float(np.mean([r.exited for r in records])),
+        ),
+        row("saver", [o.saver.detections for o in outputs], [o.saver.gflops for o in outputs],
+            [o.saver.seconds for o in outputs]),
+    ]
+    if cascade.run_base_on_all:
+        rows.append(
+            row("base", [o.base.detections for o in outputs], [o.base.gflops for o in outputs],
+                [o.base.seconds for o in outputs])
+        )
+    return RunSummary(
+        saver=cascade.saver.name,
+        base=cascade.base.name,
+        threshold=cascade.policy.threshold,
+        min_score=cascade.min_score,
+        confidence=cascade.confidence_name,
+        n_images=n,
+        batch_size=batch_size,
+        rows=rows,
+        wall_seconds=wall_seconds,
+        flops_convention=FLOPS_CONVENTION,
+        uncounted_ops={
+            "saver": list(getattr(cascade.saver, "uncounted_ops", ())),
+            "base": list(getattr(cascade.base, "uncounted_ops", ())),
+        },
+    )
+
+
+def load_predictions(out_dir: str | Path, model: str) -> dict[int, ModelOutput]:
+    """A run directory's cached predictions of ``model`` (``"saver"`` or ``"base"``) by image id."""
+    path = Path(out_dir) / (SAVER_PREDICTIONS if model == "saver" else BASE_PREDICTIONS)
+    if model not in ("saver", "base"):
+        raise ValueError(f"model must be 'saver' or 'base', got {model!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no {model} predictions in {out_dir}: {path.name} is missing")
+    rows = read_jsonl(path)
+    return {r["image_id"]: ModelOutput(Detections.from_dict(r), r["gflops"], r["seconds"]) for r in rows}
