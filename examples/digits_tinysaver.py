@@ -7,9 +7,9 @@ test splits in the authors' npz format, reads them back, chooses the saver with 
 on the test split. Everything after training is a library call
 (:func:`tinysaver_det.classification.study_savers`).
 
-Costs are FLOPs per image counted by ``torch.utils.flop_counter.FlopCounterMode`` at batch size 1,
-which counts FLOPs = 2 * MACs for convolutions and matrix products only (activations, pooling and
-the softmax are left out; they are tiny next to the matrix products here).
+Costs are FLOPs per image counted by :func:`tinysaver_det.flops.count_flops` at batch size 1, the
+counter the detection cascade uses: FLOPs = 2 * MACs for convolutions and matrix products only
+(activations, pooling and the softmax are left out; they are tiny next to the matrix products here).
 
 Usage (from the repository root)::
 
@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from tinysaver_det.classification import (
     ModelRecords,
@@ -36,13 +35,11 @@ from tinysaver_det.classification import (
     study_savers,
     write_study_csv,
 )
+from tinysaver_det.flops import FLOPS_CONVENTION, count_flops
 
 BASE = "cnn_base"
 COST_LABEL = "FLOPs"
-COST_NOTE = (
-    "Costs: FLOPs per 8x8 image (FLOPs = 2 * MACs; convolutions and matrix products, "
-    "torch.utils.flop_counter). C/C_B: cascade cost relative to the base alone."
-)
+COST_NOTE = f"Costs: FLOPs per 8x8 image ({FLOPS_CONVENTION}). C/C_B: cascade cost relative to the base alone."
 
 
 class _Image(nn.Module):
@@ -98,13 +95,6 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int
     return model.eval()
 
 
-def count_flops(model: nn.Module) -> int:
-    """FLOPs (= 2 * MACs) of one forward pass of one image."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, 64))
-    return counter.get_total_flops()
-
-
 def probabilities(model: nn.Module, x: np.ndarray) -> np.ndarray:
     """Softmax over the 10 classes, (N, 10)."""
     with torch.no_grad():
@@ -130,7 +120,10 @@ def main(argv=None) -> SaverStudy:
             for split, x, labels in (("train", x_train, y_train), ("test", x_test, y_test))
         }
         records[name] = ModelRecords(
-            name, float(count_flops(model)), load_record(paths["train"]), load_record(paths["test"])
+            name,
+            count_flops(lambda: model(torch.zeros(1, 64))).gflops * 1e9,
+            load_record(paths["train"]),
+            load_record(paths["test"]),
         )
 
     base = records.pop(BASE)

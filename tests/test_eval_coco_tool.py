@@ -84,7 +84,7 @@ def test_summary_numbers_are_consistent_with_records(full_run):
 
 def test_markdown_table_names_the_flops_convention(full_run):
     table = (full_run / "summary.md").read_text()
-    assert "| cascade |" in table and "FLOPs = 2 x MACs" in table and "Not counted" in table
+    assert "| cascade |" in table and "FLOPs = 2 * MACs" in table and "Not counted" in table
 
 
 def test_default_run_prints_the_headline_numbers(tmp_path, capsys):

@@ -18,7 +18,7 @@ def test_yolov8_gflops_match_ultralytics_published(variant):
 
 
 def test_convention_is_stated():
-    assert "2 x MACs" in FLOPS_CONVENTION
+    assert "2 * MACs" in FLOPS_CONVENTION
 
 
 def test_linear_layer_counts_two_flops_per_mac():
