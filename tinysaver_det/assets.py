@@ -18,6 +18,12 @@ _DEFAULT_ASSETS = _REPO_ROOT.parent / "shared" / "assets"
 DEMO_SAVER = "demo/weights/yolov8p_shapes.pt"
 DEMO_BASE = "demo/weights/yolov8s_shapes.pt"
 DEMO_IMAGES = "demo/shapes/val/images"
+#: The demo ladder (``demo/README.md``): pico (0.22 GFLOPs@256), n (1.31), s (4.59), cheapest first.
+DEMO_LADDER = {
+    "pico": "demo/weights/yolov8p_shapes.pt",
+    "n": "demo/weights/yolov8n_shapes.pt",
+    "s": "demo/weights/yolov8s_shapes.pt",
+}
 DEMO_ANNOTATIONS = "demo/shapes/val/instances_val.json"
 COCO_IMAGES = "coco/val2017"
 COCO_ANNOTATIONS = "coco/annotations/instances_val2017_subset.json"
@@ -51,3 +57,15 @@ def asset_path(relative: str) -> Path:
             f"missing asset {relative!r} (looked for {path}); set {ASSETS_ENV} to the folder holding it"
         )
     return path
+
+
+def demo_weights(name: str) -> Path:
+    """Weights of a demo ladder model by name, ``pico``/``n``/``s`` (a ``demo:`` prefix is accepted).
+
+    >>> demo_weights("demo:n").name
+    'yolov8n_shapes.pt'
+    """
+    key = name.removeprefix("demo:")
+    if key not in DEMO_LADDER:
+        raise ValueError(f"unknown demo model {name!r}; choose one of {sorted(DEMO_LADDER)}")
+    return asset_path(DEMO_LADDER[key])

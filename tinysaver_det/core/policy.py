@@ -62,10 +62,48 @@ def topk_mean_score(scores, min_score: float = DEFAULT_MIN_SCORE, k: int = 3) ->
     return float(kept.mean()) if kept.size else 0.0
 
 
+def high_score_share(scores, min_score: float = DEFAULT_MIN_SCORE, high: float = 0.5) -> float:
+    """Share of the boxes scoring ``>= high`` among those scoring ``>= min_score``; 0.0 when none.
+
+    High when the saver's answer is made of a few sure boxes, low when a sure box is drowned in
+    hesitant ones.
+
+    >>> high_score_share([0.9, 0.6, 0.3, 0.1, 0.01])
+    0.5
+    """
+    if high < min_score:
+        raise ValueError(f"high ({high!r}) must be >= min_score ({min_score!r})")
+    kept = _kept_scores(scores, min_score)
+    return float((kept >= high).mean()) if kept.size else 0.0
+
+
+def entropy_confidence(scores, min_score: float = DEFAULT_MIN_SCORE) -> float:
+    """One minus the mean binary entropy (bits) of the scores ``>= min_score``; 0.0 when none.
+
+    Each kept box is read as a yes/no answer with probability ``score``: a box at 0.5 is a coin
+    toss (entropy 1 bit), one near 1 (or near the floor) is decided. The image is as confident as
+    its boxes are decided on average, in [0, 1].
+
+    >>> round(entropy_confidence([1.0, 0.5]), 9)
+    0.5
+    >>> entropy_confidence([0.01])
+    0.0
+    """
+    kept = np.clip(_kept_scores(scores, min_score), 1e-12, 1 - 1e-12)
+    if not kept.size:
+        return 0.0
+    entropy = -(kept * np.log2(kept) + (1 - kept) * np.log2(1 - kept))
+    return float(1.0 - entropy.mean())
+
+
+#: The named confidence functions, all ``(scores, min_score) -> float`` in [0, 1], 0.0 for an image
+#: with no box ``>= min_score``. ``"mean"`` is the paper's rule and the default everywhere.
 CONFIDENCE_FUNCTIONS: Mapping[str, ConfidenceFunction] = {
     "mean": image_confidence,
     "max": max_score,
     "topk_mean": topk_mean_score,
+    "high_share": high_score_share,
+    "entropy": entropy_confidence,
 }
 
 

@@ -51,7 +51,8 @@ def r_match(confidences, metric: SystemMetric, thresholds=None) -> RMatch:
     For each cut point ``t`` the exited subset is ``conf >= t`` (the cascade rule of
     :class:`~tinysaver_det.core.policy.ExitPolicy`), so samples with equal confidence always enter
     the subset together and the exit ratios are those the cascade can actually reach. The saver
-    matches when ``metric.subset("saver", mask) >= metric.subset("base", mask)``.
+    matches when ``metric.subset("saver", mask) >= metric.subset("base", mask)``. A metric may also
+    offer ``subset_many(model, masks (P, N)) -> (P,)``, which is then used for all cut points at once.
 
     Which cut points:
         * ``thresholds=None`` (default): every distinct confidence. This is exact (no ratio between
@@ -85,8 +86,13 @@ def r_match(confidences, metric: SystemMetric, thresholds=None) -> RMatch:
     masks = exit_masks(conf, cuts)
     nonempty = masks.any(axis=1)
     cuts, masks = cuts[nonempty], masks[nonempty]
-    saver = np.array([metric.subset("saver", m) for m in masks], dtype=np.float64)
-    base = np.array([metric.subset("base", m) for m in masks], dtype=np.float64)
+    subset_many = getattr(metric, "subset_many", None)  # one vectorised call per model when offered
+    if subset_many is not None and len(masks):
+        saver = np.asarray(subset_many("saver", masks), dtype=np.float64)
+        base = np.asarray(subset_many("base", masks), dtype=np.float64)
+    else:
+        saver = np.array([metric.subset("saver", m) for m in masks], dtype=np.float64)
+        base = np.array([metric.subset("base", m) for m in masks], dtype=np.float64)
     ratios = masks.mean(axis=1)
     matched = np.flatnonzero(saver >= base)
     if matched.size:

@@ -1,13 +1,20 @@
-"""The detection cascade: the saver answers the images it is confident on, the base the rest."""
+"""The detection cascade: the saver answers the images it is confident on, the base the rest.
+
+:class:`MultiStageCascade` runs K >= 2 detectors, cheapest first, with one threshold per stage but
+the last (the rule of :mod:`tinysaver_det.core.multistage`); :class:`Cascade` is its two-stage form
+with the saver/base vocabulary of the paper and of the run directory.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence, Union
 
 import numpy as np
 
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction, ExitPolicy, resolve_confidence
+from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ExitPolicy
+from tinysaver_det.core.router import Router, resolve_router
 from tinysaver_det.detection.types import Detections, Detector, Prediction
 
 
@@ -48,12 +55,132 @@ class CascadeOutput:
     base: ModelOutput | None
 
 
-def _outputs(prediction: Prediction) -> list[ModelOutput]:
+def model_outputs(prediction: Prediction) -> list[ModelOutput]:
+    """One :class:`ModelOutput` per image of a batch prediction."""
     return [ModelOutput(*fields) for fields in zip(prediction.detections, prediction.gflops, prediction.seconds)]
 
 
-class Cascade:
-    """TinySaver for detection (paper Sec. 4.5).
+#: What ``confidence=`` accepts: a name of ``CONFIDENCE_FUNCTIONS``, a callable ``(scores, min_score) -> float``,
+#: a :class:`~tinysaver_det.core.router.Router` (sees the whole Detections), or a router file path (.json).
+ConfidenceOption = Union[str, os.PathLike, Router, Callable[..., float]]
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """What a multi-stage cascade did with one image.
+
+    Attributes:
+        detections: the answer: the full detection list of the stage that answered.
+        stage: index of that stage (0 = the cheapest model).
+        confidences: the confidence of each non-final stage the image reached, in order.
+        outputs: one entry per stage: that model's output, or None where it did not run.
+        gflops: GFLOPs the cascade spent: the stages ``0..stage`` (not the extra runs of ``run_all``).
+        seconds: model seconds spent, likewise.
+    """
+
+    detections: Detections
+    stage: int
+    confidences: tuple[float, ...]
+    outputs: tuple[ModelOutput | None, ...]
+    gflops: float
+    seconds: float
+
+
+def _per_stage(option, n: int, name: str) -> list:
+    if isinstance(option, (list, tuple)):
+        if len(option) != n:
+            raise ValueError(f"{name}: {len(option)} given for {n} stages that exit (one per stage but the last)")
+        return list(option)
+    return [option] * n
+
+
+class MultiStageCascade:
+    """K >= 2 detectors, cheapest first: an image stops at the first stage whose confidence reaches
+    that stage's threshold; the last stage answers every image that reaches it.
+
+    Each stage runs once per batch on the images still pending, as one batch.
+
+    Args:
+        stages: the detectors, cheapest first.
+        thresholds: one per stage but the last (``>= 0``; above 1 that stage never answers).
+        min_score: score floor given to score-function confidences.
+        confidence: one option for every exiting stage, or a sequence with one per exiting stage:
+            a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS``, a callable
+            ``(scores, min_score) -> float``, a router object, or a router file (``.json``); see
+            :func:`tinysaver_det.core.router.resolve_router`.
+        run_all: run every stage on every image (to cache all answers for offline sweeps); the
+            routing and the cost counted are unchanged.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Detector],
+        thresholds: Sequence[float],
+        min_score: float = DEFAULT_MIN_SCORE,
+        confidence: ConfidenceOption | Sequence[ConfidenceOption] = "mean",
+        run_all: bool = False,
+    ) -> None:
+        self.stages = list(stages)
+        if len(self.stages) < 2:
+            raise ValueError(f"a cascade needs at least 2 stages, got {len(self.stages)}")
+        thresholds = [thresholds] if np.ndim(thresholds) == 0 else list(thresholds)
+        if len(thresholds) != len(self.stages) - 1:
+            raise ValueError(
+                f"thresholds: {len(thresholds)} given for {len(self.stages)} stages; give one per stage but the last"
+            )
+        self.policies = [ExitPolicy(t) for t in thresholds]
+        self.min_score = float(min_score)
+        self.routers = [resolve_router(c, self.min_score) for c in _per_stage(confidence, len(self.policies), "confidence")]
+        self.run_all = run_all
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return tuple(policy.threshold for policy in self.policies)
+
+    def run(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> list[StageOutput]:
+        """Run the cascade on one batch of BGR uint8 images."""
+        n, last = len(images), len(self.stages) - 1
+        outputs: list[list[ModelOutput | None]] = [[None] * len(self.stages) for _ in range(n)]
+        confidences: list[list[float]] = [[] for _ in range(n)]
+        answered_at = [last] * n
+        pending = list(range(n))
+        for k, model in enumerate(self.stages):
+            to_run = list(range(n)) if self.run_all else pending
+            if not to_run:
+                break
+            prediction = model.predict([images[i] for i in to_run], [image_ids[i] for i in to_run])
+            for i, output in zip(to_run, model_outputs(prediction)):
+                outputs[i][k] = output
+            if k == last:
+                break
+            still_pending = []
+            for i in pending:
+                confidence = float(self.routers[k](outputs[i][k].detections))
+                confidences[i].append(confidence)
+                if self.policies[k].exits(confidence):
+                    answered_at[i] = k
+                else:
+                    still_pending.append(i)
+            pending = still_pending
+        return [self._answer(outputs[i], answered_at[i], confidences[i]) for i in range(n)]
+
+    @staticmethod
+    def _answer(outputs: list[ModelOutput | None], stage: int, confidences: list[float]) -> StageOutput:
+        spent = outputs[: stage + 1]
+        return StageOutput(
+            detections=outputs[stage].detections,
+            stage=stage,
+            confidences=tuple(confidences),
+            outputs=tuple(outputs),
+            gflops=float(sum(o.gflops for o in spent)),
+            seconds=float(sum(o.seconds for o in spent)),
+        )
+
+    __call__ = run
+
+
+class Cascade(MultiStageCascade):
+    """TinySaver for detection (paper Sec. 4.5): the two-stage :class:`MultiStageCascade`.
 
     The saver runs on every image of a batch. An image whose confidence (default: mean score of
     its boxes >= ``min_score``, 0 with none) is ``>= threshold`` keeps the saver's full detection
@@ -63,8 +190,10 @@ class Cascade:
         saver, base: any :class:`~tinysaver_det.detection.types.Detector`.
         threshold: exit threshold t; 0 keeps every saver answer, t > 1 sends everything to the base.
         min_score: boxes below it do not count towards the confidence (they stay in the answer).
-        confidence: a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS`` or a callable
-            ``(scores, min_score) -> float``.
+        confidence: a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS``, a callable
+            ``(scores, min_score) -> float``, a router object that sees the saver's whole
+            Detections (e.g. a learned :class:`~tinysaver_det.core.router.LogisticRouter`), or the
+            path of a router file (``.json``).
         run_base_on_all: also run the base on exited images, so that every image has both models'
             predictions and later threshold sweeps need no re-run (``--full``).
     """
@@ -75,42 +204,31 @@ class Cascade:
         base: Detector,
         threshold: float,
         min_score: float = DEFAULT_MIN_SCORE,
-        confidence: str | ConfidenceFunction = "mean",
+        confidence: ConfidenceOption = "mean",
         run_base_on_all: bool = False,
     ) -> None:
-        self.saver = saver
-        self.base = base
-        self.policy = ExitPolicy(threshold)
-        self.min_score = float(min_score)
-        self.confidence = resolve_confidence(confidence)
-        self.confidence_name = confidence if isinstance(confidence, str) else getattr(confidence, "__name__", "custom")
+        super().__init__([saver, base], [threshold], min_score, confidence, run_all=run_base_on_all)
+        self.saver, self.base = saver, base
+        self.policy = self.policies[0]
+        self.router = self.routers[0]
+        self.confidence_name = self.router.name
         self.run_base_on_all = run_base_on_all
 
     def __call__(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> list[CascadeOutput]:
         """Run the cascade on one batch of BGR uint8 images."""
-        saver_outputs = _outputs(self.saver.predict(images, image_ids))
-        confidences = [self.confidence(out.detections.scores, self.min_score) for out in saver_outputs]
-        exits = [self.policy.exits(c) for c in confidences]
-        to_base = [i for i, exited in enumerate(exits) if self.run_base_on_all or not exited]
-        base_prediction = self.base.predict([images[i] for i in to_base], [image_ids[i] for i in to_base])
-        base_outputs: list[ModelOutput | None] = [None] * len(images)
-        for i, output in zip(to_base, _outputs(base_prediction)):
-            base_outputs[i] = output
-        return [
-            self._combine(saver_out, base_out, confidence, exited)
-            for saver_out, base_out, confidence, exited in zip(saver_outputs, base_outputs, confidences, exits)
-        ]
+        return [self._combine(out) for out in self.run(images, image_ids)]
 
     @staticmethod
-    def _combine(saver: ModelOutput, base: ModelOutput | None, confidence: float, exited: bool) -> CascadeOutput:
-        answer = saver if exited else base
+    def _combine(out: StageOutput) -> CascadeOutput:
+        saver, base = out.outputs
+        exited = out.stage == 0
         record = ImageRecord(
             image_id=saver.detections.image_id,
-            confidence=confidence,
+            confidence=out.confidences[0],
             exited=exited,
-            n_boxes=len(answer.detections),
+            n_boxes=len(out.detections),
             saver_gflops=saver.gflops,
             base_gflops=0.0 if exited else base.gflops,
-            seconds=saver.seconds + (0.0 if exited else base.seconds),
+            seconds=out.seconds,
         )
-        return CascadeOutput(answer.detections, record, saver, base)
+        return CascadeOutput(out.detections, record, saver, base)

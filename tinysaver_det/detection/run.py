@@ -13,6 +13,10 @@ Layout of a run directory (``--out``):
 ``summary.md``               the same as a markdown table
 ===========================  ===============================================================
 
+One model alone can also be cached in the same per-image format with :func:`predict_dataset`
+(``tools/predict_coco.py``): a ``<name>_predictions.jsonl`` file, read back by
+:func:`read_predictions` like the saver/base files of a cascade run.
+
 The json-lines files are appended and flushed after each batch; the final files are written
 atomically (:mod:`tinysaver_det.io`).
 """
@@ -27,11 +31,11 @@ from time import perf_counter
 import numpy as np
 from tqdm import tqdm
 
-from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput
+from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput, model_outputs
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.images import load_image
 from tinysaver_det.detection.metrics import METRIC_KEYS, coco_bbox_metrics, load_coco
-from tinysaver_det.detection.types import Detections
+from tinysaver_det.detection.types import Detections, Detector
 from tinysaver_det.flops import FLOPS_CONVENTION
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl
 
@@ -193,12 +197,45 @@ def _summarize(cascade, dataset, outputs, batch_size, wall_seconds, out_dir) -> 
     )
 
 
-def load_predictions(out_dir: str | Path, model: str) -> dict[int, ModelOutput]:
-    """A run directory's cached predictions of ``model`` (``"saver"`` or ``"base"``) by image id."""
-    path = Path(out_dir) / (SAVER_PREDICTIONS if model == "saver" else BASE_PREDICTIONS)
-    if model not in ("saver", "base"):
-        raise ValueError(f"model must be 'saver' or 'base', got {model!r}")
+def read_predictions(path: str | Path) -> dict[int, ModelOutput]:
+    """Per-image predictions of one model from a ``*_predictions.jsonl`` file, by image id."""
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no {model} predictions in {out_dir}: {path.name} is missing")
+        raise FileNotFoundError(f"predictions file not found: {path}")
     rows = read_jsonl(path)
     return {r["image_id"]: ModelOutput(Detections.from_dict(r), r["gflops"], r["seconds"]) for r in rows}
+
+
+def load_predictions(out_dir: str | Path, model: str) -> dict[int, ModelOutput]:
+    """A run directory's cached predictions of ``model`` (``"saver"`` or ``"base"``) by image id."""
+    if model not in ("saver", "base"):
+        raise ValueError(f"model must be 'saver' or 'base', got {model!r}")
+    path = Path(out_dir) / (SAVER_PREDICTIONS if model == "saver" else BASE_PREDICTIONS)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {model} predictions in {out_dir}: {path.name} is missing")
+    return read_predictions(path)
+
+
+def predict_dataset(
+    detector: Detector, dataset: CocoDataset, path: str | Path, batch_size: int = 32, progress: bool = True
+) -> Path:
+    """Run one model on every image of ``dataset`` and cache its per-image predictions at ``path``.
+
+    The rows are those of a cascade run's ``saver_predictions.jsonl`` (detections, per-image GFLOPs
+    and seconds, the seconds being the batch's model time divided by its size), so
+    :func:`read_predictions` reads either. The file is rewritten from scratch and flushed per batch.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with JsonlWriter(path) as writer, tqdm(
+        total=len(dataset), desc=detector.name, unit="img", disable=not progress
+    ) as bar:
+        for infos in _batches(dataset.images, batch_size):
+            images = [load_image(dataset.path(info)) for info in infos]
+            prediction = detector.predict(images, [info.image_id for info in infos])
+            writer.write_many(_prediction_row(output) for output in model_outputs(prediction))
+            bar.update(len(infos))
+    return path

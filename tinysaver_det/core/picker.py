@@ -1,0 +1,134 @@
+"""Choosing an operating point on a calibration split and checking it on a held-out split.
+
+TinySaver warns (Sec. 3.3) that a threshold chosen on one split drifts on another. The picker makes
+that visible: a :class:`Target` (largest drop of the primary metric against the last model alone,
+or a cost budget in some unit) selects one row of a calibration sweep (:func:`pick`), and
+:func:`held_out_gap` reports what the same thresholds give on held-out data, gap included.
+
+Rules, on the calibration rows:
+    * ``max_drop``: the cheapest row (in ``unit``) whose metric is ``>= reference - drop``
+      (``reference``: the last model alone on the same split); ties: better metric, then first row.
+    * ``budget``: the best row whose cost in ``unit`` is ``<= value``; ties: cheaper, then first row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from tinysaver_det.core.multistage import StageRow
+
+#: Absorbs float rounding in ``reference - drop`` and in budgets; far below one sample in 1e9.
+_TOLERANCE = 1e-9
+
+_KINDS = ("max_drop", "budget")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the operating point must achieve.
+
+    Attributes:
+        kind: ``"max_drop"`` (absolute drop of the primary metric, 0.01 = one point) or ``"budget"``.
+        value: the drop, or the budget in ``unit``.
+        unit: the cost unit: the one a budget is in, or the one a ``max_drop`` pick minimises.
+    """
+
+    kind: str
+    value: float
+    unit: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"target kind must be one of {_KINDS}, got {self.kind!r}")
+        if not self.value >= 0:
+            raise ValueError(f"target value must be a number >= 0, got {self.value!r}")
+
+    @property
+    def label(self) -> str:
+        """``"AP drop <= 1pt"``-style text for tables (the metric name is added by the caller)."""
+        if self.kind == "max_drop":
+            return f"drop <= {self.value * 100:g}pt ({self.unit})"
+        return f"{self.unit} <= {self.value:g}"
+
+    def met(self, row: StageRow, primary: str, reference: float) -> bool:
+        """Whether ``row`` satisfies the target against ``reference`` (the last model alone)."""
+        if self.kind == "max_drop":
+            return row.metrics[primary] >= reference - self.value - _TOLERANCE
+        return row.costs[self.unit] <= self.value + _TOLERANCE
+
+
+def pick(rows: Sequence[StageRow], target: Target, primary: str, reference: float) -> StageRow | None:
+    """The calibration row chosen for ``target``; None when no row meets it.
+
+    >>> rows = [StageRow((0.2,), (0.8, 0.2), {"GFLOPs": 1.0}, {"AP": 0.40}),
+    ...         StageRow((0.5,), (0.3, 0.7), {"GFLOPs": 3.0}, {"AP": 0.49})]
+    >>> pick(rows, Target("max_drop", 0.01, "GFLOPs"), "AP", 0.50).thresholds
+    (0.5,)
+    >>> pick(rows, Target("budget", 2.0, "GFLOPs"), "AP", 0.50).thresholds
+    (0.2,)
+    >>> pick(rows, Target("budget", 0.5, "GFLOPs"), "AP", 0.50) is None
+    True
+    """
+    valid = [(i, r) for i, r in enumerate(rows) if not math.isnan(r.metrics[primary])]
+    meeting = [(i, r) for i, r in valid if target.met(r, primary, reference)]
+    if not meeting:
+        return None
+    if target.kind == "max_drop":
+        key = lambda item: (item[1].costs[target.unit], -item[1].metrics[primary], item[0])  # noqa: E731
+    else:
+        key = lambda item: (-item[1].metrics[primary], item[1].costs[target.unit], item[0])  # noqa: E731
+    return min(meeting, key=key)[1]
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A target, the thresholds picked on calibration, and what they give on both splits.
+
+    Attributes:
+        target: what was asked.
+        calibration: the picked calibration row (None: not reachable on calibration).
+        held_out: the same thresholds applied on the held-out split (None when nothing was picked).
+        reference_calibration, reference_held_out: the last model alone on each split (primary metric).
+        met_held_out: whether the held-out row still meets the target (against the held-out reference).
+    """
+
+    target: Target
+    calibration: StageRow | None
+    held_out: StageRow | None
+    reference_calibration: float
+    reference_held_out: float
+    met_held_out: bool | None
+
+    def gap(self, primary: str, unit: str) -> tuple[float, float] | None:
+        """Held-out minus calibration: (primary metric, cost in ``unit``); None when nothing was picked."""
+        if self.calibration is None or self.held_out is None:
+            return None
+        return (
+            self.held_out.metrics[primary] - self.calibration.metrics[primary],
+            self.held_out.costs[unit] - self.calibration.costs[unit],
+        )
+
+
+def held_out_gap(
+    target: Target,
+    calibration_rows: Sequence[StageRow],
+    evaluate_held_out,
+    primary: str,
+    reference_calibration: float,
+    reference_held_out: float,
+) -> OperatingPoint:
+    """Pick on calibration, apply the same thresholds on held-out, and say whether the target still holds.
+
+    Args:
+        target: the :class:`Target`.
+        calibration_rows: the calibration sweep.
+        evaluate_held_out: ``thresholds -> StageRow`` on the held-out split.
+        primary: the metric key.
+        reference_calibration, reference_held_out: the last model alone on each split.
+    """
+    chosen = pick(calibration_rows, target, primary, reference_calibration)
+    held_out = None if chosen is None else evaluate_held_out(chosen.thresholds)
+    met = None if held_out is None else target.met(held_out, primary, reference_held_out)
+    return OperatingPoint(target, chosen, held_out, reference_calibration, reference_held_out, met)
