@@ -39,7 +39,7 @@ from tinysaver_det.flops import FLOPS_CONVENTION, count_flops
 
 BASE = "cnn_base"
 COST_LABEL = "FLOPs"
-COST_NOTE = f"Costs: FLOPs per 8x8 image ({FLOPS_CONVENTION}). C/C_B: cascade cost relative to the base alone."
+COST_NOTE = f"Costs: FLOPs per 8x8 image; {FLOPS_CONVENTION}. C/C_B: cascade cost relative to the base alone."
 
 
 class _Image(nn.Module):

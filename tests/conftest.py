@@ -1,6 +1,8 @@
 """Shared fixtures: the demo models and datasets from the assets folder (``TINYSAVER_ASSETS``)."""
 
+import importlib.util
 import os
+from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # before Ultralytics is imported: no network checks
 
@@ -32,3 +34,20 @@ def demo_base(demo_dataset):
     from tinysaver_det.adapters.ultralytics import UltralyticsDetector
 
     return UltralyticsDetector(assets.asset_path(assets.DEMO_BASE), demo_dataset.category_ids_by_name)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Import a repository script (``tools/x.py``, ``examples/y.py``) as a module, to call its ``main``."""
+
+    def load(relative: str):
+        path = REPO / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

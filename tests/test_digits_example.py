@@ -1,29 +1,15 @@
 """The digits example end to end, and tools/select_saver.py on the records it writes."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("sklearn")
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(relative: str):
-    path = ROOT / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory):
+def example(tmp_path_factory, load_script):
     out = tmp_path_factory.mktemp("digits")
-    module = _load("examples/digits_tinysaver.py")
+    module = load_script("examples/digits_tinysaver.py")
     return module, out, module.main(["--out", str(out)])
 
 
@@ -61,13 +47,13 @@ def test_a_cascade_is_within_half_a_point_of_the_base_for_less(example):
     )
 
 
-def test_select_saver_tool_reproduces_the_study(example, tmp_path, capsys):
+def test_select_saver_tool_reproduces_the_study(example, tmp_path, capsys, load_script):
     module, out, study = example
     costs = {c.name: c.cost for c in study.selection.candidates}
     argv = ["--base", module.BASE, repr(study.selection.base_cost), *_files(out, module.BASE), "--out", str(tmp_path)]
     for name, cost in costs.items():
         argv += ["--saver", name, repr(cost), *_files(out, name)]
-    tool_study = _load("tools/select_saver.py").main(argv)
+    tool_study = load_script("tools/select_saver.py").main(argv)
     assert tool_study.selection == study.selection
     assert tool_study.table1 == study.table1
     printed = capsys.readouterr().out

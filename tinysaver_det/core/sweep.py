@@ -36,6 +36,9 @@ class SystemMetric(Protocol):
     Attributes:
         primary: key of the headline metric in :meth:`routed`'s dict, e.g. ``"top1"`` or ``"AP"``.
         n_samples: number of samples the masks must cover.
+
+    A metric that scores many masks faster together than one by one (COCO AP) may also define
+    ``routed_many(exit_masks) -> list[dict]`` over a (T, N) stack; :func:`sweep` uses it when present.
     """
 
     primary: str
@@ -184,10 +187,9 @@ def sweep(confidences, thresholds, metric: SystemMetric, cost_saver, cost_base) 
     masks = exit_masks(conf, thresholds)
     costs = cascade_cost(masks, cost_saver, cost_base)
     ratios = masks.mean(axis=1)
-    return [
-        SweepRow(float(t), float(r), float(c), dict(metric.routed(m)))
-        for t, r, c, m in zip(thresholds, ratios, costs, masks)
-    ]
+    routed_many = getattr(metric, "routed_many", None)
+    metrics = routed_many(masks) if routed_many else [metric.routed(m) for m in masks]
+    return [SweepRow(float(t), float(r), float(c), dict(m)) for t, r, c, m in zip(thresholds, ratios, costs, metrics)]
 
 
 def pareto_front(costs: Sequence[float], performances: Sequence[float]) -> np.ndarray:

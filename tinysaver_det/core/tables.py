@@ -9,6 +9,7 @@ in the caller's unit; a ``note`` (e.g. the FLOPs convention) is printed under th
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Mapping, Sequence
 from tinysaver_det.core.selection import SelectionReport
 from tinysaver_det.core.summary import Table1Row
 from tinysaver_det.core.sweep import SweepRow
+from tinysaver_det.io import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,12 @@ def write_csv(table: Table, path) -> Path:
 
     The note is not written: a CSV cell is no place for prose, keep it in the markdown.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(table.header)
-        writer.writerows(["" if v is None else v for v in row] for row in table.rows)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(table.header)
+    writer.writerows(["" if v is None else v for v in row] for row in table.rows)
+    atomic_write_text(path, text.getvalue())
+    return Path(path)
 
 
 def sweep_table(rows: Sequence[SweepRow], cost_label: str = "cost", note: str | None = None) -> Table:
