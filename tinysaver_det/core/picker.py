@@ -59,8 +59,13 @@ class Target:
         return row.costs[self.unit] <= self.value + _TOLERANCE
 
 
-def pick(rows: Sequence[StageRow], target: Target, primary: str, reference: float) -> StageRow | None:
+def pick(
+    rows: Sequence[StageRow], target: Target, primary: str, reference: float, fallback: StageRow | None = None
+) -> StageRow | None:
     """The calibration row chosen for ``target``; None when no row meets it.
+
+    ``fallback`` is one more candidate, conventionally the last model alone (a row with no
+    thresholds): a cascade point is only worth picking when it beats simply running that model.
 
     >>> rows = [StageRow((0.2,), (0.8, 0.2), {"GFLOPs": 1.0}, {"AP": 0.40}),
     ...         StageRow((0.5,), (0.3, 0.7), {"GFLOPs": 3.0}, {"AP": 0.49})]
@@ -71,7 +76,8 @@ def pick(rows: Sequence[StageRow], target: Target, primary: str, reference: floa
     >>> pick(rows, Target("budget", 0.5, "GFLOPs"), "AP", 0.50) is None
     True
     """
-    valid = [(i, r) for i, r in enumerate(rows) if not math.isnan(r.metrics[primary])]
+    candidates = list(rows) + ([fallback] if fallback is not None else [])
+    valid = [(i, r) for i, r in enumerate(candidates) if not math.isnan(r.metrics[primary])]
     meeting = [(i, r) for i, r in valid if target.met(r, primary, reference)]
     if not meeting:
         return None
@@ -118,17 +124,19 @@ def held_out_gap(
     primary: str,
     reference_calibration: float,
     reference_held_out: float,
+    fallback: StageRow | None = None,
 ) -> OperatingPoint:
     """Pick on calibration, apply the same thresholds on held-out, and say whether the target still holds.
 
     Args:
         target: the :class:`Target`.
         calibration_rows: the calibration sweep.
-        evaluate_held_out: ``thresholds -> StageRow`` on the held-out split.
+        evaluate_held_out: ``thresholds -> StageRow`` on the held-out split (``()``: the fallback).
         primary: the metric key.
         reference_calibration, reference_held_out: the last model alone on each split.
+        fallback: see :func:`pick`.
     """
-    chosen = pick(calibration_rows, target, primary, reference_calibration)
+    chosen = pick(calibration_rows, target, primary, reference_calibration, fallback)
     held_out = None if chosen is None else evaluate_held_out(chosen.thresholds)
     met = None if held_out is None else target.met(held_out, primary, reference_held_out)
     return OperatingPoint(target, chosen, held_out, reference_calibration, reference_held_out, met)

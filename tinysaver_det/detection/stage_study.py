@@ -1,0 +1,221 @@
+"""Multi-stage cascades simulated from cached predictions: sweeps, Pareto fronts, and the operating-point picker.
+
+Every study here splits the images in two (:func:`~tinysaver_det.detection.ladder.split_image_ids`):
+threshold vectors are gridded and chosen on the **calibration** split, and the same vectors are then
+evaluated on the **held-out** split, so that what a table promises is checked on images that played
+no part in the choice (TinySaver Sec. 3.3: thresholds drift between splits).
+
+* :func:`simulate`: a chain of models (cheapest first) at given threshold vectors, on one split.
+* :func:`compare_depths`: every 2-stage chain and the K-stage chain over a ladder, their Pareto
+  fronts on calibration, and the held-out values of the front points.
+* :func:`pick_operating_points`: targets (largest AP drop vs the last model, a GFLOPs or a latency
+  budget) -> thresholds on calibration -> held-out result and gap.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from tinysaver_det.core.multistage import StageRow, multistage_sweep, threshold_grid
+from tinysaver_det.core.picker import OperatingPoint, Target, held_out_gap
+from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
+from tinysaver_det.core.router import resolve_router
+from tinysaver_det.core.sweep import pareto_front
+from tinysaver_det.detection.ladder import Ladder
+from tinysaver_det.detection.router_study import curve_thresholds, router_cost
+
+PRIMARY = "AP"
+UNITS = ("GFLOPs", "ms")
+
+
+def _routers(confidence, n: int, min_score: float) -> list:
+    options = list(confidence) if isinstance(confidence, (list, tuple)) else [confidence] * n
+    if len(options) != n:
+        raise ValueError(f"confidence: {len(options)} given for {n} exiting stages")
+    return [resolve_router(option, min_score) for option in options]
+
+
+def stage_confidences(ladder: Ladder, models: Sequence, confidence="mean", min_score: float = DEFAULT_MIN_SCORE):
+    """``(K-1, N)`` confidences of each exiting stage of the chain ``models``, and the routers used."""
+    routers = _routers(confidence, len(models) - 1, min_score)
+    return np.stack([ladder.confidences(m, r) for m, r in zip(models[:-1], routers)]), routers
+
+
+def simulate(
+    ladder: Ladder,
+    models: Sequence,
+    threshold_vectors,
+    confidence="mean",
+    units: Sequence[str] = UNITS,
+    min_score: float = DEFAULT_MIN_SCORE,
+) -> list[StageRow]:
+    """The chain ``models`` (cheapest first) on ``ladder``'s images at each threshold vector.
+
+    Costs per unit include each exiting stage's router cost (0 for score functions).
+    """
+    models = [ladder.names[ladder.index(m)] for m in models]
+    conf, routers = stage_confidences(ladder, models, confidence, min_score)
+    costs = {}
+    for unit in units:
+        per_model = [ladder.cost(m, unit) for m in models]
+        for k, router in enumerate(routers):
+            per_model[k] = per_model[k] + router_cost(router, ladder.detections(models[k]), unit)
+        costs[unit] = per_model
+    return multistage_sweep(conf, threshold_vectors, ladder.selection_metric(models), costs)
+
+
+def calibration_grid(
+    ladder: Ladder, models: Sequence, confidence="mean", levels: int = 21, min_score: float = DEFAULT_MIN_SCORE
+) -> np.ndarray:
+    """``(P, K-1)`` threshold vectors: per stage, the confidences at ``levels`` exit ratios on ``ladder`` plus ``inf``."""
+    conf, _ = stage_confidences(ladder, list(models), confidence, min_score)
+    return threshold_grid(*(curve_thresholds(row, levels) for row in conf))
+
+
+def static_rows(ladder: Ladder, units: Sequence[str] = UNITS) -> list[StageRow]:
+    """Each model alone on every image, as a row with no threshold."""
+    return [_alone(ladder, m, units) for m in ladder.names]
+
+
+def chains(names: Sequence[str], lengths: Sequence[int]) -> list[tuple[str, ...]]:
+    """Every chain of the ladder (models kept in order, cheapest first) of the given lengths.
+
+    >>> chains(["pico", "n", "s"], [2])
+    [('pico', 'n'), ('pico', 's'), ('n', 's')]
+    """
+    return [c for length in lengths for c in itertools.combinations(names, length)]
+
+
+@dataclass(frozen=True)
+class ChainSweep:
+    """One chain's threshold vectors (gridded on calibration) on both splits.
+
+    Attributes:
+        models: the chain, cheapest first.
+        calibration, held_out: one row per threshold vector, same order on both splits.
+    """
+
+    models: tuple[str, ...]
+    calibration: tuple[StageRow, ...]
+    held_out: tuple[StageRow, ...]
+
+
+def sweep_chain(
+    calibration: Ladder,
+    held_out: Ladder,
+    models: Sequence[str],
+    confidence="mean",
+    levels: int = 21,
+    units: Sequence[str] = UNITS,
+    min_score: float = DEFAULT_MIN_SCORE,
+) -> ChainSweep:
+    """Grid a chain's thresholds on calibration and evaluate every vector on both splits."""
+    grid = calibration_grid(calibration, models, confidence, levels, min_score)
+    return ChainSweep(
+        tuple(models),
+        tuple(simulate(calibration, models, grid, confidence, units, min_score)),
+        tuple(simulate(held_out, models, grid, confidence, units, min_score)),
+    )
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """A point of a calibration Pareto front and what the same choice gives on held-out."""
+
+    chain: tuple[str, ...]
+    calibration: StageRow
+    held_out: StageRow
+
+
+@dataclass(frozen=True)
+class DepthStudy:
+    """2-stage chains against the deepest chain of a ladder (:func:`compare_depths`).
+
+    Attributes:
+        unit: the cost unit of the fronts.
+        static: each model alone, on (calibration, held_out).
+        sweeps: every chain's :class:`ChainSweep`.
+        two_stage_front: the calibration Pareto front of the static models and every 2-stage chain.
+        deep_front: the calibration Pareto front of the static models and every chain (K-stage included).
+    """
+
+    unit: str
+    static: tuple[tuple[StageRow, StageRow], ...]
+    sweeps: tuple[ChainSweep, ...]
+    two_stage_front: tuple[FrontPoint, ...]
+    deep_front: tuple[FrontPoint, ...]
+
+
+def _front(candidates: list[FrontPoint], unit: str) -> tuple[FrontPoint, ...]:
+    index = pareto_front([p.calibration.costs[unit] for p in candidates],
+                         [p.calibration.metrics[PRIMARY] for p in candidates])
+    return tuple(candidates[i] for i in index)
+
+
+def compare_depths(
+    calibration: Ladder,
+    held_out: Ladder,
+    confidence="mean",
+    unit: str = "GFLOPs",
+    levels: int = 21,
+    min_score: float = DEFAULT_MIN_SCORE,
+) -> DepthStudy:
+    """Do cascades deeper than two stages extend the cost/AP front? Fronts on calibration, checked on held-out.
+
+    Every chain of length 2 .. K of the ladder is swept on a grid of ``levels`` exit ratios per
+    stage (gridded on calibration). The 2-stage front takes the static models and the 2-stage
+    chains; the deep front adds every longer chain.
+    """
+    names = calibration.names
+    if len(names) < 3:
+        raise ValueError(f"compare_depths needs at least 3 models, got {list(names)}")
+    sweeps = tuple(
+        sweep_chain(calibration, held_out, chain, confidence, levels, UNITS, min_score)
+        for chain in chains(names, range(2, len(names) + 1))
+    )
+    static = tuple(zip(static_rows(calibration), static_rows(held_out)))
+    candidates = {
+        length: [FrontPoint((name,), cal, held) for name, (cal, held) in zip(names, static)]
+        + [FrontPoint(s.models, c, h) for s in sweeps if len(s.models) <= length for c, h in zip(s.calibration, s.held_out)]
+        for length in (2, len(names))
+    }
+    return DepthStudy(unit, static, sweeps, _front(candidates[2], unit), _front(candidates[len(names)], unit))
+
+
+def pick_operating_points(
+    calibration: Ladder,
+    held_out: Ladder,
+    models: Sequence[str],
+    targets: Sequence[Target],
+    confidence="mean",
+    levels: int = 21,
+    min_score: float = DEFAULT_MIN_SCORE,
+) -> list[OperatingPoint]:
+    """For each target: thresholds chosen on calibration, and what they give on held-out.
+
+    The reference of a ``max_drop`` target is the chain's last model alone on the same split. That
+    model alone is also a candidate (a row with no thresholds): when no cascade point is cheaper at
+    the same target, the picker says so instead of returning a cascade that costs more.
+    """
+    units = sorted({t.unit for t in targets} | set(UNITS))
+    grid = calibration_grid(calibration, models, confidence, levels, min_score)
+    rows = simulate(calibration, models, grid, confidence, units, min_score)
+    last = models[-1]
+    reference = (calibration.model_metrics(last)[PRIMARY], held_out.model_metrics(last)[PRIMARY])
+
+    alone = {split: _alone(split, last, units) for split in (calibration, held_out)}
+
+    def evaluate_held_out(thresholds) -> StageRow:
+        if not thresholds:  # the fallback: the last model alone
+            return alone[held_out]
+        return simulate(held_out, models, [thresholds], confidence, units, min_score)[0]
+
+    return [held_out_gap(t, rows, evaluate_held_out, PRIMARY, *reference, alone[calibration]) for t in targets]
+
+
+def _alone(ladder: Ladder, model, units: Sequence[str]) -> StageRow:
+    return StageRow((), (1.0,), {u: float(ladder.cost(model, u).mean()) for u in units}, ladder.model_metrics(model))
