@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ from tinysaver_det.core.picker import OperatingPoint, Target, held_out_gap
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
 from tinysaver_det.core.router import resolve_router
 from tinysaver_det.core.sweep import pareto_front
+from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.ladder import Ladder
 from tinysaver_det.detection.router_study import curve_thresholds, router_cost
 
@@ -137,13 +139,15 @@ class DepthStudy:
 
     Attributes:
         unit: the cost unit of the fronts.
-        static: each model alone, on (calibration, held_out).
+        names: the ladder's models, cheapest first.
+        static: each model alone (in ``names`` order), on (calibration, held_out).
         sweeps: every chain's :class:`ChainSweep`.
         two_stage_front: the calibration Pareto front of the static models and every 2-stage chain.
         deep_front: the calibration Pareto front of the static models and every chain (K-stage included).
     """
 
     unit: str
+    names: tuple[str, ...]
     static: tuple[tuple[StageRow, StageRow], ...]
     sweeps: tuple[ChainSweep, ...]
     two_stage_front: tuple[FrontPoint, ...]
@@ -183,7 +187,7 @@ def compare_depths(
         + [FrontPoint(s.models, c, h) for s in sweeps if len(s.models) <= length for c, h in zip(s.calibration, s.held_out)]
         for length in (2, len(names))
     }
-    return DepthStudy(unit, static, sweeps, _front(candidates[2], unit), _front(candidates[len(names)], unit))
+    return DepthStudy(unit, tuple(names), static, sweeps, _front(candidates[2], unit), _front(candidates[len(names)], unit))
 
 
 def pick_operating_points(
@@ -219,3 +223,134 @@ def pick_operating_points(
 
 def _alone(ladder: Ladder, model, units: Sequence[str]) -> StageRow:
     return StageRow((), (1.0,), {u: float(ladder.cost(model, u).mean()) for u in units}, ladder.model_metrics(model))
+
+
+def _chain_label(chain: Sequence[str]) -> str:
+    return "->".join(chain)
+
+
+def _thresholds_label(row: StageRow) -> str:
+    return ", ".join("never" if np.isinf(t) else f"{t:.3f}" for t in row.thresholds) or "-"
+
+
+def front_auc(points: Sequence[FrontPoint], unit: str, split: str = "calibration") -> float:
+    """Mean over the cost range of the best AP reachable within each cost, from a front's points on ``split``.
+
+    The staircase ``c -> max AP of the points costing <= c``, integrated from the cheapest to the
+    costliest point and divided by that range. Unlike trapezoids, it never falls when points are
+    added, so a front with more options never scores lower.
+    """
+    rows = [getattr(p, split) for p in points]
+    cost = np.array([r.costs[unit] for r in rows])
+    perf = np.array([r.metrics[PRIMARY] for r in rows])
+    order = np.argsort(cost, kind="stable")
+    cost, best = cost[order], np.maximum.accumulate(perf[order])
+    if cost[-1] <= cost[0]:
+        return float(best[-1])
+    return float(np.sum(np.diff(cost) * best[:-1]) / (cost[-1] - cost[0]))
+
+
+def _best_within(points: Sequence[FrontPoint], budget: float, unit: str) -> FrontPoint | None:
+    within = [p for p in points if p.calibration.costs[unit] <= budget + 1e-9]
+    return max(within, key=lambda p: (p.calibration.metrics[PRIMARY], -p.calibration.costs[unit])) if within else None
+
+
+def depth_table(study: DepthStudy, budgets: Sequence[float]) -> Table:
+    """At each budget: the best calibration point of the 2-stage front and of the deep front, and their held-out values."""
+    unit = study.unit
+    header = ("budget", "2-stage: chain", "thresholds", "cal AP", "held AP", f"held {unit}",
+              "deep: chain", "thresholds", "cal AP", "held AP", f"held {unit}")
+    body = []
+    for budget in budgets:
+        line: list = [f"<= {budget:.3g} {unit}"]
+        for front in (study.two_stage_front, study.deep_front):
+            point = _best_within(front, budget, unit)
+            if point is None:
+                line += ["-"] * 5
+            else:
+                line += [_chain_label(point.chain), _thresholds_label(point.calibration),
+                         point.calibration.metrics[PRIMARY], point.held_out.metrics[PRIMARY], point.held_out.costs[unit]]
+        body.append(tuple(line))
+    aucs = ", ".join(
+        f"{name} front AUC {front_auc(f, unit):.4f} (cal) / {front_auc(f, unit, 'held_out'):.4f} (held-out)"
+        for name, f in (("2-stage", study.two_stage_front), ("deep", study.deep_front))
+    )
+    n_deep = sum(len(p.chain) > 2 for p in study.deep_front)
+    note = (f"Fronts and thresholds chosen on calibration; held-out columns apply the same thresholds. {aucs}; "
+            f"{n_deep} of the deep front's {len(study.deep_front)} points are chains of more than 2 stages. "
+            "'never': that stage never answers.")
+    return Table(header, tuple(body), note)
+
+
+def front_table(points: Sequence[FrontPoint], unit: str) -> Table:
+    """Every point of a front: chain, thresholds, stage ratios and both splits' AP and cost."""
+    header = ("chain", "thresholds", "cal stage ratios", f"cal {unit}", "cal AP", f"held {unit}", "held AP")
+    body = tuple(
+        (_chain_label(p.chain), _thresholds_label(p.calibration), " / ".join(f"{r:.2f}" for r in p.calibration.stage_ratios),
+         p.calibration.costs[unit], p.calibration.metrics[PRIMARY], p.held_out.costs[unit], p.held_out.metrics[PRIMARY])
+        for p in points
+    )
+    return Table(header, body)
+
+
+def plot_depths(study: DepthStudy, path) -> Path:
+    """PNG: every chain's calibration points, both fronts and the static models (left); held-out values of the fronts (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = study.unit
+    figure, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    for sweep_ in study.sweeps:
+        axes[0].scatter([r.costs[unit] for r in sweep_.calibration], [r.metrics[PRIMARY] for r in sweep_.calibration],
+                        s=6, alpha=0.35, label=_chain_label(sweep_.models))
+    for ax, split in zip(axes, ("calibration", "held_out")):
+        for front, style, label in ((study.two_stage_front, "-o", "best 2-stage front"),
+                                    (study.deep_front, "--s", "front with deeper chains")):
+            rows = [getattr(p, split) for p in front]
+            ax.plot([r.costs[unit] for r in rows], [r.metrics[PRIMARY] for r in rows], style, ms=3, lw=1.5, label=label)
+        statics = [pair[0 if split == "calibration" else 1] for pair in study.static]
+        ax.scatter([r.costs[unit] for r in statics], [r.metrics[PRIMARY] for r in statics], marker="*", s=160,
+                   color="black", zorder=5, label="single models")
+        for name, row in zip(study.names, statics):
+            ax.annotate(name, (row.costs[unit], row.metrics[PRIMARY]), textcoords="offset points", xytext=(6, -12))
+        ax.set_xlabel(f"{unit} per image")
+        ax.set_title("calibration (fronts chosen here)" if split == "calibration" else "held-out (same thresholds)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("COCO AP")
+    axes[0].legend(fontsize=8, loc="lower right")
+    axes[1].legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def picker_table(points: Sequence[OperatingPoint], units: Sequence[str] = UNITS) -> Table:
+    """One line per target: the thresholds picked on calibration, both splits' AP and costs, the gap, and whether it holds."""
+    header = ("target", "thresholds", "cal AP", *(f"cal {u}" for u in units), "held AP", *(f"held {u}" for u in units),
+              "AP gap", *(f"{u} gap" for u in units), "met on held-out")
+    body = []
+    for point in points:
+        label = (f"AP drop <= {point.target.value * 100:g}pt, cheapest {point.target.unit}"
+                 if point.target.kind == "max_drop" else f"{point.target.unit} <= {point.target.value:g}")
+        if point.calibration is None:
+            body.append((label, "not reachable on calibration", *["-"] * (2 + 2 * len(units) + len(units) + 1)))
+            continue
+        cal, held = point.calibration, point.held_out
+        thresholds = _thresholds_label(cal) if cal.thresholds else "last model alone"
+        body.append((
+            label, thresholds, cal.metrics[PRIMARY], *(cal.costs[u] for u in units), held.metrics[PRIMARY],
+            *(held.costs[u] for u in units), held.metrics[PRIMARY] - cal.metrics[PRIMARY],
+            *(held.costs[u] - cal.costs[u] for u in units), "yes" if point.met_held_out else "NO",
+        ))
+    reference = points[0] if points else None
+    note = None
+    if reference is not None:
+        note = (f"Reference (last model alone) AP {reference.reference_calibration:.4f} (cal) / "
+                f"{reference.reference_held_out:.4f} (held-out); a drop target is checked against each split's own "
+                "reference. Gap = held-out - calibration.")
+    return Table(header, tuple(body), note)
