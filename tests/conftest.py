@@ -51,3 +51,38 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def demo_n(demo_dataset):
+    from tinysaver_det.adapters.ultralytics import UltralyticsDetector
+
+    return UltralyticsDetector(assets.demo_weights("n"), demo_dataset.category_ids_by_name)
+
+
+@pytest.fixture(scope="session")
+def demo_slice(tmp_path_factory, demo_dataset, demo_saver, demo_n, demo_base):
+    """The first 32 demo val images: their own annotation file and the demo ladder's cached predictions.
+
+    Each model runs once per session (``predict_dataset``, one batch of 32); tests then load the
+    ``*_predictions.jsonl`` files like the tools do.
+    """
+    import json
+    from types import SimpleNamespace
+
+    from tinysaver_det.detection.run import predict_dataset
+
+    root = tmp_path_factory.mktemp("demo_slice")
+    dataset = demo_dataset.subset(demo_dataset.image_ids[:32])
+    data = json.loads(assets.asset_path(assets.DEMO_ANNOTATIONS).read_text())
+    keep = set(dataset.image_ids)
+    data.update(images=[i for i in data["images"] if i["id"] in keep],
+                annotations=[a for a in data["annotations"] if a["image_id"] in keep])
+    annotations = root / "instances_slice.json"
+    annotations.write_text(json.dumps(data))
+    models = {"pico": demo_saver, "n": demo_n, "s": demo_base}
+    predictions = {
+        name: predict_dataset(model, dataset, root / f"{name}_predictions.jsonl", batch_size=32, progress=False)
+        for name, model in models.items()
+    }
+    return SimpleNamespace(dataset=dataset, annotations=annotations, predictions=predictions, models=models)

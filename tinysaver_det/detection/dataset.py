@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,16 @@ class CocoDataset:
     def path(self, info: ImageInfo) -> Path:
         """Path of an image file."""
         return self.image_dir / info.file_name
+
+    def subset(self, image_ids) -> "CocoDataset":
+        """The same dataset restricted to ``image_ids`` (kept in image-id order); unknown ids are an error."""
+        keep = {int(i) for i in image_ids}
+        unknown = keep - set(self.image_ids)
+        if unknown:
+            raise ValueError(f"{len(unknown)} image ids are not in {self.annotation_file}, e.g. {sorted(unknown)[:5]}")
+        subset = copy.copy(self)
+        subset.images = [info for info in self.images if info.image_id in keep]
+        return subset
 
     @property
     def image_ids(self) -> list[int]:

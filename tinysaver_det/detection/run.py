@@ -13,6 +13,10 @@ Layout of a run directory (``--out``):
 ``summary.md``               the same as a markdown table
 ===========================  ===============================================================
 
+A :class:`~tinysaver_det.detection.cascade.MultiStageCascade` run (:func:`evaluate_multistage`) writes
+``records.jsonl`` (per image: the answering stage, the confidences, GFLOPs and seconds spent),
+``results.json`` and ``summary.json``.
+
 One model alone can also be cached in the same per-image format with :func:`predict_dataset`
 (``tools/predict_coco.py``): a ``<name>_predictions.jsonl`` file, read back by
 :func:`read_predictions` like the saver/base files of a cascade run.
@@ -31,7 +35,7 @@ from time import perf_counter
 import numpy as np
 from tqdm import tqdm
 
-from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput, model_outputs
+from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput, MultiStageCascade, model_outputs
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.images import load_image
 from tinysaver_det.detection.metrics import METRIC_KEYS, coco_bbox_metrics, load_coco
@@ -239,3 +243,84 @@ def predict_dataset(
             writer.write_many(_prediction_row(output) for output in model_outputs(prediction))
             bar.update(len(infos))
     return path
+
+
+@dataclass(frozen=True)
+class MultiStageSummary:
+    """What a multi-stage run measured (COCO metrics by pycocotools on the images run).
+
+    ``gflops_per_image`` and ``ms_per_image`` count the stages each image went through (model time
+    only, image decoding excluded); ``stage_ratios`` is the share of images answered at each stage.
+    """
+
+    models: list[str]
+    thresholds: list[float]
+    confidences: list[str]
+    n_images: int
+    batch_size: int
+    metrics: dict
+    gflops_per_image: float
+    ms_per_image: float
+    stage_ratios: list[float]
+    wall_seconds: float
+    flops_convention: str
+
+    def to_markdown(self) -> str:
+        header = ["cascade", *METRIC_KEYS[:3], "GFLOPs/img", "ms/img", "stage ratios"]
+        cells = [" -> ".join(self.models), *(f"{self.metrics[k]:.4f}" for k in METRIC_KEYS[:3]),
+                 f"{self.gflops_per_image:.3f}", f"{self.ms_per_image:.1f}", " / ".join(f"{r:.3f}" for r in self.stage_ratios)]
+        thresholds = ", ".join(f"{t:g}" for t in self.thresholds)
+        return "\n".join([
+            "| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(cells) + " |", "",
+            f"{self.n_images} images, thresholds ({thresholds}), confidences ({', '.join(self.confidences)}), "
+            f"batch {self.batch_size}, {self.wall_seconds:.1f} s wall-clock; {FLOPS_CONVENTION}.",
+        ]) + "\n"
+
+
+def evaluate_multistage(
+    cascade: MultiStageCascade,
+    dataset: CocoDataset,
+    out_dir: str | Path,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> MultiStageSummary:
+    """Run a K-stage cascade on every image of ``dataset``, write ``records.jsonl``/``results.json``/``summary.json``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RECORDS).unlink(missing_ok=True)
+    outputs = []
+    start = perf_counter()
+    with JsonlWriter(out_dir / RECORDS) as records, tqdm(
+        total=len(dataset), desc="cascade", unit="img", disable=not progress
+    ) as bar:
+        for infos in _batches(dataset.images, batch_size):
+            batch = cascade.run([load_image(dataset.path(info)) for info in infos], [info.image_id for info in infos])
+            records.write_many(
+                {"image_id": info.image_id, "file_name": info.file_name, "stage": out.stage,
+                 "confidences": list(out.confidences), "n_boxes": len(out.detections), "gflops": out.gflops,
+                 "seconds": out.seconds}
+                for info, out in zip(infos, batch)
+            )
+            outputs.extend(batch)
+            bar.update(len(infos))
+    wall_seconds = perf_counter() - start
+    results = _coco_results(out.detections for out in outputs)
+    atomic_write_json(out_dir / "results.json", results)
+    stages = np.array([out.stage for out in outputs])
+    summary = MultiStageSummary(
+        models=[model.name for model in cascade.stages],
+        thresholds=list(cascade.thresholds),
+        confidences=[router.name for router in cascade.routers],
+        n_images=len(outputs),
+        batch_size=batch_size,
+        metrics=coco_bbox_metrics(load_coco(dataset.annotation_file), results, dataset.image_ids),
+        gflops_per_image=float(np.mean([out.gflops for out in outputs])),
+        ms_per_image=float(np.mean([out.seconds for out in outputs]) * 1e3),
+        stage_ratios=[float(np.mean(stages == k)) for k in range(len(cascade.stages))],
+        wall_seconds=wall_seconds,
+        flops_convention=FLOPS_CONVENTION,
+    )
+    atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
+    return summary

@@ -230,7 +230,7 @@ def _chain_label(chain: Sequence[str]) -> str:
 
 
 def _thresholds_label(row: StageRow) -> str:
-    return ", ".join("never" if np.isinf(t) else f"{t:.3f}" for t in row.thresholds) or "-"
+    return ", ".join("never" if np.isinf(t) else f"{t:.6g}" for t in row.thresholds) or "-"
 
 
 def front_auc(points: Sequence[FrontPoint], unit: str, split: str = "calibration") -> float:
