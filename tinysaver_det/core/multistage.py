@@ -115,8 +115,8 @@ def multistage_cost(stages, costs: Sequence) -> np.ndarray | float:
     cumulative = np.cumsum(_cost_matrix(costs, len(costs), stages.shape[1]), axis=0)
     if stages.size and (stages.min() < 0 or stages.max() >= len(costs)):
         raise ValueError(f"stage indices must be in 0..{len(costs) - 1}")
-    per_sample = np.take_along_axis(cumulative, stages.T, axis=0).T if stages.size else np.zeros(stages.shape)
-    result = per_sample.mean(axis=1)
+    per_sample = cumulative[stages, np.arange(stages.shape[1])]  # (P, N): cost paid by sample i under row p
+    result = per_sample.mean(axis=1) if stages.shape[1] else np.zeros(len(stages))
     return float(result[0]) if single else result
 
 
