@@ -22,9 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from tinysaver_det import assets
 from tinysaver_det.core.tables import to_markdown, write_csv
-from tinysaver_det.detection.ladder import COST_UNITS, SPLITS, load_ladder, load_splits, parse_model_specs
+from tinysaver_det.detection.ladder import COST_UNITS, add_ladder_arguments, ladder_inputs, load_ladder, load_splits
 from tinysaver_det.detection.router_study import (
     compare_routers,
     context_rows,
@@ -33,18 +32,6 @@ from tinysaver_det.detection.router_study import (
     evaluator_table,
     router_table,
 )
-
-
-def add_ladder_arguments(parser: argparse.ArgumentParser) -> None:
-    """The dataset, models, split and cost options shared by the ladder tools."""
-    parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
-    parser.add_argument("--model", action="append", metavar="NAME=PREDICTIONS.jsonl",
-                        help="a model's cached predictions, cheapest first (repeat); default: runs/demo pico, n, s")
-    parser.add_argument("--split", choices=SPLITS, default="parity",
-                        help="calibration/held-out split: parity (odd ids calibrate; default) or a seeded permutation")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
-    parser.add_argument("--cost", choices=sorted(COST_UNITS), default="gflops",
-                        help="cost: counted GFLOPs (default) or measured latency (ms per image)")
 
 
 def main(argv=None) -> int:
@@ -61,8 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/compare_routers", help="folder for the router json and CSV tables")
     args = parser.parse_args(argv)
 
-    ann = args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS)
-    models = parse_model_specs(args.model)
+    ann, models = ladder_inputs(args)
     names = list(models)
     saver, base = args.saver or names[0], args.base or names[-1]
     reference = args.reference or (names[1] if len(names) == 3 else None)

@@ -18,20 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysaver_det import assets
 from tinysaver_det.core.tables import to_markdown, write_csv
-from tinysaver_det.detection.ladder import COST_UNITS, SPLITS, load_splits, parse_model_specs
+from tinysaver_det.detection.ladder import COST_UNITS, add_ladder_arguments, ladder_inputs, load_splits
 from tinysaver_det.detection.stage_study import compare_depths, depth_table, front_table, plot_depths
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
-    parser.add_argument("--model", action="append", metavar="NAME=PREDICTIONS.jsonl",
-                        help="a model's cached predictions, cheapest first (repeat, >= 3); default: runs/demo pico, n, s")
-    parser.add_argument("--split", choices=SPLITS, default="parity", help="calibration/held-out split (default parity)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
-    parser.add_argument("--cost", choices=sorted(COST_UNITS), default="gflops", help="gflops (default) or latency (ms)")
+    add_ladder_arguments(parser)
     parser.add_argument("--confidence", default="mean",
                         help="confidence of every exiting stage: a registered name or a router .json (default mean)")
     parser.add_argument("--levels", type=int, default=21, help="exit-ratio levels per stage (default 21: steps of 5%%)")
@@ -40,9 +34,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/multistage", help="folder for fronts.png and the CSV tables")
     args = parser.parse_args(argv)
 
-    ann = args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS)
     unit = COST_UNITS[args.cost]
-    calibration, held_out = load_splits(ann, parse_model_specs(args.model), args.split, args.seed)
+    calibration, held_out = load_splits(*ladder_inputs(args), args.split, args.seed)
     study = compare_depths(calibration, held_out, args.confidence, unit, args.levels)
     costs = [row.costs[unit] for row, _ in study.static]
     budgets = args.budgets or np.linspace(min(costs), max(costs), 7)[1:].round(3).tolist()

@@ -23,23 +23,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from tinysaver_det import assets
 from tinysaver_det.core.picker import Target
 from tinysaver_det.core.tables import to_markdown, write_csv
-from tinysaver_det.detection.ladder import COST_UNITS, SPLITS, load_splits, parse_model_specs
+from tinysaver_det.detection.ladder import COST_UNITS, add_ladder_arguments, ladder_inputs, load_splits
 from tinysaver_det.detection.stage_study import UNITS, pick_operating_points, picker_table
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
-    parser.add_argument("--model", action="append", metavar="NAME=PREDICTIONS.jsonl",
-                        help="a model's cached predictions, cheapest first (repeat); default: runs/demo pico, n, s")
+    add_ladder_arguments(parser, cost_help="the cost a --max-drop target minimises: gflops (default) or latency")
     parser.add_argument("--models", nargs="+", help="the chain to tune, cheapest first (default: first and last model)")
-    parser.add_argument("--split", choices=SPLITS, default="parity", help="calibration/held-out split (default parity)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
-    parser.add_argument("--cost", choices=sorted(COST_UNITS), default="gflops",
-                        help="the cost a --max-drop target minimises: gflops (default) or latency")
     parser.add_argument("--confidence", default="mean", help="a registered confidence name or a router .json (default mean)")
     parser.add_argument("--levels", type=int, help="exit-ratio levels per stage (default 101 for 2 stages, 21 for more)")
     parser.add_argument("--max-drop", type=float, action="append", default=[], help="largest AP drop vs the last model")
@@ -48,8 +41,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/pick_threshold", help="folder for picks.csv")
     args = parser.parse_args(argv)
 
-    ann = args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS)
-    predictions = parse_model_specs(args.model)
+    ann, predictions = ladder_inputs(args)
     names = list(predictions)
     chain = args.models or [names[0], names[-1]]
     unknown = [m for m in chain if m not in predictions]

@@ -26,6 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from tinysaver_det import assets
 from tinysaver_det.core.router import Router, router_confidences
 from tinysaver_det.detection.coco_eval import (
     CocoCascadeMetric,
@@ -286,3 +287,19 @@ def load_splits(
     image_ids = [int(i["id"]) for i in load_annotation_json(annotation_file)["images"]]
     calibration, held_out = split_image_ids(image_ids, scheme, seed)
     return load_ladder(annotation_file, predictions, calibration), load_ladder(annotation_file, predictions, held_out)
+
+
+def add_ladder_arguments(parser, cost_help: str = "cost: counted GFLOPs (default) or measured latency (ms per image)") -> None:
+    """The dataset, models, split and cost options shared by the ladder tools (``tools/*.py``)."""
+    parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
+    parser.add_argument("--model", action="append", metavar="NAME=PREDICTIONS.jsonl",
+                        help=f"a model's cached predictions, cheapest first (repeat); default: {DEMO_RECORDS} pico, n, s")
+    parser.add_argument("--split", choices=SPLITS, default="parity",
+                        help="calibration/held-out split: parity (odd ids calibrate; default) or a seeded permutation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
+    parser.add_argument("--cost", choices=sorted(COST_UNITS), default="gflops", help=cost_help)
+
+
+def ladder_inputs(args) -> tuple[Path, dict[str, Path]]:
+    """The annotation file and ``{name: predictions file}`` named by :func:`add_ladder_arguments`' options."""
+    return Path(args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS)), parse_model_specs(args.model)
