@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
 
     calibration, held_out = load_splits(ann, models, args.split, args.seed)
-    comparison = compare_routers(calibration, held_out, saver, base, unit, reference=reference, levels=levels, l2=args.l2)
+    comparison = compare_routers(calibration, held_out, saver, base, unit, reference=reference, levels=levels,
+                                 l2=args.l2)
     router_path = comparison.learned.save(out / "learned_router.json")
     print(f"# Routers, {saver} -> {base}: calibration {calibration.n_images} images, held-out {held_out.n_images} "
           f"({args.split} split)\n")

@@ -18,6 +18,7 @@ import sys
 from tinysaver_det import assets
 from tinysaver_det.adapters import create_detector
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE
+from tinysaver_det.core.router import resolve_router
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.run import evaluate_cascade
@@ -31,8 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
     parser.add_argument("--t", type=float, default=0.25, help="exit threshold (default 0.25)")
     parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE, help="score floor of the confidence")
-    parser.add_argument("--confidence", choices=sorted(CONFIDENCE_FUNCTIONS), default="mean",
-                        help="image confidence function (default: mean, the paper's)")
+    parser.add_argument("--confidence", default="mean",
+                        help=f"image confidence: one of {', '.join(sorted(CONFIDENCE_FUNCTIONS))} (default: mean, the "
+                             "paper's) or a router file (.json, e.g. from tools/compare_routers.py)")
     parser.add_argument("--batch", type=int, default=32, help="images per batch (default 32)")
     parser.add_argument("--imgsz", type=int, help="inference size for both models; default: each model's own")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, 0, cuda:0 ...")
@@ -46,6 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        resolve_router(args.confidence, args.min_score)  # a bad name or file fails before any model loads
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"--confidence: {error}") from None
     dataset = CocoDataset(
         args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS),
         args.images or assets.asset_path(assets.DEMO_IMAGES),

@@ -33,8 +33,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_ladder_arguments(parser, cost_help="the cost a --max-drop target minimises: gflops (default) or latency")
     parser.add_argument("--models", nargs="+", help="the chain to tune, cheapest first (default: first and last model)")
-    parser.add_argument("--confidence", default="mean", help="a registered confidence name or a router .json (default mean)")
-    parser.add_argument("--levels", type=int, help="exit-ratio levels per stage (default 101 for 2 stages, 21 for more)")
+    parser.add_argument("--confidence", default="mean",
+                        help="a registered confidence name or a router .json (default mean)")
+    parser.add_argument("--levels", type=int,
+                        help="exit-ratio levels per stage (default 101 for 2 stages, 21 for more)")
     parser.add_argument("--max-drop", type=float, action="append", default=[], help="largest AP drop vs the last model")
     parser.add_argument("--gflops", type=float, action="append", default=[], help="GFLOPs budget per image")
     parser.add_argument("--latency-ms", type=float, action="append", default=[], help="latency budget, ms per image")

@@ -48,7 +48,9 @@ def _confidence_matrix(confidences, n_stages: int | None = None) -> np.ndarray:
     if conf.ndim != 2:
         raise ValueError(f"confidences must have shape (K-1, N), got {conf.shape}")
     if n_stages is not None and len(conf) != n_stages:
-        raise ValueError(f"{len(conf)} rows of confidences for {n_stages} thresholds: give one row per stage but the last")
+        raise ValueError(
+            f"{len(conf)} rows of confidences for {n_stages} thresholds: give one row per stage but the last"
+        )
     if np.isnan(conf).any():
         raise ValueError("confidences contain NaN; a stage with no answer has confidence 0.0, not NaN")
     return conf
@@ -84,7 +86,9 @@ def stage_indices_many(confidences, threshold_vectors) -> np.ndarray:
     if vectors.ndim == 1:
         vectors = vectors[:, None]
     conf = _confidence_matrix(confidences, vectors.shape[1])
-    return np.stack([stage_indices(conf, vector) for vector in vectors]) if len(vectors) else np.zeros((0, conf.shape[1]), np.int64)
+    if not len(vectors):
+        return np.zeros((0, conf.shape[1]), np.int64)
+    return np.stack([stage_indices(conf, vector) for vector in vectors])
 
 
 def _cost_matrix(costs, n_models: int, n: int) -> np.ndarray:
@@ -94,7 +98,9 @@ def _cost_matrix(costs, n_models: int, n: int) -> np.ndarray:
     for k, cost in enumerate(costs):
         values = np.asarray(cost, dtype=np.float64)
         if values.ndim and values.shape != (n,):
-            raise ValueError(f"cost of model {k} must be a scalar or have one value per sample ({n}), got {values.shape}")
+            raise ValueError(
+                f"cost of model {k} must be a scalar or have one value per sample ({n}), got {values.shape}"
+            )
         matrix[k] = values
     return matrix
 

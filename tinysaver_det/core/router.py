@@ -232,7 +232,9 @@ class LogisticRouter:
         for attribute in ("weights", "mean", "scale"):
             value = np.asarray(getattr(self, attribute), dtype=np.float64).reshape(-1)
             if value.shape != (len(FEATURE_NAMES),):
-                raise ValueError(f"{attribute} must have {len(FEATURE_NAMES)} values (one per feature), got {value.shape}")
+                raise ValueError(
+                    f"{attribute} must have {len(FEATURE_NAMES)} values (one per feature), got {value.shape}"
+                )
             object.__setattr__(self, attribute, value)
         if not (self.scale > 0).all():
             raise ValueError("scale must be > 0 for every feature")

@@ -130,7 +130,8 @@ class MultiStageCascade:
             )
         self.policies = [ExitPolicy(t) for t in thresholds]
         self.min_score = float(min_score)
-        self.routers = [resolve_router(c, self.min_score) for c in _per_stage(confidence, len(self.policies), "confidence")]
+        options = _per_stage(confidence, len(self.policies), "confidence")
+        self.routers = [resolve_router(option, self.min_score) for option in options]
         self.run_all = run_all
 
     @property

@@ -289,11 +289,14 @@ def load_splits(
     return load_ladder(annotation_file, predictions, calibration), load_ladder(annotation_file, predictions, held_out)
 
 
-def add_ladder_arguments(parser, cost_help: str = "cost: counted GFLOPs (default) or measured latency (ms per image)") -> None:
+def add_ladder_arguments(
+    parser, cost_help: str = "cost: counted GFLOPs (default) or measured latency (ms per image)"
+) -> None:
     """The dataset, models, split and cost options shared by the ladder tools (``tools/*.py``)."""
     parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
     parser.add_argument("--model", action="append", metavar="NAME=PREDICTIONS.jsonl",
-                        help=f"a model's cached predictions, cheapest first (repeat); default: {DEMO_RECORDS} pico, n, s")
+                        help=f"a model's cached predictions, cheapest first (repeat); default: {DEMO_RECORDS} "
+                             "pico, n, s")
     parser.add_argument("--split", choices=SPLITS, default="parity",
                         help="calibration/held-out split: parity (odd ids calibrate; default) or a seeded permutation")
     parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")

@@ -358,7 +358,8 @@ def evaluator_condition(
 
     >>> plain = [SweepRow(0.5, 0.2, 4.0, {"AP": 0.50}), SweepRow(0.3, 0.5, 2.5, {"AP": 0.45})]
     >>> learned = [SweepRow(0.7, 0.4, 3.0, {"AP": 0.50}), SweepRow(0.4, 0.6, 2.0, {"AP": 0.45})]
-    >>> [(c.r, c.r_evaluator, round(c.saving, 2), c.holds) for c in evaluator_condition(plain, learned, 0.1, 5.0, [0.5])]
+    >>> checks = evaluator_condition(plain, learned, 0.1, 5.0, [0.5])
+    >>> [(c.r, c.r_evaluator, round(c.saving, 2), c.holds) for c in checks]
     [(0.2, 0.4, 1.0, True)]
     """
     checks = []
@@ -407,7 +408,8 @@ def router_table(comparison: RouterComparison) -> Table:
     )
     body = tuple(
         (
-            r.name, f"{r.cost:.2e}", r.calibration.r_match, r.calibration.auc, ranks_r.get(r.name, "-"), ranks_auc.get(r.name, "-"),
+            r.name, f"{r.cost:.2e}", r.calibration.r_match, r.calibration.auc,
+            ranks_r.get(r.name, "-"), ranks_auc.get(r.name, "-"),
             r.held_out.r_match, r.held_out.auc, *r.held_out.ap_at_budgets, r.held_out.cost_to_reach,
         )
         for r in comparison.results
@@ -424,13 +426,15 @@ def router_table(comparison: RouterComparison) -> Table:
 
 def evaluator_table(checks: Sequence[EvaluatorCheck], unit: str, plain: str = "mean") -> Table:
     """Eq. 5 checks as a table."""
-    header = ("AP level", f"r ({plain})", "r_E (learned)", f"C_E ({unit})", f"(r_E - r) * C_B ({unit})", "C_E < (r_E - r) C_B")
+    header = ("AP level", f"r ({plain})", "r_E (learned)", f"C_E ({unit})", f"(r_E - r) * C_B ({unit})",
+              "C_E < (r_E - r) C_B")
     body = tuple(
         (c.level, c.r, c.r_evaluator, f"{c.cost_evaluator:.2e}", c.saving,
          "-" if c.holds is None else ("yes" if c.holds else "no"))
         for c in checks
     )
-    return Table(header, body, "Paper Eq. 5 at matched AP (held-out): the evaluator pays for itself iff C_E < (r_E - r) * C_B.")
+    note = "Paper Eq. 5 at matched AP (held-out): the evaluator pays for itself iff C_E < (r_E - r) * C_B."
+    return Table(header, body, note)
 
 
 @dataclass(frozen=True)
@@ -486,9 +490,15 @@ def context_rows(
     return reference_cost, reference_ap, rows
 
 
-def context_table(reference: str, reference_cost: float, reference_ap: float, rows: Sequence[ContextRow], unit: str) -> Table:
+def context_table(
+    reference: str, reference_cost: float, reference_ap: float, rows: Sequence[ContextRow], unit: str
+) -> Table:
     """:func:`context_rows` as a table, with the reference model's own line first."""
-    header = ("system", f"best AP at <= {reference_cost:.3g} {unit} ({reference}'s cost)", f"{unit} to reach {reference}'s AP {reference_ap:.3f}")
+    header = (
+        "system",
+        f"best AP at <= {reference_cost:.3g} {unit} ({reference}'s cost)",
+        f"{unit} to reach {reference}'s AP {reference_ap:.3f}",
+    )
     body = ((f"{reference} alone", reference_ap, reference_cost),) + tuple(
         (r.name, r.ap_at_reference_cost, r.cost_to_reference_ap) for r in rows
     )

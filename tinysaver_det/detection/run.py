@@ -268,7 +268,8 @@ class MultiStageSummary:
     def to_markdown(self) -> str:
         header = ["cascade", *METRIC_KEYS[:3], "GFLOPs/img", "ms/img", "stage ratios"]
         cells = [" -> ".join(self.models), *(f"{self.metrics[k]:.4f}" for k in METRIC_KEYS[:3]),
-                 f"{self.gflops_per_image:.3f}", f"{self.ms_per_image:.1f}", " / ".join(f"{r:.3f}" for r in self.stage_ratios)]
+                 f"{self.gflops_per_image:.3f}", f"{self.ms_per_image:.1f}",
+                 " / ".join(f"{r:.3f}" for r in self.stage_ratios)]
         thresholds = ", ".join(f"{t:g}" for t in self.thresholds)
         return "\n".join([
             "| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(cells) + " |", "",
@@ -284,7 +285,7 @@ def evaluate_multistage(
     batch_size: int = 32,
     progress: bool = True,
 ) -> MultiStageSummary:
-    """Run a K-stage cascade on every image of ``dataset``, write ``records.jsonl``/``results.json``/``summary.json``."""
+    """Run a K-stage cascade on every image of ``dataset``; write records.jsonl, results.json and summary.json."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out_dir = Path(out_dir)

@@ -73,7 +73,7 @@ def simulate(
 def calibration_grid(
     ladder: Ladder, models: Sequence, confidence="mean", levels: int = 21, min_score: float = DEFAULT_MIN_SCORE
 ) -> np.ndarray:
-    """``(P, K-1)`` threshold vectors: per stage, the confidences at ``levels`` exit ratios on ``ladder`` plus ``inf``."""
+    """``(P, K-1)`` threshold vectors: per stage, the confidences at ``levels`` exit ratios of ``ladder``, and inf."""
     conf, _ = stage_confidences(ladder, list(models), confidence, min_score)
     return threshold_grid(*(curve_thresholds(row, levels) for row in conf))
 
@@ -184,10 +184,16 @@ def compare_depths(
     static = tuple(zip(static_rows(calibration), static_rows(held_out)))
     candidates = {
         length: [FrontPoint((name,), cal, held) for name, (cal, held) in zip(names, static)]
-        + [FrontPoint(s.models, c, h) for s in sweeps if len(s.models) <= length for c, h in zip(s.calibration, s.held_out)]
+        + [
+            FrontPoint(s.models, c, h)
+            for s in sweeps
+            if len(s.models) <= length
+            for c, h in zip(s.calibration, s.held_out)
+        ]
         for length in (2, len(names))
     }
-    return DepthStudy(unit, tuple(names), static, sweeps, _front(candidates[2], unit), _front(candidates[len(names)], unit))
+    fronts = _front(candidates[2], unit), _front(candidates[len(names)], unit)
+    return DepthStudy(unit, tuple(names), static, sweeps, *fronts)
 
 
 def pick_operating_points(
@@ -256,7 +262,7 @@ def _best_within(points: Sequence[FrontPoint], budget: float, unit: str) -> Fron
 
 
 def depth_table(study: DepthStudy, budgets: Sequence[float]) -> Table:
-    """At each budget: the best calibration point of the 2-stage front and of the deep front, and their held-out values."""
+    """At each budget: the best calibration point of the 2-stage and of the deep front, with held-out values."""
     unit = study.unit
     header = ("budget", "2-stage: chain", "thresholds", "cal AP", "held AP", f"held {unit}",
               "deep: chain", "thresholds", "cal AP", "held AP", f"held {unit}")
@@ -268,8 +274,9 @@ def depth_table(study: DepthStudy, budgets: Sequence[float]) -> Table:
             if point is None:
                 line += ["-"] * 5
             else:
-                line += [_chain_label(point.chain), _thresholds_label(point.calibration),
-                         point.calibration.metrics[PRIMARY], point.held_out.metrics[PRIMARY], point.held_out.costs[unit]]
+                cal, held = point.calibration, point.held_out
+                line += [_chain_label(point.chain), _thresholds_label(cal),
+                         cal.metrics[PRIMARY], held.metrics[PRIMARY], held.costs[unit]]
         body.append(tuple(line))
     aucs = ", ".join(
         f"{name} front AUC {front_auc(f, unit):.4f} (cal) / {front_auc(f, unit, 'held_out'):.4f} (held-out)"
@@ -286,7 +293,8 @@ def front_table(points: Sequence[FrontPoint], unit: str) -> Table:
     """Every point of a front: chain, thresholds, stage ratios and both splits' AP and cost."""
     header = ("chain", "thresholds", "cal stage ratios", f"cal {unit}", "cal AP", f"held {unit}", "held AP")
     body = tuple(
-        (_chain_label(p.chain), _thresholds_label(p.calibration), " / ".join(f"{r:.2f}" for r in p.calibration.stage_ratios),
+        (_chain_label(p.chain), _thresholds_label(p.calibration),
+         " / ".join(f"{r:.2f}" for r in p.calibration.stage_ratios),
          p.calibration.costs[unit], p.calibration.metrics[PRIMARY], p.held_out.costs[unit], p.held_out.metrics[PRIMARY])
         for p in points
     )
@@ -294,7 +302,7 @@ def front_table(points: Sequence[FrontPoint], unit: str) -> Table:
 
 
 def plot_depths(study: DepthStudy, path) -> Path:
-    """PNG: every chain's calibration points, both fronts and the static models (left); held-out values of the fronts (right)."""
+    """PNG: each chain's calibration points, both fronts, the single models (left); the fronts on held-out (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -330,7 +338,7 @@ def plot_depths(study: DepthStudy, path) -> Path:
 
 
 def picker_table(points: Sequence[OperatingPoint], units: Sequence[str] = UNITS) -> Table:
-    """One line per target: the thresholds picked on calibration, both splits' AP and costs, the gap, and whether it holds."""
+    """One line per target: thresholds picked on calibration, both splits' AP and costs, the gap, whether it holds."""
     header = ("target", "thresholds", "cal AP", *(f"cal {u}" for u in units), "held AP", *(f"held {u}" for u in units),
               "AP gap", *(f"{u} gap" for u in units), "met on held-out")
     body = []
