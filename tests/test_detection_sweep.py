@@ -1,0 +1,86 @@
+"""Detection threshold sweeps: equal to pycocotools on merged results, and to the real cascade run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tinysaver_det.core import image_confidence
+from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
+from tinysaver_det.detection.simulate import BASE_PROFILE, SAVER_PROFILE, simulate_detections
+from tinysaver_det.detection.sweep import inputs_from_results, inputs_from_run, sweep_cascade
+
+
+@pytest.fixture(scope="module")
+def coco_inputs(coco_annotations):
+    annotations = json.loads(coco_annotations.read_text())
+    saver = simulate_detections(annotations, SAVER_PROFILE, seed=1)
+    base = simulate_detections(annotations, BASE_PROFILE, seed=2)
+    results = [[e for d in dets.values() for e in d.to_coco()] for dets in (saver, base)]
+    return inputs_from_results(coco_annotations, *results, saver_gflops=8.7, base_gflops=257.8), results
+
+
+def test_sweep_equals_pycocotools_on_merged_results(coco_inputs, coco_annotations):
+    inputs, _ = coco_inputs
+    confidences = {i: image_confidence(inputs.saver[i].scores) for i in inputs.image_ids}
+    thresholds = [0.0, *np.quantile(list(confidences.values()), [0.2, 0.5, 0.8]).tolist(), 0.37, 1.01]
+    result = sweep_cascade(inputs, thresholds)
+    ground_truth = load_coco(coco_annotations)
+    for row, t in zip(result.rows, thresholds):
+        merged = [e for i in inputs.image_ids
+                  for e in (inputs.saver[i] if confidences[i] >= t else inputs.base[i]).to_coco()]
+        reference = coco_bbox_metrics(ground_truth, merged)
+        for key, value in reference.items():
+            assert row.metrics[key] == pytest.approx(value, abs=1e-9), (t, key)
+        assert row.exit_ratio == pytest.approx(np.mean([c >= t for c in confidences.values()]))
+        assert row.cost == pytest.approx(8.7 + (1 - row.exit_ratio) * 257.8)
+    assert 0 < result.rows[2].exit_ratio < 1
+
+
+def test_r_match_and_delta_cost_tr_are_consistent(coco_inputs):
+    result = sweep_cascade(coco_inputs[0], np.linspace(0, 1, 21))
+    matched = result.r_match
+    assert result.delta_cost_tr == pytest.approx(8.7 / 257.8 - matched.r_match)
+    if matched.threshold is not None:
+        at = list(matched.exit_ratios).index(matched.r_match)
+        assert matched.saver[at] >= matched.base[at]
+    assert np.all(matched.saver[np.asarray(matched.exit_ratios) > matched.r_match]
+                  < matched.base[np.asarray(matched.exit_ratios) > matched.r_match])
+
+
+def test_sweep_at_the_run_threshold_reproduces_the_real_cascade(full_run, small_set):
+    summary = json.loads((full_run / "summary.json").read_text())
+    result = sweep_cascade(inputs_from_run(full_run, small_set / "ann.json"), [summary["threshold"]])
+    cascade = summary["rows"][0]
+    assert result.rows[0].exit_ratio == pytest.approx(cascade["exit_ratio"])
+    assert result.rows[0].cost == pytest.approx(cascade["gflops_per_image"])
+    for key, value in cascade["metrics"].items():
+        assert result.rows[0].metrics[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_sweep_tool_on_demo_records_writes_tables_and_plots(full_run, small_set, tmp_path, capsys, load_script):
+    out = tmp_path / "sweep"
+    assert load_script("tools/sweep.py").main(["--records", str(full_run), "--ann", str(small_set / "ann.json"),
+                                               "--out", str(out)]) == 0
+    lines = (out / "sweep.csv").read_text().splitlines()
+    assert lines[0] == "t,exit_ratio,AP,AP50,AP75,APs,APm,APl,gflops"
+    assert len(lines) == 1 + 101  # 0..1 step 0.01; the paper's 0.25, 0.26, 0.34, 0.37, 0.69 are on that grid
+    assert "FLOPs = 2 * MACs" in (out / "sweep.md").read_text()
+    for png in ("ap_vs_gflops.png", "exit_ratio.png", "subset_ap.png"):
+        assert (out / png).stat().st_size > 10_000
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "r_match = " in printed and "dC_tr = " in printed
+
+
+def test_records_without_full_are_refused(small_set, tmp_path, load_script):
+    out = tmp_path / "partial"
+    load_script("tools/eval_coco.py").main(["--images", str(small_set / "images"), "--ann", str(small_set / "ann.json"),
+                                            "--t", "0.0", "--out", str(out), "--quiet"])
+    with pytest.raises(ValueError, match="sweeps need a run made with --full"):
+        inputs_from_run(out, small_set / "ann.json")
+
+
+def test_sweep_tool_rejects_mixed_inputs(load_script, small_set):
+    with pytest.raises(SystemExit):
+        load_script("tools/sweep.py").parse_args(["--records", "x", "--ann", "a.json", "--saver-json", "s.json"])
