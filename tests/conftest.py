@@ -1,6 +1,8 @@
 """Shared fixtures: the demo models and datasets from the assets folder (``TINYSAVER_ASSETS``)."""
 
+import importlib.util
 import os
+from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # before Ultralytics is imported: no network checks
 
@@ -8,6 +10,17 @@ import pytest
 
 from tinysaver_det import assets
 from tinysaver_det.detection.dataset import CocoDataset
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def eval_coco_tool():
+    """``tools/eval_coco.py`` as a module, to call its ``main(argv)`` in-process."""
+    spec = importlib.util.spec_from_file_location("eval_coco", REPO / "tools" / "eval_coco.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,7 @@
 """``tools/eval_coco.py`` end to end on real demo images with the trained demo models."""
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,15 +10,6 @@ import pytest
 from tinysaver_det import assets
 from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
 from tinysaver_det.io import read_jsonl
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +30,11 @@ def small_set(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def full_run(small_set, tmp_path_factory):
+def full_run(small_set, tmp_path_factory, eval_coco_tool):
     out = tmp_path_factory.mktemp("run")
-    tool = load_tool("eval_coco")
     args = ["--images", str(small_set / "images"), "--ann", str(small_set / "ann.json"), "--t", "0.25",
             "--batch", "5", "--out", str(out), "--full", "--quiet"]
-    assert tool.main(args) == 0
+    assert eval_coco_tool.main(args) == 0
     return out
 
 
@@ -87,8 +75,8 @@ def test_markdown_table_names_the_flops_convention(full_run):
     assert "| cascade |" in table and "FLOPs = 2 x MACs" in table and "Not counted" in table
 
 
-def test_default_run_prints_the_headline_numbers(tmp_path, capsys):
-    assert load_tool("eval_coco").main(["--t", "0.25", "--limit", "16", "--out", str(tmp_path), "--quiet"]) == 0
+def test_default_run_prints_the_headline_numbers(tmp_path, capsys, eval_coco_tool):
+    assert eval_coco_tool.main(["--t", "0.25", "--limit", "16", "--out", str(tmp_path), "--quiet"]) == 0
     printed = capsys.readouterr().out
     for heading in ("AP", "AP50", "GFLOPs/img", "exit ratio", "img/s"):
         assert heading in printed
