@@ -1,10 +1,15 @@
 """tinysaver-det: tiny detectors as computational savers for large ones (TinySaver, Wang et al. 2024)."""
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "(.+?)"', Path(__file__).with_name("tinysaver_det").joinpath("__init__.py").read_text())[1]
 
 setup(
     name="tinysaver_det",
-    version="0.1.0",
+    version=VERSION,
     description="TinySaver cascades for object detection: a tiny YOLOv8 answers the easy images",
     packages=find_packages(include=["tinysaver_det", "tinysaver_det.*"]),
     python_requires=">=3.10",

@@ -15,7 +15,6 @@ import pytest
 from tinysaver_det import assets
 from tinysaver_det.detection.dataset import CocoDataset
 
-
 @pytest.fixture(scope="session")
 def demo_dataset():
     return CocoDataset(assets.asset_path(assets.DEMO_ANNOTATIONS), assets.asset_path(assets.DEMO_IMAGES))
@@ -58,6 +57,12 @@ def load_script():
 
 
 @pytest.fixture(scope="session")
+def eval_coco_tool(load_script):
+    """``tools/eval_coco.py`` as a module, to call its ``main(argv)`` in-process."""
+    return load_script("tools/eval_coco.py")
+
+
+@pytest.fixture(scope="session")
 def small_set(tmp_path_factory):
     """12 demo val images plus one flat gray image on which the base finds no box at all."""
     root = tmp_path_factory.mktemp("small")
@@ -75,10 +80,9 @@ def small_set(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def full_run(small_set, tmp_path_factory, load_script):
+def full_run(small_set, tmp_path_factory, eval_coco_tool):
     out = tmp_path_factory.mktemp("run")
-    tool = load_script("tools/eval_coco.py")
     args = ["--images", str(small_set / "images"), "--ann", str(small_set / "ann.json"), "--t", "0.25",
             "--batch", "5", "--out", str(out), "--full", "--quiet"]
-    assert tool.main(args) == 0
+    assert eval_coco_tool.main(args) == 0
     return out

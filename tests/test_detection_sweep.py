@@ -12,12 +12,18 @@ from tinysaver_det.detection.sweep import inputs_from_results, inputs_from_run, 
 
 
 @pytest.fixture(scope="module")
-def coco_inputs(coco_annotations):
+def coco_inputs(coco_annotations, tmp_path_factory):
+    """Two detectors simulated from the ground truth (known categories only), as COCO results jsons."""
     annotations = json.loads(coco_annotations.read_text())
-    saver = simulate_detections(annotations, SAVER_PROFILE, seed=1)
-    base = simulate_detections(annotations, BASE_PROFILE, seed=2)
-    results = [[e for d in dets.values() for e in d.to_coco()] for dets in (saver, base)]
-    return inputs_from_results(coco_annotations, *results, saver_gflops=8.7, base_gflops=257.8), results
+    known = {c["id"] for c in annotations["categories"]}
+    folder = tmp_path_factory.mktemp("results")
+    paths = []
+    for name, profile, seed in (("saver", SAVER_PROFILE, 1), ("base", BASE_PROFILE, 2)):
+        detections = simulate_detections(annotations, profile, seed=seed)
+        results = [e for d in detections.values() for e in d.to_coco() if e["category_id"] in known]
+        paths.append(folder / f"{name}.json")
+        paths[-1].write_text(json.dumps(results))
+    return inputs_from_results(coco_annotations, *paths, saver_gflops=8.7, base_gflops=257.8), paths
 
 
 def test_sweep_equals_pycocotools_on_merged_results(coco_inputs, coco_annotations):
@@ -50,7 +56,7 @@ def test_r_match_and_delta_cost_tr_are_consistent(coco_inputs):
 
 def test_sweep_at_the_run_threshold_reproduces_the_real_cascade(full_run, small_set):
     summary = json.loads((full_run / "summary.json").read_text())
-    result = sweep_cascade(inputs_from_run(full_run, small_set / "ann.json"), [summary["threshold"]])
+    result = sweep_cascade(inputs_from_run(full_run), [summary["threshold"]])
     cascade = summary["rows"][0]
     assert result.rows[0].exit_ratio == pytest.approx(cascade["exit_ratio"])
     assert result.rows[0].cost == pytest.approx(cascade["gflops_per_image"])
@@ -60,8 +66,7 @@ def test_sweep_at_the_run_threshold_reproduces_the_real_cascade(full_run, small_
 
 def test_sweep_tool_on_demo_records_writes_tables_and_plots(full_run, small_set, tmp_path, capsys, load_script):
     out = tmp_path / "sweep"
-    assert load_script("tools/sweep.py").main(["--records", str(full_run), "--ann", str(small_set / "ann.json"),
-                                               "--out", str(out)]) == 0
+    assert load_script("tools/sweep.py").main(["--records", str(full_run), "--out", str(out)]) == 0
     lines = (out / "sweep.csv").read_text().splitlines()
     assert lines[0] == "t,exit_ratio,AP,AP50,AP75,APs,APm,APl,gflops"
     assert len(lines) == 1 + 101  # 0..1 step 0.01; the paper's 0.25, 0.26, 0.34, 0.37, 0.69 are on that grid
@@ -73,14 +78,24 @@ def test_sweep_tool_on_demo_records_writes_tables_and_plots(full_run, small_set,
     assert "r_match = " in printed and "dC_tr = " in printed
 
 
-def test_records_without_full_are_refused(small_set, tmp_path, load_script):
+def test_records_without_full_are_refused(small_set, tmp_path, eval_coco_tool):
     out = tmp_path / "partial"
-    load_script("tools/eval_coco.py").main(["--images", str(small_set / "images"), "--ann", str(small_set / "ann.json"),
+    eval_coco_tool.main(["--images", str(small_set / "images"), "--ann", str(small_set / "ann.json"),
                                             "--t", "0.0", "--out", str(out), "--quiet"])
     with pytest.raises(ValueError, match="sweeps need a run made with --full"):
         inputs_from_run(out, small_set / "ann.json")
 
 
-def test_sweep_tool_rejects_mixed_inputs(load_script, small_set):
+def test_sweep_tool_rejects_mixed_inputs(load_script):
     with pytest.raises(SystemExit):
-        load_script("tools/sweep.py").parse_args(["--records", "x", "--ann", "a.json", "--saver-json", "s.json"])
+        load_script("tools/sweep.py").parse_args(["--records", "x", "--saver-json", "s.json"])
+
+
+def test_results_json_with_a_bad_entry_is_refused_naming_it(coco_inputs, coco_annotations, tmp_path):
+    saver_path, base_path = coco_inputs[1]
+    entries = json.loads(saver_path.read_text())
+    entries[3]["score"] = 1.5
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r"bad\.json.*score 1\.5"):
+        inputs_from_results(coco_annotations, bad, base_path, 1.0, 2.0)

@@ -46,8 +46,8 @@ def test_markdown_table_names_the_flops_convention(full_run):
     assert "| cascade |" in table and "FLOPs = 2 * MACs" in table and "Not counted" in table
 
 
-def test_default_run_prints_the_headline_numbers(tmp_path, capsys, load_script):
-    assert load_script("tools/eval_coco.py").main(["--t", "0.25", "--limit", "16", "--out", str(tmp_path), "--quiet"]) == 0
+def test_default_run_prints_the_headline_numbers(tmp_path, capsys, eval_coco_tool):
+    assert eval_coco_tool.main(["--t", "0.25", "--limit", "16", "--out", str(tmp_path), "--quiet"]) == 0
     printed = capsys.readouterr().out
     for heading in ("AP", "AP50", "GFLOPs/img", "exit ratio", "img/s"):
         assert heading in printed

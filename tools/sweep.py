@@ -2,7 +2,7 @@
 
 From a run directory of ``tools/eval_coco.py --full``:
 
-    python tools/sweep.py --records runs/eval_coco --ann instances_val.json --out runs/sweep
+    python tools/sweep.py --records runs/eval_coco --out runs/sweep
 
 From two standard COCO results jsons (the saver's confidence comes from its own json, 0.05 rule):
 
@@ -25,7 +25,6 @@ from tinysaver_det.detection.sweep import (
     SWEEP_COLUMNS,
     inputs_from_results,
     inputs_from_run,
-    load_results_list,
     sweep_cascade,
     sweep_rows_table,
 )
@@ -37,7 +36,7 @@ from tinysaver_det.plots import plot_exit_ratio, plot_performance_vs_cost, plot_
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", help="run directory written by tools/eval_coco.py --full")
-    parser.add_argument("--ann", required=True, help="COCO annotation json")
+    parser.add_argument("--ann", help="COCO annotation json (with --records, default: the run's own)")
     parser.add_argument("--saver-json", help="saver's COCO results json")
     parser.add_argument("--base-json", help="base's COCO results json")
     parser.add_argument("--saver-gflops", type=float, help="saver GFLOPs per image (with --saver-json)")
@@ -51,8 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     json_inputs = (args.saver_json, args.base_json, args.saver_gflops, args.base_gflops)
     if bool(args.records) == any(value is not None for value in json_inputs):
         parser.error("give either --records or --saver-json/--base-json/--saver-gflops/--base-gflops")
-    if not args.records and any(value is None for value in json_inputs):
-        parser.error("--saver-json, --base-json, --saver-gflops and --base-gflops go together")
+    if not args.records and (any(value is None for value in json_inputs) or not args.ann):
+        parser.error("--ann, --saver-json, --base-json, --saver-gflops and --base-gflops go together")
     return args
 
 
@@ -61,10 +60,7 @@ def main(argv=None) -> int:
     if args.records:
         inputs = inputs_from_run(args.records, args.ann)
     else:
-        inputs = inputs_from_results(
-            args.ann, load_results_list(args.saver_json), load_results_list(args.base_json),
-            args.saver_gflops, args.base_gflops,
-        )
+        inputs = inputs_from_results(args.ann, args.saver_json, args.base_json, args.saver_gflops, args.base_gflops)
     result = sweep_cascade(inputs, args.thresholds, args.min_score, args.confidence)
     note = f"{len(inputs.image_ids)} images; GFLOPs per image, {FLOPS_CONVENTION}."
     table = Table(list(SWEEP_COLUMNS), sweep_rows_table(result), note)

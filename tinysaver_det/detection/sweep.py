@@ -24,8 +24,11 @@ from tinysaver_det.core.sweep import SweepRow, default_thresholds, sweep
 from tinysaver_det.detection.coco_eval import CocoCascadeMetric, load_ground_truth
 from tinysaver_det.detection.dataset import load_annotation_json
 from tinysaver_det.detection.metrics import METRIC_KEYS
+from tinysaver_det.detection.results import load_results_json
 from tinysaver_det.detection.run import load_predictions
+from tinysaver_det.detection.run_dir import RECORDS, RUN_JSON
 from tinysaver_det.detection.types import Detections
+from tinysaver_det.io import read_jsonl
 
 #: Columns of ``sweep.csv``: one row per threshold.
 SWEEP_COLUMNS = ("t", "exit_ratio", *METRIC_KEYS[:6], "gflops")
@@ -74,35 +77,53 @@ def _restricted(annotations: dict, image_ids: Sequence[int]) -> dict:
     }
 
 
-def inputs_from_run(run_dir: str | Path, annotation_file: str | Path) -> CascadeInputs:
-    """Read a ``--full`` run directory; the image set is the images the run covered.
+def inputs_from_run(run_dir: str | Path, annotation_file: str | Path | None = None) -> CascadeInputs:
+    """Read a ``--full`` run directory; the image set is every image the run recorded.
+
+    Images the run could not read stay in, as images with no detection that cost nothing (the
+    run's own policy, ``run.UNREADABLE_POLICY``).
+
+    Args:
+        run_dir: written by ``tools/eval_coco.py --full``.
+        annotation_file: default: the one named in the run's ``run.json``.
 
     Raises:
-        ValueError: the base did not run on every image (the run was made without ``--full``).
+        ValueError: the base did not run on every readable image (a run made without ``--full``).
     """
+    run_dir = Path(run_dir)
+    if annotation_file is None:
+        annotation_file = json.loads((run_dir / RUN_JSON).read_text())["annotation_file"]
+    records = read_jsonl(run_dir / RECORDS)
     saver = load_predictions(run_dir, "saver")
     base = load_predictions(run_dir, "base")
-    missing = sorted(set(saver) - set(base))
+    missing = sorted(r["image_id"] for r in records if r["status"] == "ok" and r["image_id"] not in base)
     if missing:
         raise ValueError(
             f"{run_dir}: the base has no predictions for {len(missing)} image(s) (e.g. {missing[:5]}); "
             "sweeps need a run made with --full"
         )
-    image_ids = sorted(saver)
+    image_ids = sorted(r["image_id"] for r in records)
+
+    def detections(outputs):
+        return {i: outputs[i].detections if i in outputs else Detections.empty(i) for i in image_ids}
+
+    def gflops(outputs):
+        return np.array([outputs[i].gflops if i in outputs else 0.0 for i in image_ids])
+
     return CascadeInputs(
         _restricted(load_annotation_json(annotation_file), image_ids),
         image_ids,
-        {i: saver[i].detections for i in image_ids},
-        {i: base[i].detections for i in image_ids},
-        np.array([saver[i].gflops for i in image_ids]),
-        np.array([base[i].gflops for i in image_ids]),
+        detections(saver),
+        detections(base),
+        gflops(saver),
+        gflops(base),
     )
 
 
 def _detections_from_results(results: list[dict], image_ids: Sequence[int]) -> dict[int, Detections]:
     by_image: dict[int, list[dict]] = {i: [] for i in image_ids}
     for entry in results:
-        by_image.setdefault(entry["image_id"], []).append(entry)
+        by_image[entry["image_id"]].append(entry)
     return {
         image_id: Detections(
             image_id,
@@ -116,14 +137,21 @@ def _detections_from_results(results: list[dict], image_ids: Sequence[int]) -> d
 
 def inputs_from_results(
     annotation_file: str | Path,
-    saver_results: list[dict],
-    base_results: list[dict],
+    saver_json: str | Path,
+    base_json: str | Path,
     saver_gflops: float,
     base_gflops: float,
 ) -> CascadeInputs:
-    """Two COCO results lists over every image of the annotation file, with one GFLOPs figure each."""
+    """Two COCO results jsons over every image of the annotation file, with one GFLOPs figure each.
+
+    Raises:
+        TinySaverInputError: a results entry with an unknown image or category id, a bad box or a
+            score outside [0, 1] (``results.load_results_json``).
+    """
     annotations = load_annotation_json(annotation_file)
     image_ids = sorted(image["id"] for image in annotations["images"])
+    category_ids = [category["id"] for category in annotations["categories"]]
+    saver_results, base_results = (load_results_json(path, image_ids, category_ids) for path in (saver_json, base_json))
     n = len(image_ids)
     return CascadeInputs(
         annotations,
@@ -171,15 +199,3 @@ def sweep_rows_table(result: DetectionSweep) -> list[list]:
     return [
         [row.threshold, row.exit_ratio, *(row.metrics[k] for k in METRIC_KEYS[:6]), row.cost] for row in result.rows
     ]
-
-
-def load_results_list(path: str | Path) -> list[dict]:
-    """A COCO results json (a list of detections)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read COCO results from {path}: {error}") from None
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: a COCO results json is a list of detections, got {type(data).__name__}")
-    return data
