@@ -1,10 +1,12 @@
 """Detection threshold sweeps: equal to pycocotools on merged results, and to the real cascade run."""
 
+import csv
 import json
 
 import numpy as np
 import pytest
 
+from tinysaver_det import assets
 from tinysaver_det.core import image_confidence
 from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
 from tinysaver_det.detection.simulate import BASE_PROFILE, SAVER_PROFILE, simulate_detections
@@ -99,3 +101,38 @@ def test_results_json_with_a_bad_entry_is_refused_naming_it(coco_inputs, coco_an
     bad.write_text(json.dumps(entries))
     with pytest.raises(ValueError, match=r"bad\.json.*score 1\.5"):
         inputs_from_results(coco_annotations, bad, base_path, 1.0, 2.0)
+
+
+@pytest.fixture(scope="module")
+def second_pair_run(small_set, tmp_path_factory, eval_coco_tool):
+    """The n -> s pair on the same small set."""
+    out = tmp_path_factory.mktemp("n_s")
+    saver = str(assets.asset_path("demo/weights/yolov8n_shapes.pt"))
+    assert eval_coco_tool.main(["--saver", saver, "--images", str(small_set / "images"), "--ann",
+                                str(small_set / "ann.json"), "--t", "0.25", "--batch", "5", "--out", str(out),
+                                "--full", "--quiet"]) == 0
+    return out
+
+
+def test_benchmark_table_over_two_pairs(full_run, second_pair_run, tmp_path, load_script):
+    out = tmp_path / "table"
+    tool = load_script("tools/benchmark_table.py")
+    assert tool.main(["--runs", str(full_run), str(second_pair_run), "--thresholds", "0.25", "--out", str(out)]) == 0
+    with (out / "table.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    statics = {r["system"]: r for r in rows if r["operating point"] == "static"}
+    assert sorted(statics) == ["yolov8n_shapes.pt", "yolov8p_shapes.pt", "yolov8s_shapes.pt"]
+    for run in (full_run, second_pair_run):
+        summary = json.loads((run / "summary.json").read_text())
+        cascade, saver, base = summary["rows"]
+        pair = f"{summary['saver']} -> {summary['base']}"
+        at_t = next(r for r in rows if r["system"] == pair and r["operating point"] == "t = 0.25")
+        assert float(at_t["AP"]) == pytest.approx(cascade["metrics"]["AP"], abs=1e-9)
+        assert float(at_t["GFLOPs/img"]) == pytest.approx(cascade["gflops_per_image"])
+        assert float(at_t["GFLOPs vs base"]) == pytest.approx(cascade["gflops_per_image"] / base["gflops_per_image"])
+        assert float(statics[summary["saver"]]["AP"]) == pytest.approx(saver["metrics"]["AP"], abs=1e-9)
+        for drop in (1, 0.5, 0):
+            within = next(r for r in rows if r["system"] == pair and r["operating point"] == f"AP drop <= {drop:g} pt")
+            assert float(within["AP"]) >= base["metrics"]["AP"] - drop / 100 - 1e-9
+    assert "FLOPs = 2 * MACs" in (out / "table.md").read_text()
+    assert (out / "ap_vs_gflops.png").stat().st_size > 10_000
