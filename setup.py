@@ -23,7 +23,8 @@ setup(
         "ultralytics>=8.3",
     ],
     extras_require={
-        "mmdet": ["mmengine>=0.10", "mmcv>=2.0.0rc4,<2.2.0", "mmdet>=3.0,<4"],
+        # mmengine 0.10.7 finds `mmdet::` configs through pkg_resources, gone from setuptools 82 on.
+        "mmdet": ["mmengine>=0.10", "mmcv>=2.0.0rc4,<2.2.0", "mmdet>=3.0,<4", "setuptools<82"],
         "dev": ["pytest", "scikit-learn"],
     },
 )

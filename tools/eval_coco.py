@@ -9,6 +9,11 @@ On real COCO with official weights:
     python tools/eval_coco.py --saver yolov8n.pt --base yolov8x.pt \
         --images /data/coco/val2017 --ann /data/coco/annotations/instances_val2017.json --t 0.25
 
+With an mmdet base (a .py --base is an mmdet detector config):
+
+    python tools/eval_coco.py --saver yolov8n.pt --base rtmdet_l_8xb32-300e_coco.py \
+        --base-checkpoint rtmdet_l_8xb32-300e_coco_20220719_112030-5a0be7c4.pth ...
+
 A killed run continues where it stopped with the same command plus --resume (safe to pass always:
 with no run in --out it starts one). A wrong input ends with "error: <message>" and exit code 2.
 """
@@ -19,7 +24,7 @@ import argparse
 import sys
 
 from tinysaver_det import assets
-from tinysaver_det.adapters import create_detector
+from tinysaver_det.adapters import create_detector, is_mmdet_config
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE, validate_threshold
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
@@ -60,7 +65,8 @@ def _positive_int(text: str) -> int:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--saver", help="saver weights (.pt/.yaml or official name); default: demo pico")
-    parser.add_argument("--base", help="base weights; default: demo s")
+    parser.add_argument("--base", help="base weights, or an mmdet config (.py); default: demo s")
+    parser.add_argument("--base-checkpoint", help="checkpoint of an mmdet --base (without it: random weights)")
     parser.add_argument("--images", help="image folder; default: demo val images")
     parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
     parser.add_argument("--t", type=_threshold, default=0.25,
@@ -69,7 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--confidence", choices=sorted(CONFIDENCE_FUNCTIONS), default="mean",
                         help="image confidence function (default: mean, the paper's)")
     parser.add_argument("--batch", type=_positive_int, default=32, help="images per batch (default 32)")
-    parser.add_argument("--imgsz", type=_positive_int, help="inference size for both models; default: each model's own")
+    parser.add_argument("--imgsz", type=_positive_int,
+                        help="inference size of the Ultralytics models; default: each model's own "
+                             "(an mmdet base's comes from its config's test pipeline)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, 0, cuda:0 ...")
     parser.add_argument("--out", default="runs/eval_coco", help="run directory (default runs/eval_coco)")
     parser.add_argument("--limit", type=_positive_int, help="evaluate only the first N images (by id)")
@@ -81,7 +89,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                                "starts one when --out holds none")
     existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.base_checkpoint and not (args.base and is_mmdet_config(args.base)):
+        parser.error("--base-checkpoint needs an mmdet config (.py) as --base; a YOLO's weights are the --base file")
+    return args
 
 
 def main(argv=None) -> int:
@@ -95,11 +106,11 @@ def main(argv=None) -> int:
             args.images or assets.asset_path(assets.DEMO_IMAGES),
             limit=args.limit,
         )
-        options = dict(imgsz=args.imgsz, device=args.device)
         saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
-                                **options)
-        base = create_detector(args.base or assets.asset_path(assets.DEMO_BASE), dataset.category_ids_by_name,
-                               **options)
+                                imgsz=args.imgsz, device=args.device)
+        base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
+        base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
+        base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)
         cascade = Cascade(saver, base, args.t, min_score=args.min_score, confidence=args.confidence,
                           run_base_on_all=args.full)
         summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
