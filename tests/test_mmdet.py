@@ -218,7 +218,7 @@ def test_runner_matches_the_python_cascade(base, batch_size, images, checkpoints
         assert plugin["score"] == pytest.approx(python["score"], abs=1e-5)
 
     written = json.loads((tmp_path / "runner" / "metrics.json").read_text())
-    assert written["metrics"] == metrics and "FLOPs = 2 x MACs" in written["flops_convention"]
+    assert written["metrics"] == metrics and "FLOPs = 2 * MACs" in written["flops_convention"]
     deformable = "mmcv.ops.MultiScaleDeformableAttention"
     assert (deformable in written["uncounted_ops"]["base"]) == (base == "dino")
     if base == "dino":  # on CPU mmcv samples with grid_sample, which the counter lists too
