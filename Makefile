@@ -18,7 +18,7 @@ $(STAMP): setup.py constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) tools/eval_coco.py --t 0.25
+	$(PY) tools/eval_coco.py --t 0.25 --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,10 +1,15 @@
 """tinysaver-det: tiny detectors as computational savers for large ones (TinySaver, Wang et al. 2024)."""
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "(.+?)"', Path(__file__).with_name("tinysaver_det").joinpath("__init__.py").read_text())[1]
 
 setup(
     name="tinysaver_det",
-    version="0.1.0",
+    version=VERSION,
     description="TinySaver cascades for object detection: a tiny YOLOv8 answers the easy images",
     packages=find_packages(include=["tinysaver_det", "tinysaver_det.*"]),
     python_requires=">=3.10",
@@ -18,7 +23,8 @@ setup(
         "ultralytics>=8.3",
     ],
     extras_require={
-        "mmdet": ["mmengine>=0.10", "mmcv>=2.0.0rc4,<2.2.0", "mmdet>=3.0,<4"],
+        # mmengine 0.10.7 finds `mmdet::` configs through pkg_resources, gone from setuptools 82 on.
+        "mmdet": ["mmengine>=0.10", "mmcv>=2.0.0rc4,<2.2.0", "mmdet>=3.0,<4", "setuptools<82"],
         "dev": ["pytest", "scikit-learn"],
     },
 )

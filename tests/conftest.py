@@ -1,16 +1,19 @@
 """Shared fixtures: the demo models and datasets from the assets folder (``TINYSAVER_ASSETS``)."""
 
 import importlib.util
+import json
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # before Ultralytics is imported: no network checks
 
+import cv2
+import numpy as np
 import pytest
 
 from tinysaver_det import assets
 from tinysaver_det.detection.dataset import CocoDataset
-
 
 @pytest.fixture(scope="session")
 def demo_dataset():
@@ -86,3 +89,35 @@ def demo_slice(tmp_path_factory, demo_dataset, demo_saver, demo_n, demo_base):
         for name, model in models.items()
     }
     return SimpleNamespace(dataset=dataset, annotations=annotations, predictions=predictions, models=models)
+
+
+@pytest.fixture(scope="session")
+def eval_coco_tool(load_script):
+    """``tools/eval_coco.py`` as a module, to call its ``main(argv)`` in-process."""
+    return load_script("tools/eval_coco.py")
+
+
+@pytest.fixture(scope="session")
+def small_set(tmp_path_factory):
+    """12 demo val images plus one flat gray image on which the base finds no box at all."""
+    root = tmp_path_factory.mktemp("small")
+    (root / "images").mkdir()
+    data = json.loads(assets.asset_path(assets.DEMO_ANNOTATIONS).read_text())
+    images = data["images"][:12]
+    for info in images:
+        shutil.copy(assets.asset_path(assets.DEMO_IMAGES) / info["file_name"], root / "images" / info["file_name"])
+    cv2.imwrite(str(root / "images" / "gray.jpg"), np.full((256, 256, 3), 128, np.uint8))
+    images.append({"id": 9999, "file_name": "gray.jpg", "width": 256, "height": 256})
+    ids = {i["id"] for i in images}
+    data.update(images=images, annotations=[a for a in data["annotations"] if a["image_id"] in ids])
+    (root / "ann.json").write_text(json.dumps(data))
+    return root
+
+
+@pytest.fixture(scope="session")
+def full_run(small_set, tmp_path_factory, eval_coco_tool):
+    out = tmp_path_factory.mktemp("run")
+    args = ["--images", str(small_set / "images"), "--ann", str(small_set / "ann.json"), "--t", "0.25",
+            "--batch", "5", "--out", str(out), "--full", "--quiet"]
+    assert eval_coco_tool.main(args) == 0
+    return out

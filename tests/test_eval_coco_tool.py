@@ -1,41 +1,12 @@
 """``tools/eval_coco.py`` end to end on real demo images with the trained demo models."""
 
 import json
-import shutil
 
-import cv2
 import numpy as np
 import pytest
 
-from tinysaver_det import assets
 from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
 from tinysaver_det.io import read_jsonl
-
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    """12 demo val images plus one flat gray image on which the base finds no box at all."""
-    root = tmp_path_factory.mktemp("small")
-    (root / "images").mkdir()
-    data = json.loads(assets.asset_path(assets.DEMO_ANNOTATIONS).read_text())
-    images = data["images"][:12]
-    for info in images:
-        shutil.copy(assets.asset_path(assets.DEMO_IMAGES) / info["file_name"], root / "images" / info["file_name"])
-    cv2.imwrite(str(root / "images" / "gray.jpg"), np.full((256, 256, 3), 128, np.uint8))
-    images.append({"id": 9999, "file_name": "gray.jpg", "width": 256, "height": 256})
-    ids = {i["id"] for i in images}
-    data.update(images=images, annotations=[a for a in data["annotations"] if a["image_id"] in ids])
-    (root / "ann.json").write_text(json.dumps(data))
-    return root
-
-
-@pytest.fixture(scope="module")
-def full_run(small_set, tmp_path_factory, load_script):
-    out = tmp_path_factory.mktemp("run")
-    tool = load_script("tools/eval_coco.py")
-    args = ["--images", str(small_set / "images"), "--ann", str(small_set / "ann.json"), "--t", "0.25",
-            "--batch", "5", "--out", str(out), "--full", "--quiet"]
-    assert tool.main(args) == 0
-    return out
 
 
 def test_every_image_has_a_record_including_zero_box_images(full_run, small_set):
@@ -75,8 +46,8 @@ def test_markdown_table_names_the_flops_convention(full_run):
     assert "| cascade |" in table and "FLOPs = 2 * MACs" in table and "Not counted" in table
 
 
-def test_default_run_prints_the_headline_numbers(tmp_path, capsys, load_script):
-    assert load_script("tools/eval_coco.py").main(["--t", "0.25", "--limit", "16", "--out", str(tmp_path), "--quiet"]) == 0
+def test_default_run_prints_the_headline_numbers(tmp_path, capsys, eval_coco_tool):
+    assert eval_coco_tool.main(["--t", "0.25", "--limit", "16", "--out", str(tmp_path), "--quiet"]) == 0
     printed = capsys.readouterr().out
     for heading in ("AP", "AP50", "GFLOPs/img", "exit ratio", "img/s"):
         assert heading in printed

@@ -8,7 +8,7 @@ Evaluation defaults follow Ultralytics' own ``val``: conf 0.001, IoU 0.7, max_de
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from time import perf_counter
 from typing import Mapping, Sequence
@@ -22,7 +22,9 @@ from ultralytics.utils import nms
 
 from tinysaver_det.detection.categories import category_lookup
 from tinysaver_det.detection.types import Detections, Prediction
+from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.flops import FlopsCache
+from tinysaver_det.io import sha256_file
 
 
 class _EvaluationPredictor(DetectionPredictor):
@@ -53,18 +55,26 @@ def load_yolo(weights: str | Path) -> YOLO:
     Ultralytics' own loader, which downloads the official weights when online.
 
     Raises:
-        FileNotFoundError: ``weights`` names a path (it has a folder part) that does not exist.
-        ValueError: the file exists but Ultralytics cannot load it as a YOLO checkpoint.
+        FileNotFoundError: ``weights`` is not a local file and Ultralytics cannot fetch it by name.
+        TinySaverInputError: the file exists but is not a PyTorch YOLO detection model (not a
+            checkpoint at all, an exported format, or another task such as classification).
     """
     weights = Path(weights)
     if not weights.exists() and weights.parent != Path("."):
         raise FileNotFoundError(f"weights file not found: {weights}")
     try:
-        return YOLO(str(weights))
-    except FileNotFoundError:
-        raise
+        model = YOLO(str(weights))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"weights file not found: {weights} ({error})") from None
     except Exception as error:  # Ultralytics raises many types for a bad checkpoint; name the file.
-        raise ValueError(f"cannot load {weights} as an Ultralytics YOLO model: {error}") from error
+        raise TinySaverInputError(f"cannot load {weights} as an Ultralytics YOLO model: {error}") from error
+    # Exported formats load as a path string and fail later, deep in predict; other tasks have no boxes.
+    if not isinstance(model.model, torch.nn.Module) or model.task != "detect":
+        raise TinySaverInputError(
+            f"{weights} is not a PyTorch YOLO detection model (.pt checkpoint or .yaml): Ultralytics "
+            f"reads it as task {model.task!r} with a {type(model.model).__name__} model"
+        )
+    return model
 
 
 class UltralyticsDetector:
@@ -97,6 +107,7 @@ class UltralyticsDetector:
     ) -> None:
         self.name = name or Path(weights).name
         self.model = load_yolo(weights)
+        self._checkpoint = Path(self.model.ckpt_path or weights)  # where Ultralytics found or fetched it
         self.category_ids = category_lookup(class_names or self.model.names, category_ids_by_name, self.name)
         self.predict_args = dict(
             imgsz=imgsz or self.model.overrides.get("imgsz", 640),
@@ -109,6 +120,22 @@ class UltralyticsDetector:
             save=False,
         )
         self._flops = FlopsCache(self._forward_one_image)
+
+    @cached_property
+    def settings(self) -> dict:
+        """What makes this model's predictions, for a run's ``run.json``: the weights file with its
+        sha256, the class-to-category map and every predict setting. A resumed run must have the same.
+
+        A ``.yaml`` model has random weights, which no hash can pin: its sha256 is the yaml's, or None
+        for an official name that Ultralytics resolves inside its package."""
+        predict = {key: value for key, value in self.predict_args.items() if key not in ("verbose", "save")}
+        return {
+            "name": self.name,
+            "weights": str(self._checkpoint.resolve()),
+            "sha256": sha256_file(self._checkpoint) if self._checkpoint.is_file() else None,
+            "category_ids": self.category_ids.tolist(),
+            **predict,
+        }
 
     @property
     def uncounted_ops(self) -> tuple[str, ...]:

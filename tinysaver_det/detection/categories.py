@@ -13,6 +13,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from tinysaver_det.errors import TinySaverInputError
+
 
 def normalize_name(name: str) -> str:
     """Lower-case, ``_`` and ``-`` read as spaces, spaces collapsed.
@@ -37,7 +39,7 @@ def category_lookup(
         model: how to name the model in an error message.
 
     Raises:
-        ValueError: listing every model class name the dataset lacks.
+        TinySaverInputError: listing every model class name the dataset lacks.
 
     >>> category_lookup({0: "person", 1: "toothbrush"}, {"person": 1, "toothbrush": 90}).tolist()
     [1, 90]
@@ -54,7 +56,7 @@ def category_lookup(
         else:
             lookup[index] = category_id
     if unmatched:
-        raise ValueError(
+        raise TinySaverInputError(
             f"{model}: {len(unmatched)} class name(s) not among the dataset's categories: {unmatched}; "
             f"dataset categories: {sorted(category_ids_by_name)}"
         )

@@ -1,11 +1,23 @@
-"""A COCO-format detection dataset: the image list and the category names, read from the annotation json."""
+"""A COCO-format detection dataset: the image list and the category names, read from the annotation json.
+
+The annotation file is checked when it is read (every field the evaluation uses, with the entry's
+index in the error), so that a malformed file fails at once, naming what is wrong, instead of deep
+inside pycocotools after the models have run.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from tinysaver_det.errors import TinySaverInputError
+
+# File suffixes counted as images when the folder is compared with the annotation file.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -27,7 +39,9 @@ class CocoDataset:
         limit: keep only the first ``limit`` images (by image id), for quick runs.
 
     Raises:
-        FileNotFoundError / ValueError: naming the file when it is missing or not a COCO file.
+        FileNotFoundError: the annotation file or the image folder is missing.
+        TinySaverInputError: the annotation file is not a valid COCO instances file (the message
+            names the entry), or not one of its images is in ``image_dir`` (a wrong folder).
     """
 
     def __init__(self, annotation_file: str | Path, image_dir: str | Path, limit: int | None = None) -> None:
@@ -41,10 +55,17 @@ class CocoDataset:
             (ImageInfo(int(i["id"]), i["file_name"], int(i["width"]), int(i["height"])) for i in data["images"]),
             key=lambda info: info.image_id,
         )
+        self._annotated_files = {info.file_name for info in images}
         if limit is not None:
             if limit < 1:
-                raise ValueError(f"limit must be >= 1, got {limit}")
+                raise TinySaverInputError(f"limit must be >= 1, got {limit}")
             images = images[:limit]
+        if images and not any(self.path(info).is_file() for info in images):
+            raise TinySaverInputError(
+                f"none of the {len(images)} images of {self.annotation_file} is in {self.image_dir} "
+                f"(looked for {self.path(images[0])}): is it the right image folder?"
+            )
+        self.limit = limit
         self.images: list[ImageInfo] = images
 
     def __len__(self) -> int:
@@ -68,9 +89,25 @@ class CocoDataset:
     def image_ids(self) -> list[int]:
         return [info.image_id for info in self.images]
 
+    def unannotated_files(self) -> list[str]:
+        """Image files under ``image_dir`` (paths relative to it, sorted) that the annotation file
+        does not list: they have no ground truth, so they cannot be evaluated."""
+        found = (
+            Path(folder, name).relative_to(self.image_dir).as_posix()
+            for folder, _, names in os.walk(self.image_dir)
+            for name in names
+            if name.lower().endswith(IMAGE_SUFFIXES)
+        )
+        return sorted(name for name in found if name not in self._annotated_files)
+
 
 def load_annotation_json(path: str | Path) -> dict:
-    """Read a COCO annotation json, with errors that name the file and what is wrong."""
+    """Read a COCO annotation json and check the fields the evaluation uses.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        TinySaverInputError: naming the file and the first wrong entry (e.g. ``images[3]``).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
@@ -78,8 +115,82 @@ def load_annotation_json(path: str | Path) -> dict:
         with path.open() as handle:
             data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"annotation file {path} is not valid json: {error}") from None
-    missing = [key for key in ("images", "categories") if not isinstance(data, dict) or key not in data]
+        raise TinySaverInputError(f"annotation file {path} is not valid json: {error}") from None
+    missing = [key for key in ("images", "categories", "annotations") if not isinstance(data, dict) or key not in data]
     if missing:
-        raise ValueError(f"annotation file {path} is not a COCO instances file: missing {missing}")
+        raise TinySaverInputError(f"annotation file {path} is not a COCO instances file: missing {missing}")
+    problem = _coco_problem(data)
+    if problem:
+        raise TinySaverInputError(f"annotation file {path}: {problem}")
     return data
+
+
+def is_int(value) -> bool:
+    """A json integer (``True`` is not one).
+
+    >>> is_int(3), is_int(3.0), is_int(True)
+    (True, False, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """A json number that is neither NaN nor infinite.
+
+    >>> is_finite_number(0.5), is_finite_number(float("nan")), is_finite_number("1")
+    (True, False, False)
+    """
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def bbox_problem(box) -> str | None:
+    """Why ``box`` is not a COCO ``[x, y, w, h]`` of finite numbers with ``w, h >= 0``; None when it is.
+
+    >>> bbox_problem([0, 0, -1, 2])
+    'negative width or height'
+    """
+    if not isinstance(box, list) or len(box) != 4 or not all(map(is_finite_number, box)):
+        return "not a list of 4 finite numbers"
+    if box[2] < 0 or box[3] < 0:
+        return "negative width or height"
+    return None
+
+
+def _coco_problem(data: dict) -> str | None:
+    """The first thing wrong in a COCO instances dict (as a message), or None.
+
+    Ids must be unique within a section: pycocotools indexes by id, so a repeated annotation id would
+    silently drop a box from the ground truth.
+    """
+    ids = {}
+    for section in ("images", "categories", "annotations"):
+        if not isinstance(data[section], list):
+            return f"'{section}' must be a list, got {type(data[section]).__name__}"
+        ids[section] = set()
+        for index, entry in enumerate(data[section]):
+            if not isinstance(entry, dict) or not is_int(entry.get("id")):
+                return f"{section}[{index}] is not an object with an integer 'id'"
+            if entry["id"] in ids[section]:
+                return f"{section}[{index}]: id {entry['id']} appears twice"
+            ids[section].add(entry["id"])
+    for index, image in enumerate(data["images"]):
+        where = f"images[{index}] (id {image['id']})"
+        if not isinstance(image.get("file_name"), str) or not image["file_name"]:
+            return f"{where} has no 'file_name'"
+        for key in ("width", "height"):
+            if not is_int(image.get(key)) or image[key] < 1:
+                return f"{where}: '{key}' must be a positive integer, got {image.get(key)!r}"
+    for index, category in enumerate(data["categories"]):
+        if not isinstance(category.get("name"), str):
+            return f"categories[{index}] (id {category['id']}) has no string 'name'"
+    for index, annotation in enumerate(data["annotations"]):
+        where = f"annotations[{index}] (id {annotation['id']})"
+        for key, section in (("image_id", "images"), ("category_id", "categories")):
+            if not is_int(annotation.get(key)) or annotation[key] not in ids[section]:
+                return f"{where}: {key} {annotation.get(key)!r} is not among the {section}"
+        problem = bbox_problem(annotation.get("bbox"))
+        if problem:
+            return f"{where}: bbox {annotation.get('bbox')!r} is {problem}"
+        if not is_finite_number(annotation.get("area")):
+            return f"{where}: 'area' must be a finite number, got {annotation.get('area')!r}"
+    return None

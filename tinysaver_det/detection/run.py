@@ -3,15 +3,29 @@
 Layout of a run directory (``--out``):
 
 ===========================  ===============================================================
-``records.jsonl``            one row per image: ``file_name`` and :class:`ImageRecord` fields
+``run.json``                 what produced the run: models and their sha256, every setting
+``records.jsonl``            one row per image: ``file_name``, ``status``, ``error`` and the
+                             :class:`ImageRecord` fields (null confidence/exited when unread)
 ``saver_predictions.jsonl``  the saver's detections per image (xyxy boxes) with gflops, seconds
 ``base_predictions.jsonl``   the base's detections for every image it ran on (all with --full)
 ``results.json``             the cascade's detections, standard COCO results format
 ``results_saver.json``       the saver's detections on every image, COCO results format
 ``results_base.json``        the base's, written when it ran on every image (--full)
+``errors.json``              images that could not be read, and image files not annotated
 ``summary.json``             settings, metric rows, exit ratio, GFLOPs, FLOPs convention
 ``summary.md``               the same as a markdown table
 ===========================  ===============================================================
+
+The json-lines files are appended and fsynced after each batch, records last, so a killed run can
+be resumed (:mod:`tinysaver_det.detection.run_dir`). The final files are built from the files on
+disk, in dataset order, and written atomically (:mod:`tinysaver_det.io`): a resumed run writes the
+same ``records.jsonl`` and ``results*.json`` as an uninterrupted one. Timing fields (``seconds``,
+img/s, wall-clock) differ between any two runs.
+
+An image that cannot be read (missing, empty, truncated, not an image, or a size its annotation
+does not give) is not fed to the models. It keeps a record with its ``status`` and ``error``, is
+listed in ``errors.json``, and stays in the evaluation as an image with no detections
+(:data:`UNREADABLE_POLICY`).
 
 A :class:`~tinysaver_det.detection.cascade.MultiStageCascade` run (:func:`evaluate_multistage`) writes
 ``records.jsonl`` (per image: the answering stage, the confidences, GFLOPs and seconds spent),
@@ -20,14 +34,12 @@ A :class:`~tinysaver_det.detection.cascade.MultiStageCascade` run (:func:`evalua
 One model alone can also be cached in the same per-image format with :func:`predict_dataset`
 (``tools/predict_coco.py``): a ``<name>_predictions.jsonl`` file, read back by
 :func:`read_predictions` like the saver/base files of a cascade run.
-
-The json-lines files are appended and flushed after each batch; the final files are written
-atomically (:mod:`tinysaver_det.io`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -36,16 +48,27 @@ import numpy as np
 from tqdm import tqdm
 
 from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput, MultiStageCascade, model_outputs
-from tinysaver_det.detection.dataset import CocoDataset
-from tinysaver_det.detection.images import load_image
+from tinysaver_det.detection.dataset import CocoDataset, ImageInfo
+from tinysaver_det.detection.images import UnreadableImageError, load_image
 from tinysaver_det.detection.metrics import METRIC_KEYS, coco_bbox_metrics, load_coco
+from tinysaver_det.detection.run_dir import (
+    BASE_PREDICTIONS,
+    ERRORS,
+    RECORDS,
+    SAVER_PREDICTIONS,
+    describe_run,
+    open_run,
+)
 from tinysaver_det.detection.types import Detections, Detector
+from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.flops import FLOPS_CONVENTION
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl
 
-RECORDS = "records.jsonl"
-SAVER_PREDICTIONS = "saver_predictions.jsonl"
-BASE_PREDICTIONS = "base_predictions.jsonl"
+UNREADABLE_POLICY = (
+    "an image that cannot be read stays in the evaluation as an image with no detections (AP over every "
+    "annotated image, comparable with full-set numbers); exit ratio, GFLOPs/img and img/s count the images "
+    "the models ran on"
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +87,11 @@ class EvalRow:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run measured; ``rows[0]`` is the cascade."""
+    """What a run measured; ``rows[0]`` is the cascade.
+
+    ``n_images`` counts every image of the dataset, ``skipped_images`` those that could not be read,
+    by status (``missing``, ``unreadable``, ``size_mismatch``); ``wall_seconds`` is the last session's.
+    """
 
     saver: str
     base: str
@@ -77,6 +104,9 @@ class RunSummary:
     wall_seconds: float
     flops_convention: str
     uncounted_ops: dict
+    skipped_images: dict
+    unannotated_files: int
+    unreadable_policy: str = UNREADABLE_POLICY
 
     @property
     def cascade(self) -> EvalRow:
@@ -98,16 +128,59 @@ class RunSummary:
             f"{self.min_score:g}), batch {self.batch_size}, {self.wall_seconds:.1f} s wall-clock.",
             f"GFLOPs per image at the input shapes actually run; {FLOPS_CONVENTION}. Not counted: {not_counted}.",
             "img/s: model time only (pre-processing, forward, NMS), image decoding excluded.",
+            self._skipped_line(),
         ]
+        if self.unannotated_files:
+            lines.append(
+                f"{self.unannotated_files} image file(s) in the image folder are not in the annotation file: "
+                "not evaluated, listed in errors.json."
+            )
+        if self.threshold > 1:
+            lines.append("t > 1: no image can exit (confidences are in [0, 1]); every image went to the base.")
         return "\n".join(lines) + "\n"
+
+    def _skipped_line(self) -> str:
+        count = sum(self.skipped_images.values())
+        by_status = ", ".join(f"{n} {status}" for status, n in sorted(self.skipped_images.items()))
+        return (
+            f"Skipped: {count} image(s) that could not be read{f' ({by_status})' if count else ''}, "
+            f"listed in errors.json; {self.unreadable_policy}."
+        )
 
 
 def _prediction_row(output: ModelOutput) -> dict:
     return {**output.detections.to_dict(), "gflops": output.gflops, "seconds": output.seconds}
 
 
-def _coco_results(detections) -> list[dict]:
-    return [entry for dets in detections for entry in dets.to_coco()]
+def _record(info: ImageInfo, output: CascadeOutput) -> dict:
+    return {"file_name": info.file_name, "status": "ok", "error": None, **dataclasses.asdict(output.record)}
+
+
+def _failed_record(info: ImageInfo, status: str, error: Exception) -> dict:
+    """The record of an image no model ran on: it answers nothing and costs nothing."""
+    return {
+        "file_name": info.file_name,
+        "status": status,
+        "error": str(error),
+        "image_id": info.image_id,
+        "confidence": None,
+        "exited": None,
+        "n_boxes": 0,
+        "saver_gflops": 0.0,
+        "base_gflops": 0.0,
+        "seconds": 0.0,
+    }
+
+
+def _decode(dataset: CocoDataset, info: ImageInfo) -> np.ndarray | dict:
+    """The image's pixels, or, when it cannot be read, its failed record (never an exception:
+    one bad file must not stop a run of hours)."""
+    try:
+        return load_image(dataset.path(info), (info.width, info.height))
+    except FileNotFoundError as error:
+        return _failed_record(info, "missing", error)
+    except UnreadableImageError as error:
+        return _failed_record(info, error.status, error)
 
 
 def _batches(items: list, size: int):
@@ -121,75 +194,103 @@ def evaluate_cascade(
     out_dir: str | Path,
     batch_size: int = 32,
     progress: bool = True,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> RunSummary:
     """Run ``cascade`` on every image of ``dataset``, write the run directory, return the summary.
 
     With ``cascade.run_base_on_all`` the summary also has saver-alone and base-alone rows from
     the same run, and the run directory holds everything a threshold sweep needs.
+
+    Args:
+        resume: continue the run in ``out_dir`` where it stopped (or start one when there is none);
+            refused, naming each difference, when that run was made with other settings.
+        overwrite: replace the run in ``out_dir``. Without either flag, a ``out_dir`` that holds a
+            run is refused rather than mixed with.
+
+    Raises:
+        TinySaverInputError: a wrong batch size or run directory, or no image could be read.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise TinySaverInputError(f"batch size must be >= 1, got {batch_size}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (RECORDS, SAVER_PREDICTIONS, BASE_PREDICTIONS):
-        (out_dir / name).unlink(missing_ok=True)
-    outputs: list[CascadeOutput] = []
+    done = open_run(out_dir, describe_run(cascade, dataset, batch_size), dataset, resume=resume, overwrite=overwrite)
     start = perf_counter()
     with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / SAVER_PREDICTIONS) as saver_file, JsonlWriter(
         out_dir / BASE_PREDICTIONS
-    ) as base_file, tqdm(total=len(dataset), desc="cascade", unit="img", disable=not progress) as bar:
-        for infos in _batches(dataset.images, batch_size):
-            images = [load_image(dataset.path(info)) for info in infos]
-            batch = cascade(images, [info.image_id for info in infos])
-            records.write_many(
-                {"file_name": info.file_name, **dataclasses.asdict(out.record)} for info, out in zip(infos, batch)
-            )
-            saver_file.write_many(_prediction_row(out.saver) for out in batch)
-            base_file.write_many(_prediction_row(out.base) for out in batch if out.base is not None)
-            outputs.extend(batch)
+    ) as base_file, tqdm(total=len(dataset), initial=done, desc="cascade", unit="img", disable=not progress) as bar:
+        for infos in _batches(dataset.images[done:], batch_size):
+            rows = [_decode(dataset, info) for info in infos]  # pixels, or failed records
+            readable = [i for i, row in enumerate(rows) if isinstance(row, np.ndarray)]
+            ran = cascade([rows[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
+            for i, out in zip(readable, ran):
+                rows[i] = _record(infos[i], out)
+            saver_file.write_many(_prediction_row(out.saver) for out in ran)
+            base_file.write_many(_prediction_row(out.base) for out in ran if out.base is not None)
+            records.write_many(rows)  # last: a record commits its image (see run_dir)
             bar.update(len(infos))
     wall_seconds = perf_counter() - start
-    summary = _summarize(cascade, dataset, outputs, batch_size, wall_seconds, out_dir)
+    summary = _summarize(cascade, dataset, batch_size, wall_seconds, out_dir)
     atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
     atomic_write_text(out_dir / "summary.md", summary.to_markdown())
     return summary
 
 
-def _summarize(cascade, dataset, outputs, batch_size, wall_seconds, out_dir) -> RunSummary:
+def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path) -> RunSummary:
+    """Build the final outputs from the files on disk, in dataset order, and write them atomically."""
+    records = read_jsonl(out_dir / RECORDS)
+    if [r["image_id"] for r in records] != dataset.image_ids:
+        raise TinySaverInputError(
+            f"{out_dir / RECORDS} does not hold one record per image in dataset order: "
+            "the run directory was changed while the run was going on"
+        )
+    ran = [r for r in records if r["status"] == "ok"]
+    failed = [r for r in records if r["status"] != "ok"]
+    unannotated = dataset.unannotated_files()
+    atomic_write_json(
+        out_dir / ERRORS,
+        {
+            "policy": UNREADABLE_POLICY,
+            "skipped": [{key: r[key] for key in ("image_id", "file_name", "status", "error")} for r in failed],
+            "not_in_annotations": unannotated,
+        },
+        indent=2,
+    )
+    if not ran:
+        raise TinySaverInputError(f"none of the {len(records)} images could be read: see {out_dir / ERRORS}")
     ground_truth = load_coco(dataset.annotation_file)
-    image_ids = dataset.image_ids
-    n = len(outputs)
+    saver, base = ({p["image_id"]: p for p in read_jsonl(out_dir / name)} for name in (SAVER_PREDICTIONS, BASE_PREDICTIONS))
 
-    def row(name: str, detections: list[Detections], gflops, seconds, exit_ratio=None) -> EvalRow:
-        results = _coco_results(detections)
+    def row(name: str, answers: list[dict], gflops, seconds, exit_ratio=None) -> EvalRow:
+        results = [entry for answer in answers for entry in Detections.from_dict(answer).to_coco()]
         atomic_write_json(out_dir / f"results{'' if name == 'cascade' else '_' + name}.json", results)
-        metrics = coco_bbox_metrics(ground_truth, results, image_ids)
-        return EvalRow(name, metrics, float(np.mean(gflops)), exit_ratio, n / max(float(np.sum(seconds)), 1e-12))
+        metrics = coco_bbox_metrics(ground_truth, results, dataset.image_ids)
+        return EvalRow(name, metrics, float(np.mean(gflops)), exit_ratio, len(ran) / max(float(np.sum(seconds)), 1e-12))
 
-    records = [out.record for out in outputs]
+    def model_row(name: str, predictions: dict) -> EvalRow:
+        answers = [predictions[r["image_id"]] for r in ran]
+        return row(name, answers, [a["gflops"] for a in answers], [a["seconds"] for a in answers])
+
     rows = [
         row(
             "cascade",
-            [out.detections for out in outputs],
-            [r.saver_gflops + r.base_gflops for r in records],
-            [r.seconds for r in records],
-            exit_ratio=float(np.mean([r.exited for r in records])),
+            [saver[r["image_id"]] if r["exited"] else base[r["image_id"]] for r in ran],
+            [r["saver_gflops"] + r["base_gflops"] for r in ran],
+            [r["seconds"] for r in ran],
+            exit_ratio=float(np.mean([r["exited"] for r in ran])),
         ),
-        row("saver", [o.saver.detections for o in outputs], [o.saver.gflops for o in outputs],
-            [o.saver.seconds for o in outputs]),
+        model_row("saver", saver),
     ]
     if cascade.run_base_on_all:
-        rows.append(
-            row("base", [o.base.detections for o in outputs], [o.base.gflops for o in outputs],
-                [o.base.seconds for o in outputs])
-        )
+        rows.append(model_row("base", base))
     return RunSummary(
         saver=cascade.saver.name,
         base=cascade.base.name,
         threshold=cascade.policy.threshold,
         min_score=cascade.min_score,
         confidence=cascade.confidence_name,
-        n_images=n,
+        n_images=len(records),
         batch_size=batch_size,
         rows=rows,
         wall_seconds=wall_seconds,
@@ -198,6 +299,8 @@ def _summarize(cascade, dataset, outputs, batch_size, wall_seconds, out_dir) -> 
             "saver": list(getattr(cascade.saver, "uncounted_ops", ())),
             "base": list(getattr(cascade.base, "uncounted_ops", ())),
         },
+        skipped_images=dict(sorted(Counter(r["status"] for r in failed).items())),
+        unannotated_files=len(unannotated),
     )
 
 
@@ -238,7 +341,7 @@ def predict_dataset(
         total=len(dataset), desc=detector.name, unit="img", disable=not progress
     ) as bar:
         for infos in _batches(dataset.images, batch_size):
-            images = [load_image(dataset.path(info)) for info in infos]
+            images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
             prediction = detector.predict(images, [info.image_id for info in infos])
             writer.write_many(_prediction_row(output) for output in model_outputs(prediction))
             bar.update(len(infos))
@@ -297,7 +400,8 @@ def evaluate_multistage(
         total=len(dataset), desc="cascade", unit="img", disable=not progress
     ) as bar:
         for infos in _batches(dataset.images, batch_size):
-            batch = cascade.run([load_image(dataset.path(info)) for info in infos], [info.image_id for info in infos])
+            images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
+            batch = cascade.run(images, [info.image_id for info in infos])
             records.write_many(
                 {"image_id": info.image_id, "file_name": info.file_name, "stage": out.stage,
                  "confidences": list(out.confidences), "n_boxes": len(out.detections), "gflops": out.gflops,
@@ -307,7 +411,7 @@ def evaluate_multistage(
             outputs.extend(batch)
             bar.update(len(infos))
     wall_seconds = perf_counter() - start
-    results = _coco_results(out.detections for out in outputs)
+    results = [entry for out in outputs for entry in out.detections.to_coco()]
     atomic_write_json(out_dir / "results.json", results)
     stages = np.array([out.stage for out in outputs])
     summary = MultiStageSummary(

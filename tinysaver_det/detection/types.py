@@ -102,6 +102,10 @@ class Detector(Protocol):
     ``images`` are HxWx3 uint8 BGR arrays (OpenCV's order, what Ultralytics and mmdet expect) of the
     original pixels, ``image_ids`` their dataset ids. Boxes come back in original-image pixels with
     the dataset's category ids.
+
+    Optional: a ``settings`` dict of everything that determines its predictions (weights hash,
+    predict settings). A run records it in ``run.json`` and refuses to resume with other settings;
+    a detector without it is known by its ``name`` only.
     """
 
     name: str

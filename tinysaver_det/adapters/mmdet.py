@@ -1,0 +1,181 @@
+"""An mmdetection 3.x detector as a :class:`~tinysaver_det.detection.types.Detector`, and the pieces the
+mmdet plug-in (:mod:`tinysaver_det.mmdet`) shares with it: FLOPs of an mmdet model and the conversion of
+its ``pred_instances`` to :class:`~tinysaver_det.detection.types.Detections`.
+
+Any mmdet config works as a base of the spine's :class:`~tinysaver_det.detection.cascade.Cascade`:
+the model is built with ``mmdet.apis.init_detector``, images go through the config's own test pipeline
+(as ``mmdet.apis.inference_detector`` does, from arrays), and its classes (``dataset_meta['classes']``,
+from the checkpoint) are mapped to the dataset's category ids by name.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+from pathlib import Path
+from time import perf_counter
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+try:
+    from mmcv import ops as mmcv_ops
+    from mmcv.transforms import Compose
+    from mmdet.apis import init_detector
+    from mmdet.structures import DetDataSample
+    from mmdet.utils import get_test_pipeline_cfg
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+except ModuleNotFoundError as error:
+    raise ModuleNotFoundError(
+        f"{error.msg}: the mmdet adapter and plug-in need mmdetection 3.x; install the tested stack with "
+        "`pip install -c constraints.txt -e \".[mmdet]\"` (see README, Set-up)"
+    ) from error
+
+from tinysaver_det.detection.categories import category_lookup
+from tinysaver_det.detection.types import Detections, Prediction
+from tinysaver_det.flops import FlopsCache
+
+# mmcv modules whose arithmetic runs in compiled kernels that torch's dispatcher never sees, so the
+# counter cannot count it: multi-scale deformable attention on CUDA (on CPU mmcv falls back to
+# grid_sample, which the counter lists as ``grid_sampler_2d``; its linear projections are counted
+# either way), deformable convolutions and RoIAlign on every device.
+_OPAQUE_MODULES = (
+    mmcv_ops.MultiScaleDeformableAttention,
+    mmcv_ops.DeformConv2d,
+    mmcv_ops.ModulatedDeformConv2d,
+    mmcv_ops.RoIAlign,
+)
+
+
+def opaque_modules(model: torch.nn.Module) -> tuple[str, ...]:
+    """Names (``mmcv.ops.<class>``) of the compiled mmcv modules in ``model`` whose FLOPs are not counted."""
+    return tuple(
+        sorted({f"mmcv.ops.{kind.__name__}" for module in model.modules() for kind in _OPAQUE_MODULES
+                if isinstance(module, kind)})
+    )
+
+
+class MMDetFlops:
+    """Per-image GFLOPs of an mmdet detector's ``predict`` at a padded input shape ``(h, w)``.
+
+    ``predict`` is counted, not ``_forward``: it is what runs, and some detectors (Co-DETR) do not
+    implement ``_forward``. It runs once per shape on a blank image, so the parts whose work depends
+    on the image (the RoI heads of two-stage detectors) are counted at the blank image's proposals.
+    mmcv's compiled NMS, used in post-processing, is invisible to the counter as well.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self._model = model
+        self._counts = FlopsCache(self._predict_blank_image)
+        self._opaque = opaque_modules(model)
+
+    def __call__(self, shape: tuple[int, int]) -> float:
+        return self._counts(tuple(int(side) for side in shape)).gflops
+
+    @property
+    def uncounted_ops(self) -> tuple[str, ...]:
+        """Aten ops the counter saw but does not count, plus the opaque mmcv modules of the model."""
+        return tuple(sorted({*self._counts.uncounted_ops, *self._opaque}))
+
+    def _predict_blank_image(self, shape: tuple[int, int]):
+        parameter = next(self._model.parameters())
+        image = torch.zeros((1, 3, *shape), device=parameter.device, dtype=parameter.dtype)
+        sample = DetDataSample(metainfo=dict(
+            img_shape=shape, batch_input_shape=shape, pad_shape=shape, ori_shape=shape, scale_factor=(1.0, 1.0)
+        ))
+        return partial(self._model.predict, image, [sample], rescale=False)
+
+
+def instances_to_detections(instances, image_id: int, category_ids: np.ndarray | None = None) -> Detections:
+    """mmdet ``pred_instances`` (xyxy ``bboxes``, ``scores``, contiguous ``labels``) as Detections.
+
+    Args:
+        instances: an ``InstanceData`` with tensor fields.
+        image_id: the image's id.
+        category_ids: ``category_ids[label]`` is the dataset id of a label; ``None`` keeps the labels.
+    """
+    labels = instances.labels.detach().cpu().numpy().astype(np.int64)
+    return Detections(
+        image_id,
+        instances.bboxes.detach().cpu().numpy(),
+        instances.scores.detach().cpu().numpy(),
+        labels if category_ids is None else category_ids[labels],
+    )
+
+
+class MMDetDetector:
+    """An mmdet detector (config + checkpoint) behind the Detector protocol.
+
+    Args:
+        config: an mmdet detector config: a ``.py`` file or an ``mmengine.Config``. Its test pipeline
+            (``test_dataloader.dataset.pipeline``) sets the input size, as in mmdet.
+        category_ids_by_name: the dataset's ``{category name: id}``; the model's classes map by name.
+        checkpoint: weights to load; their ``meta.dataset_meta.classes`` name the model's classes.
+            Without a checkpoint the model keeps random weights and COCO's 80 classes (mmdet's rule).
+        device: torch device string (``"cpu"``, ``"cuda:0"``; a bare GPU index such as ``"0"``, as
+            Ultralytics and ``tools/eval_coco.py --device`` take it, means that CUDA device).
+        cfg_options: overrides merged into the config (``--cfg-options`` style keys).
+        name: how the model is named in tables and errors; default: the config's file stem.
+    """
+
+    def __init__(
+        self,
+        config: str | Path | Config,
+        category_ids_by_name: Mapping[str, int],
+        checkpoint: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        cfg_options: dict | None = None,
+        name: str | None = None,
+    ) -> None:
+        if isinstance(config, (str, Path)):
+            if not Path(config).is_file():
+                raise FileNotFoundError(f"mmdet config not found: {config}")
+            config = Config.fromfile(str(config))
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+        self.name = name or Path(config.filename or "mmdet").stem
+        # palette='random' skips building the test dataset, which init_detector does only for colours.
+        self.model = init_detector(
+            config, None if checkpoint is None else str(checkpoint), palette="random",
+            device=f"cuda:{device}" if str(device).isdigit() else device,
+            cfg_options=cfg_options,
+        )
+        self.category_ids = category_lookup(self.model.dataset_meta["classes"], category_ids_by_name, self.name)
+        pipeline = copy.deepcopy(get_test_pipeline_cfg(self.model.cfg))
+        pipeline[0].type = "mmdet.LoadImageFromNDArray"  # the cascade hands over decoded BGR arrays
+        self.pipeline = Compose(pipeline)
+        self._flops = MMDetFlops(self.model)
+
+    @property
+    def uncounted_ops(self) -> tuple[str, ...]:
+        """Ops that ran but are not in the GFLOPs (see :class:`MMDetFlops`)."""
+        return self._flops.uncounted_ops
+
+    def predict(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> Prediction:
+        """Detect on a batch of BGR uint8 images: test pipeline, one ``test_step``, boxes in original pixels.
+
+        Seconds cover the pipeline (resize, pad), the forward pass and post-processing, as the
+        Ultralytics adapter's do. GFLOPs are counted at the padded batch shape the model ran.
+        """
+        if len(images) != len(image_ids):
+            raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
+        if not images:
+            return Prediction([], [], [], [])
+        start = perf_counter()
+        batch = pseudo_collate(
+            [self.pipeline(dict(img=image, img_id=int(image_id))) for image, image_id in zip(images, image_ids)]
+        )
+        with torch.no_grad():
+            samples = self.model.test_step(batch)
+        seconds = (perf_counter() - start) / len(images)
+        shape = tuple(int(side) for side in samples[0].batch_input_shape)
+        gflops = self._flops(shape)
+        detections = [
+            instances_to_detections(sample.pred_instances, image_id, self.category_ids)
+            for sample, image_id in zip(samples, image_ids)
+        ]
+        n = len(images)
+        return Prediction(detections, [gflops] * n, [seconds] * n, [shape] * n)

@@ -1,0 +1,173 @@
+"""A run directory's bookkeeping: what produced it (``run.json``) and how a killed run resumes.
+
+Commit protocol: each batch appends its rows to ``saver_predictions.jsonl`` and
+``base_predictions.jsonl`` first and to ``records.jsonl`` last, each write flushed and fsynced
+(:class:`~tinysaver_det.io.JsonlWriter`). ``records.jsonl`` is the commit log: an image is done when
+its record line is complete, and then its predictions are on disk already. A kill can leave a
+half-written line, a batch with only part of its records, or prediction rows without a record
+(killed between the two writes); :func:`open_run` repairs all three on resume, cutting the records
+back to the last whole batch and the prediction files to the rows of those images. Whole batches
+matter for identical outputs: Ultralytics letterboxes a batch to a shape that depends on all of its
+images, and the base runs on a batch's deferred images together, so the remaining images must be
+batched exactly as an uninterrupted run batches them.
+
+``run.json`` records everything that determines the outputs (:func:`describe_run`), and a resume
+with any of it changed is refused, naming each difference. :data:`NOT_COMPARED` lists what is
+recorded for information only: paths (a run may be resumed after its files moved, the hashes
+still pin their content) and the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tinysaver_det import __version__
+from tinysaver_det.detection.cascade import Cascade
+from tinysaver_det.detection.dataset import CocoDataset
+from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.io import atomic_write_json, remove_stale_temporaries, sha256_file, truncate_jsonl
+
+RUN_JSON = "run.json"
+RECORDS = "records.jsonl"
+SAVER_PREDICTIONS = "saver_predictions.jsonl"
+BASE_PREDICTIONS = "base_predictions.jsonl"
+ERRORS = "errors.json"
+FINAL_OUTPUTS = ("results.json", "results_saver.json", "results_base.json", "summary.json", "summary.md", ERRORS)
+RUN_FILES = (RUN_JSON, RECORDS, SAVER_PREDICTIONS, BASE_PREDICTIONS, *FINAL_OUTPUTS)
+RUN_FORMAT = 1
+
+NOT_COMPARED = frozenset(
+    {"annotation_file", "image_dir", *(f"{model}.{key}" for model in ("saver", "base") for key in ("name", "weights", "device"))}
+)
+
+
+def describe_run(cascade: Cascade, dataset: CocoDataset, batch_size: int) -> dict:
+    """The content of ``run.json``: what produced a run directory.
+
+    A detector describes itself through an optional ``settings`` dict (the Ultralytics adapter gives
+    its weights' sha256 and predict settings); one without it is described by its ``name`` only.
+    """
+    return {
+        "format": RUN_FORMAT,
+        "package_version": __version__,
+        "saver": getattr(cascade.saver, "settings", {"name": cascade.saver.name}),
+        "base": getattr(cascade.base, "settings", {"name": cascade.base.name}),
+        "threshold": cascade.policy.threshold,
+        "min_score": cascade.min_score,
+        "confidence": cascade.confidence_name,
+        "full": cascade.run_base_on_all,
+        "batch_size": batch_size,
+        "annotation_file": str(dataset.annotation_file.resolve()),
+        "annotation_sha256": sha256_file(dataset.annotation_file),
+        "image_dir": str(dataset.image_dir.resolve()),
+        "limit": dataset.limit,
+        "n_images": len(dataset),
+        "image_ids_sha256": hashlib.sha256(json.dumps(dataset.image_ids).encode()).hexdigest(),
+    }
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def differences(recorded: dict, current: dict) -> list[str]:
+    """``"key: <recorded> in the run, <current> now"`` for every compared setting that differs.
+
+    >>> differences({"threshold": 0.25, "image_dir": "/a"}, {"threshold": 0.3, "image_dir": "/b"})
+    ['threshold: 0.25 in the run, 0.3 now']
+    """
+    old, new = _flatten(recorded), _flatten(current)
+    return [
+        f"{key}: {old.get(key, '(absent)')} in the run, {new.get(key, '(absent)')} now"
+        for key in sorted(old.keys() | new.keys())
+        if key not in NOT_COMPARED and old.get(key) != new.get(key)
+    ]
+
+
+def open_run(
+    out_dir: Path, description: dict, dataset: CocoDataset, *, resume: bool = False, overwrite: bool = False
+) -> int:
+    """Make ``out_dir`` ready for a run and return how many images (a prefix of the dataset) are done.
+
+    Args:
+        out_dir: the run directory.
+        description: from :func:`describe_run`.
+        dataset: the images of the run, in order.
+        resume: continue the run in ``out_dir`` (a fresh run when it holds none, so a job can always
+            pass it); refused when its ``run.json`` differs from ``description``.
+        overwrite: delete the run files in ``out_dir`` (only those, see :data:`RUN_FILES`) first.
+
+    Raises:
+        TinySaverInputError: ``out_dir`` holds a run and neither flag is given, the run has other
+            settings, or it is not a folder.
+    """
+    if resume and overwrite:
+        raise TinySaverInputError("resume and overwrite exclude each other: choose one")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TinySaverInputError(f"run directory {out_dir} is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        remove_stale_temporaries(out_dir / name)
+    present = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if present and overwrite:
+        for name in present:
+            (out_dir / name).unlink()
+    elif present and not resume:
+        raise TinySaverInputError(
+            f"{out_dir} already holds a run ({', '.join(present)}): pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    elif present:
+        return _resume(out_dir, description, dataset)
+    atomic_write_json(out_dir / RUN_JSON, description, indent=2)
+    return 0
+
+
+def _resume(out_dir: Path, description: dict, dataset: CocoDataset) -> int:
+    """Check that the run in ``out_dir`` has ``description``'s settings, repair it, count its done images."""
+    try:
+        recorded = json.loads((out_dir / RUN_JSON).read_text())
+    except FileNotFoundError:
+        raise TinySaverInputError(
+            f"cannot resume {out_dir}: it has no {RUN_JSON} (made by an older version?); pass --overwrite to start over"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise TinySaverInputError(f"cannot resume {out_dir}: {RUN_JSON} is not valid json ({error})") from None
+    changed = differences(recorded, description)
+    if changed:
+        raise TinySaverInputError(
+            f"cannot resume {out_dir}: its run was made with other settings ({'; '.join(changed)}); "
+            "pass --overwrite to start over, or choose another --out"
+        )
+    return _repair(out_dir, dataset, description["batch_size"], description["full"])
+
+
+def _repair(out_dir: Path, dataset: CocoDataset, batch_size: int, full: bool) -> int:
+    """Cut the json-lines files back to the last whole batch of committed images (see the module doc)."""
+    ids = dataset.image_ids
+    records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < len(ids) and row.get("image_id") == ids[i])
+    done = len(records)
+    if done < len(ids) and done % batch_size:
+        done -= done % batch_size
+        records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < done)
+    ran = [r for r in records if r["status"] == "ok"]
+    expected = {
+        SAVER_PREDICTIONS: [r["image_id"] for r in ran],
+        BASE_PREDICTIONS: [r["image_id"] for r in ran if full or not r["exited"]],
+    }
+    for name, wanted in expected.items():
+        rows = truncate_jsonl(out_dir / name, lambda i, row: i < len(wanted) and row.get("image_id") == wanted[i])
+        if len(rows) < len(wanted):
+            raise TinySaverInputError(
+                f"cannot resume {out_dir}: {name} lacks image {wanted[len(rows)]}, which {RECORDS} marks done "
+                "(the files were changed by something else than this tool); pass --overwrite to start over"
+            )
+    return done

@@ -1,0 +1,99 @@
+"""Test a TinySaver config with mmengine's ``Runner.test``, in one process or under ``torchrun``.
+
+What this adds to mmdet's own ``tools/test.py`` (which also runs these configs):
+
+- ``checkpoint`` is the *base's* checkpoint (official mmdet weights), loaded into ``model.base``;
+- the per-image routing goes to ``<work_dir>/routing.json`` and the metrics, with the FLOPs
+  convention and the ops the counter leaves out, to ``<work_dir>/metrics.json``;
+- the distributed launcher also works on CPU machines (gloo backend).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.dist import is_main_process
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+from tinysaver_det.flops import FLOPS_CONVENTION
+from tinysaver_det.io import atomic_write_json
+
+ROUTING_FILE = "routing.json"
+METRICS_FILE = "metrics.json"
+
+
+def _route_to(evaluator, out_file: str) -> None:
+    """Point every TinySaverRouting metric of ``evaluator`` (a dict or a list) that has no ``out_file`` at ``out_file``."""
+    for metric in evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]:
+        if metric.get("type") in ("TinySaverRouting", "mmdet.TinySaverRouting") and metric.get("out_file") is None:
+            metric["out_file"] = out_file
+
+
+def _start_cpu_process_group(cfg: Config) -> None:
+    """Start the gloo process group for a CPU-only machine and keep DDP off device ids.
+
+    mmengine's launcher calls ``torch.cuda.set_device``, which fails without a GPU, and wraps the model
+    with ``device_ids=[LOCAL_RANK]``, which DDP rejects for a CPU module. The Runner reuses a process
+    group that is already up, and a ``model_wrapper_cfg`` with ``device_ids=None`` keeps DDP on CPU.
+    """
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    wrapper = dict(type="MMDistributedDataParallel", broadcast_buffers=False)
+    wrapper.update(cfg.get("model_wrapper_cfg") or {})
+    wrapper["device_ids"] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def run_test(
+    config: str | Path | Config,
+    checkpoint: str | Path | None = None,
+    launcher: str = "none",
+    cfg_options: dict | None = None,
+    work_dir: str | Path | None = None,
+) -> dict:
+    """Run ``Runner.test`` on a TinySaver config and return its metrics (on every rank).
+
+    Args:
+        config: a config file, or an ``mmengine.Config`` already loaded.
+        checkpoint: the base detector's checkpoint, set as ``model.base_checkpoint``.
+        launcher: ``'none'`` (one process) or ``'pytorch'`` (under ``torchrun``).
+        cfg_options: overrides merged into the config (``--cfg-options`` keys).
+        work_dir: default: the config's ``work_dir``, else ``./work_dirs/<config name>``.
+
+    Returns:
+        The metrics of every evaluator metric (``coco/bbox_mAP``..., ``tinysaver/exit_ratio``...).
+    """
+    if launcher not in ("none", "pytorch"):
+        raise ValueError(f"launcher must be 'none' or 'pytorch', got {launcher!r}")
+    cfg = Config.fromfile(str(config)) if isinstance(config, (str, Path)) else copy.deepcopy(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if cfg.model.get("type") not in ("TinySaverDetector", "mmdet.TinySaverDetector"):
+        raise ValueError(f"{config}: model type is {cfg.model.get('type')!r}, not TinySaverDetector")
+    name = Path(cfg.filename).stem if cfg.filename else "tinysaver"
+    cfg.work_dir = str(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
+    cfg.launcher = launcher
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"base checkpoint not found: {checkpoint}")
+        cfg.model.base_checkpoint = str(checkpoint)
+    _route_to(cfg.test_evaluator, os.path.join(cfg.work_dir, ROUTING_FILE))
+    if launcher != "none" and not torch.cuda.is_available():
+        _start_cpu_process_group(cfg)
+
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if is_main_process():
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        atomic_write_json(
+            Path(cfg.work_dir) / METRICS_FILE,
+            {"metrics": metrics, "flops_convention": FLOPS_CONVENTION, "uncounted_ops": model.uncounted_ops},
+            indent=2,
+        )
+    return metrics
