@@ -328,9 +328,7 @@ def test_plugin_checks_its_classes_against_the_base():
         MODELS.build(cfg.model)
 
 
-def test_eval_coco_takes_a_base_checkpoint_only_with_an_mmdet_config(capsys):
-    from tests.test_eval_coco_tool import load_tool
-
+def test_eval_coco_takes_a_base_checkpoint_only_with_an_mmdet_config(capsys, eval_coco_tool):
     with pytest.raises(SystemExit):
-        load_tool("eval_coco").parse_args(["--base", "yolov8s.pt", "--base-checkpoint", "base.pth"])
+        eval_coco_tool.parse_args(["--base", "yolov8s.pt", "--base-checkpoint", "base.pth"])
     assert "needs an mmdet config" in capsys.readouterr().err
