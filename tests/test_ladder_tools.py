@@ -147,3 +147,26 @@ def test_run_multistage_tool_matches_the_simulation(demo_slice, load_script, tmp
     assert summary["gflops_per_image"] == pytest.approx(simulated.costs["GFLOPs"])
     assert summary["metrics"]["AP"] == pytest.approx(simulated.metrics["AP"], abs=2e-3)  # later stages ran smaller batches
     assert "stage ratios" in capsys.readouterr().out
+
+
+def test_detection_sweep_takes_a_router_file_through_the_same_hook(demo_slice, tmp_path):
+    from tinysaver_det.core import router_confidences
+    from tinysaver_det.detection.router_study import train_router
+    from tinysaver_det.detection.sweep import CascadeInputs, sweep_cascade
+
+    ladder = load_ladder(demo_slice.annotations, {m: demo_slice.predictions[m] for m in ("pico", "s")})
+    router = train_router(ladder, "pico", "s")
+    path = router.save(tmp_path / "router.json")
+    ids = ladder.image_ids.tolist()
+    inputs = CascadeInputs(
+        json.loads(demo_slice.annotations.read_text()), ids,
+        dict(zip(ids, ladder.detections("pico"))), dict(zip(ids, ladder.detections("s"))),
+        ladder.cost("pico", "GFLOPs"), ladder.cost("s", "GFLOPs"),
+    )
+    confidences = router_confidences(router, ladder.detections("pico"))
+    thresholds = np.quantile(confidences, [0.25, 0.5, 0.75]).tolist()
+    result = sweep_cascade(inputs, thresholds, confidence=str(path))
+    assert [row.exit_ratio for row in result.rows] == [pytest.approx((confidences >= t).mean()) for t in thresholds]
+    metric = ladder.pair_metric("pico", "s")
+    for row, t in zip(result.rows, thresholds):
+        assert row.metrics["AP"] == pytest.approx(metric.routed(confidences >= t)["AP"], abs=1e-12)

@@ -26,7 +26,7 @@ import sys
 from tinysaver_det import assets
 from tinysaver_det.adapters import create_detector, is_mmdet_config
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE, validate_threshold
-from tinysaver_det.core.router import resolve_router
+from tinysaver_det.core.router import confidence_argument
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.run import evaluate_cascade
@@ -52,15 +52,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _confidence(text: str) -> str:
-    """argparse type of --confidence: a registered name or a router file, checked before any model loads."""
-    try:
-        resolve_router(text)
-    except (ValueError, FileNotFoundError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
 def _positive_int(text: str) -> int:
     """argparse type of a count >= 1."""
     try:
@@ -82,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--t", type=_threshold, default=0.25,
                         help="exit threshold >= 0 (default 0.25); above 1 no image exits")
     parser.add_argument("--min-score", type=_fraction, default=DEFAULT_MIN_SCORE, help="score floor of the confidence")
-    parser.add_argument("--confidence", type=_confidence, default="mean",
+    parser.add_argument("--confidence", type=confidence_argument, default="mean",
                         help=f"image confidence: one of {', '.join(sorted(CONFIDENCE_FUNCTIONS))} (default: mean, the "
                              "paper's) or a router file (.json, e.g. from tools/compare_routers.py)")
     parser.add_argument("--batch", type=_positive_int, default=32, help="images per batch (default 32)")

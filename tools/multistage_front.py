@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysaver_det.core.router import confidence_argument
 from tinysaver_det.core.tables import to_markdown, write_csv
 from tinysaver_det.detection.ladder import COST_UNITS, add_ladder_arguments, ladder_inputs, load_splits
 from tinysaver_det.detection.stage_study import compare_depths, depth_table, front_table, plot_depths
@@ -26,7 +27,7 @@ from tinysaver_det.detection.stage_study import compare_depths, depth_table, fro
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_ladder_arguments(parser)
-    parser.add_argument("--confidence", default="mean",
+    parser.add_argument("--confidence", type=confidence_argument, default="mean",
                         help="confidence of every exiting stage: a registered name or a router .json (default mean)")
     parser.add_argument("--levels", type=int, default=21, help="exit-ratio levels per stage (default 21: steps of 5%%)")
     parser.add_argument("--budgets", type=float, nargs="+",

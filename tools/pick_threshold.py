@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from tinysaver_det.core.picker import Target
+from tinysaver_det.core.router import confidence_argument
 from tinysaver_det.core.tables import to_markdown, write_csv
 from tinysaver_det.detection.ladder import COST_UNITS, add_ladder_arguments, ladder_inputs, load_splits
 from tinysaver_det.detection.stage_study import UNITS, pick_operating_points, picker_table
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_ladder_arguments(parser, cost_help="the cost a --max-drop target minimises: gflops (default) or latency")
     parser.add_argument("--models", nargs="+", help="the chain to tune, cheapest first (default: first and last model)")
-    parser.add_argument("--confidence", default="mean",
+    parser.add_argument("--confidence", type=confidence_argument, default="mean",
                         help="a registered confidence name or a router .json (default mean)")
     parser.add_argument("--levels", type=int,
                         help="exit-ratio levels per stage (default 101 for 2 stages, 21 for more)")

@@ -17,6 +17,7 @@ import sys
 from tinysaver_det import assets
 from tinysaver_det.adapters import create_detector
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
+from tinysaver_det.core.router import confidence_argument
 from tinysaver_det.detection.cascade import MultiStageCascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.ladder import SPLITS, split_image_ids
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", nargs="+", required=True,
                         help="the stages' weights, cheapest first (paths, official names, or demo:pico/n/s)")
     parser.add_argument("--t", type=float, nargs="+", required=True, help="one threshold per stage but the last")
-    parser.add_argument("--confidence", nargs="+", default=["mean"],
+    parser.add_argument("--confidence", nargs="+", type=confidence_argument, default=["mean"],
                         help="one confidence for every exiting stage, or one per exiting stage (name or router .json)")
     parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE, help="score floor of score confidences")
     parser.add_argument("--images", help="image folder; default: demo val images")

@@ -20,6 +20,7 @@ import argparse
 import sys
 
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE
+from tinysaver_det.core.router import confidence_argument
 from tinysaver_det.core.tables import Table, to_markdown, write_csv
 from tinysaver_det.detection.sweep import (
     SWEEP_COLUMNS,
@@ -44,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--thresholds", type=float, nargs="+",
                         help="thresholds (default 0..1 step 0.01 plus 0.25, 0.26, 0.34, 0.37, 0.69)")
     parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE)
-    parser.add_argument("--confidence", choices=sorted(CONFIDENCE_FUNCTIONS), default="mean")
+    parser.add_argument("--confidence", type=confidence_argument, default="mean",
+                        help=f"one of {', '.join(sorted(CONFIDENCE_FUNCTIONS))} (default mean) or a router file (.json)")
     parser.add_argument("--out", default="runs/sweep")
     args = parser.parse_args(argv)
     json_inputs = (args.saver_json, args.base_json, args.saver_gflops, args.base_gflops)

@@ -381,6 +381,21 @@ def resolve_router(confidence="mean", min_score: float = DEFAULT_MIN_SCORE) -> R
     )
 
 
+def confidence_argument(text: str) -> str:
+    """``argparse`` type of a ``--confidence`` option: a registered name or a router file, checked early.
+
+    >>> confidence_argument("entropy")
+    'entropy'
+    """
+    import argparse
+
+    try:
+        resolve_router(text)
+    except (ValueError, FileNotFoundError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def router_confidences(router: Router, detections: Sequence) -> np.ndarray:
     """``(N,)`` confidences of a router over a sequence of per-image detections."""
     return np.fromiter((router(d) for d in detections), dtype=np.float64, count=len(detections))

@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction, resolve_confidence
+from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction
+from tinysaver_det.core.router import Router, resolve_router
 from tinysaver_det.core.selection import RMatch, delta_cost_tr, r_match
 from tinysaver_det.core.sweep import SweepRow, default_thresholds, sweep
 from tinysaver_det.detection.coco_eval import CocoCascadeMetric, load_ground_truth
@@ -167,22 +168,23 @@ def sweep_cascade(
     inputs: CascadeInputs,
     thresholds: Sequence[float] | None = None,
     min_score: float = DEFAULT_MIN_SCORE,
-    confidence: str | ConfidenceFunction = "mean",
+    confidence: str | ConfidenceFunction | Router = "mean",
 ) -> DetectionSweep:
     """Simulate the cascade at every threshold, exactly as pycocotools would score it.
 
     Args:
         inputs: from :func:`inputs_from_run` or :func:`inputs_from_results`.
         thresholds: default 0..1 step 0.01 plus the paper's 0.25, 0.26, 0.34, 0.37, 0.69.
-        min_score, confidence: the image-confidence rule (``tinysaver_det.core.policy``).
+        min_score, confidence: the image-confidence rule: a registered name, a ``(scores, min_score)``
+            callable, a router or a router file (``tinysaver_det.core.router.resolve_router``).
     """
     thresholds = default_thresholds() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     ground_truth = load_ground_truth(inputs.annotations)
     metric = CocoCascadeMetric.from_detections(ground_truth, inputs.saver, inputs.base)
     if list(metric.image_ids) != list(inputs.image_ids):
         raise ValueError("ground-truth images and prediction images differ")
-    score = resolve_confidence(confidence)
-    confidences = np.array([score(inputs.saver[i].scores, min_score) for i in inputs.image_ids])
+    router = resolve_router(confidence, min_score)
+    confidences = np.array([router(inputs.saver[i]) for i in inputs.image_ids])
     rows = sweep(confidences, thresholds, metric, inputs.saver_gflops, inputs.base_gflops)
     everything = np.ones(len(inputs.image_ids), dtype=bool)
     saver_alone, base_alone = metric.routed_many(np.stack([everything, ~everything]))

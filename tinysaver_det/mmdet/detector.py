@@ -19,7 +19,8 @@ from mmengine.structures import InstanceData
 
 from tinysaver_det.adapters.mmdet import MMDetFlops, instances_to_detections
 from tinysaver_det.adapters.ultralytics import UltralyticsDetector
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction, resolve_confidence, validate_threshold
+from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction, validate_threshold
+from tinysaver_det.core.router import Router, resolve_router
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.images import load_image
 from tinysaver_det.detection.types import Prediction
@@ -99,7 +100,9 @@ class TinySaverDetector(BaseDetector):
         base: any mmdet detector model config.
         threshold: exit threshold t.
         min_score: boxes below it do not count towards the confidence (they stay in the answer).
-        confidence: a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS`` or a callable.
+        confidence: a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS``, a callable
+            ``(scores, min_score) -> float``, a router object or a router file (``.json``, e.g. the
+            learned post-evaluator of ``tools/compare_routers.py``); see ``core.router.resolve_router``.
         classes: the base's class names in label order, which must be the test dataset's
             ``metainfo['classes']``. Default: those stored in ``base_checkpoint``, else COCO's 80 (the
             rule of ``mmdet.apis.init_detector``).
@@ -120,7 +123,7 @@ class TinySaverDetector(BaseDetector):
         base: dict,
         threshold: float,
         min_score: float = DEFAULT_MIN_SCORE,
-        confidence: str | ConfidenceFunction = "mean",
+        confidence: str | ConfidenceFunction | Router = "mean",
         classes: Sequence[str] | None = None,
         base_checkpoint: str | None = None,
         data_preprocessor: dict | None = None,
@@ -129,7 +132,7 @@ class TinySaverDetector(BaseDetector):
         super().__init__(data_preprocessor=data_preprocessor or base.get("data_preprocessor"), init_cfg=init_cfg)
         self.threshold = validate_threshold(threshold)
         self.min_score = float(min_score)
-        self.confidence = resolve_confidence(confidence)
+        self.confidence = resolve_router(confidence, self.min_score)
         # Inference only: SyncBN (a training choice, and rejected by DDP on CPU) computes what BN does in
         # eval mode, so it becomes BN, as mmengine's Runner does for one-process runs.
         self.base = revert_sync_batchnorm(MODELS.build(base))
