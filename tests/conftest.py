@@ -70,17 +70,14 @@ def demo_slice(tmp_path_factory, demo_dataset, demo_saver, demo_n, demo_base):
     Each model runs once per session (``predict_dataset``, one batch of 32); tests then load the
     ``*_predictions.jsonl`` files like the tools do.
     """
-    import json
     from types import SimpleNamespace
 
+    from tinysaver_det.detection.dataset import restrict_annotations
     from tinysaver_det.detection.run import predict_dataset
 
     root = tmp_path_factory.mktemp("demo_slice")
     dataset = demo_dataset.subset(demo_dataset.image_ids[:32])
-    data = json.loads(assets.asset_path(assets.DEMO_ANNOTATIONS).read_text())
-    keep = set(dataset.image_ids)
-    data.update(images=[i for i in data["images"] if i["id"] in keep],
-                annotations=[a for a in data["annotations"] if a["image_id"] in keep])
+    data = restrict_annotations(json.loads(assets.asset_path(assets.DEMO_ANNOTATIONS).read_text()), dataset.image_ids)
     annotations = root / "instances_slice.json"
     annotations.write_text(json.dumps(data))
     models = {"pico": demo_saver, "n": demo_n, "s": demo_base}

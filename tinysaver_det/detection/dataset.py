@@ -125,6 +125,27 @@ def load_annotation_json(path: str | Path) -> dict:
     return data
 
 
+def restrict_annotations(data: dict, image_ids) -> dict:
+    """A COCO annotation dict holding only ``image_ids`` (their images and annotations; categories kept).
+
+    Raises:
+        ValueError: naming some of the ids the annotation file does not have.
+
+    >>> data = {"images": [{"id": 1}, {"id": 2}], "categories": [], "annotations": [{"id": 5, "image_id": 2}]}
+    >>> restrict_annotations(data, [2])["annotations"]
+    [{'id': 5, 'image_id': 2}]
+    """
+    keep = {int(i) for i in image_ids}
+    missing = keep - {int(image["id"]) for image in data["images"]}
+    if missing:
+        raise ValueError(f"{len(missing)} image ids are not in the annotation file, e.g. {sorted(missing)[:5]}")
+    return {
+        **data,
+        "images": [image for image in data["images"] if int(image["id"]) in keep],
+        "annotations": [ann for ann in data.get("annotations", []) if int(ann["image_id"]) in keep],
+    }
+
+
 def is_int(value) -> bool:
     """A json integer (``True`` is not one).
 

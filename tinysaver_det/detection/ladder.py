@@ -36,7 +36,7 @@ from tinysaver_det.detection.coco_eval import (
     load_ground_truth,
     summarize_selections,
 )
-from tinysaver_det.detection.dataset import load_annotation_json
+from tinysaver_det.detection.dataset import load_annotation_json, restrict_annotations
 from tinysaver_det.detection.run import read_predictions
 from tinysaver_det.detection.types import Detections
 
@@ -218,18 +218,6 @@ def split_image_ids(image_ids: Sequence[int], scheme: str = "parity", seed: int 
     raise ValueError(f"unknown split {scheme!r}; choose one of {SPLITS}")
 
 
-def _annotations_subset(data: Mapping, image_ids: Sequence[int]) -> dict:
-    keep = set(int(i) for i in image_ids)
-    missing = keep - {int(i["id"]) for i in data["images"]}
-    if missing:
-        raise ValueError(f"{len(missing)} image ids are not in the annotation file, e.g. {sorted(missing)[:5]}")
-    return {
-        **data,
-        "images": [i for i in data["images"] if int(i["id"]) in keep],
-        "annotations": [a for a in data.get("annotations", []) if int(a["image_id"]) in keep],
-    }
-
-
 def load_ladder(
     annotation_file: str | os.PathLike,
     predictions: Mapping[str, str | os.PathLike],
@@ -245,7 +233,7 @@ def load_ladder(
     """
     data = load_annotation_json(annotation_file)
     if image_ids is not None:
-        data = _annotations_subset(data, image_ids)
+        data = restrict_annotations(data, image_ids)
     ground_truth = load_ground_truth(data)
     ids = list(ground_truth.image_ids)
     return Ladder(ground_truth, [read_model_records(name, Path(path), ids) for name, path in predictions.items()])

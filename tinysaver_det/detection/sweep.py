@@ -23,7 +23,7 @@ from tinysaver_det.core.router import Router, resolve_router
 from tinysaver_det.core.selection import RMatch, delta_cost_tr, r_match
 from tinysaver_det.core.sweep import SweepRow, default_thresholds, sweep
 from tinysaver_det.detection.coco_eval import CocoCascadeMetric, load_ground_truth
-from tinysaver_det.detection.dataset import load_annotation_json
+from tinysaver_det.detection.dataset import load_annotation_json, restrict_annotations
 from tinysaver_det.detection.metrics import METRIC_KEYS
 from tinysaver_det.detection.results import load_results_json
 from tinysaver_det.detection.run import load_predictions
@@ -69,15 +69,6 @@ class DetectionSweep:
     delta_cost_tr: float
 
 
-def _restricted(annotations: dict, image_ids: Sequence[int]) -> dict:
-    keep = set(image_ids)
-    return {
-        **annotations,
-        "images": [image for image in annotations["images"] if image["id"] in keep],
-        "annotations": [ann for ann in annotations.get("annotations", []) if ann["image_id"] in keep],
-    }
-
-
 def inputs_from_run(run_dir: str | Path, annotation_file: str | Path | None = None) -> CascadeInputs:
     """Read a ``--full`` run directory; the image set is every image the run recorded.
 
@@ -112,7 +103,7 @@ def inputs_from_run(run_dir: str | Path, annotation_file: str | Path | None = No
         return np.array([outputs[i].gflops if i in outputs else 0.0 for i in image_ids])
 
     return CascadeInputs(
-        _restricted(load_annotation_json(annotation_file), image_ids),
+        restrict_annotations(load_annotation_json(annotation_file), image_ids),
         image_ids,
         detections(saver),
         detections(base),
