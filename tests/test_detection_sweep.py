@@ -2,6 +2,10 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,8 @@ from tinysaver_det.core import image_confidence
 from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
 from tinysaver_det.detection.simulate import BASE_PROFILE, SAVER_PROFILE, simulate_detections
 from tinysaver_det.detection.sweep import inputs_from_results, inputs_from_run, sweep_cascade
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +92,11 @@ def test_records_without_full_are_refused(small_set, tmp_path, eval_coco_tool):
                                             "--t", "0.0", "--out", str(out), "--quiet"])
     with pytest.raises(ValueError, match="sweeps need a run made with --full"):
         inputs_from_run(out, small_set / "ann.json")
+    command = subprocess.run([sys.executable, "tools/sweep.py", "--records", str(out)], cwd=REPO,
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert command.returncode == 2
+    assert command.stderr.startswith("error: ") and "sweeps need a run made with --full" in command.stderr
+    assert "Traceback" not in command.stderr
 
 
 def test_sweep_tool_rejects_mixed_inputs(load_script):

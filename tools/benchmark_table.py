@@ -21,6 +21,7 @@ from tinysaver_det.detection.run_dir import RUN_JSON
 from tinysaver_det.detection.sweep import inputs_from_run, sweep_cascade
 from tinysaver_det.io import atomic_write_text
 from tinysaver_det.plots import plot_performance_vs_cost
+from tinysaver_det.errors import exit_code_of
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,4 +58,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

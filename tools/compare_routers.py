@@ -32,6 +32,7 @@ from tinysaver_det.detection.router_study import (
     evaluator_table,
     router_table,
 )
+from tinysaver_det.errors import exit_code_of
 
 
 def main(argv=None) -> int:
@@ -79,4 +80,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

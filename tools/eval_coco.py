@@ -30,7 +30,7 @@ from tinysaver_det.core.router import confidence_argument
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.run import evaluate_cascade
-from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.errors import exit_code_of
 
 
 def _threshold(text: str) -> float:
@@ -103,26 +103,28 @@ def main(argv=None) -> int:
         print(f"note: --t {args.t:g} > 1: no image can exit (confidences are in [0, 1]); every image goes to the base",
               file=sys.stderr)
     try:
-        dataset = CocoDataset(
-            args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS),
-            args.images or assets.asset_path(assets.DEMO_IMAGES),
-            limit=args.limit,
-        )
-        saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
-                                imgsz=args.imgsz, device=args.device)
-        base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
-        base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
-        base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)
-        cascade = Cascade(saver, base, args.t, min_score=args.min_score, confidence=args.confidence,
-                          run_base_on_all=args.full)
-        summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
-                                   resume=args.resume, overwrite=args.overwrite)
-    except (FileNotFoundError, TinySaverInputError) as error:  # a wrong input, named by the message
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exit_code_of(evaluate, args)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the finished batches are in {args.out}; add --resume to continue", file=sys.stderr)
         return 130
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Build the dataset, both detectors and the cascade from ``args``, run it, print the table."""
+    dataset = CocoDataset(
+        args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS),
+        args.images or assets.asset_path(assets.DEMO_IMAGES),
+        limit=args.limit,
+    )
+    saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
+                            imgsz=args.imgsz, device=args.device)
+    base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
+    base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
+    base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)
+    cascade = Cascade(saver, base, args.t, min_score=args.min_score, confidence=args.confidence,
+                      run_base_on_all=args.full)
+    summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
+                               resume=args.resume, overwrite=args.overwrite)
     print(f"\nTinySaver: saver {summary.saver} -> base {summary.base}   (outputs in {args.out})\n")
     print(summary.to_markdown())
     return 0

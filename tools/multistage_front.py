@@ -22,6 +22,7 @@ from tinysaver_det.core.router import confidence_argument
 from tinysaver_det.core.tables import to_markdown, write_csv
 from tinysaver_det.detection.ladder import COST_UNITS, add_ladder_arguments, ladder_inputs, load_splits
 from tinysaver_det.detection.stage_study import compare_depths, depth_table, front_table, plot_depths
+from tinysaver_det.errors import exit_code_of
 
 
 def main(argv=None) -> int:
@@ -57,4 +58,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

@@ -28,6 +28,7 @@ from tinysaver_det.core.router import confidence_argument
 from tinysaver_det.core.tables import to_markdown, write_csv
 from tinysaver_det.detection.ladder import COST_UNITS, add_ladder_arguments, ladder_inputs, load_splits
 from tinysaver_det.detection.stage_study import UNITS, pick_operating_points, picker_table
+from tinysaver_det.errors import exit_code_of
 
 
 def main(argv=None) -> int:
@@ -73,4 +74,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

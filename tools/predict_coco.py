@@ -18,6 +18,7 @@ from tinysaver_det import assets
 from tinysaver_det.adapters import create_detector
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.run import predict_dataset
+from tinysaver_det.errors import exit_code_of
 
 
 def main(argv=None) -> int:
@@ -47,4 +48,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

@@ -22,6 +22,7 @@ from tinysaver_det.detection.cascade import MultiStageCascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.ladder import SPLITS, split_image_ids
 from tinysaver_det.detection.run import evaluate_multistage
+from tinysaver_det.errors import exit_code_of
 
 
 def main(argv=None) -> int:
@@ -66,4 +67,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

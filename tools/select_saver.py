@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tinysaver_det.classification import (
@@ -26,6 +27,7 @@ from tinysaver_det.classification import (
     study_savers,
     write_study_csv,
 )
+from tinysaver_det.errors import exit_code_of
 
 _MODEL_FIELDS = ("NAME", "COST", "TRAIN", "TEST")
 
@@ -66,4 +68,4 @@ def main(argv=None) -> SaverStudy:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

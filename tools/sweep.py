@@ -32,6 +32,7 @@ from tinysaver_det.detection.sweep import (
 from tinysaver_det.flops import FLOPS_CONVENTION
 from tinysaver_det.io import atomic_write_text
 from tinysaver_det.plots import plot_exit_ratio, plot_performance_vs_cost, plot_subset_performance
+from tinysaver_det.errors import exit_code_of
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,4 +84,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

@@ -20,6 +20,7 @@ import sys
 from mmengine.config import DictAction
 
 from tinysaver_det.mmdet.runner import run_test
+from tinysaver_det.errors import exit_code_of
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,4 +42,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

@@ -29,6 +29,7 @@ from tinysaver_det.detection.results import load_results_json
 from tinysaver_det.detection.run import load_predictions
 from tinysaver_det.detection.run_dir import RECORDS, RUN_JSON
 from tinysaver_det.detection.types import Detections
+from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import read_jsonl
 
 #: Columns of ``sweep.csv``: one row per threshold.
@@ -80,7 +81,7 @@ def inputs_from_run(run_dir: str | Path, annotation_file: str | Path | None = No
         annotation_file: default: the one named in the run's ``run.json``.
 
     Raises:
-        ValueError: the base did not run on every readable image (a run made without ``--full``).
+        TinySaverInputError: the base did not run on every readable image (a run made without ``--full``).
     """
     run_dir = Path(run_dir)
     if annotation_file is None:
@@ -90,7 +91,7 @@ def inputs_from_run(run_dir: str | Path, annotation_file: str | Path | None = No
     base = load_predictions(run_dir, "base")
     missing = sorted(r["image_id"] for r in records if r["status"] == "ok" and r["image_id"] not in base)
     if missing:
-        raise ValueError(
+        raise TinySaverInputError(
             f"{run_dir}: the base has no predictions for {len(missing)} image(s) (e.g. {missing[:5]}); "
             "sweeps need a run made with --full"
         )
@@ -173,7 +174,7 @@ def sweep_cascade(
     ground_truth = load_ground_truth(inputs.annotations)
     metric = CocoCascadeMetric.from_detections(ground_truth, inputs.saver, inputs.base)
     if list(metric.image_ids) != list(inputs.image_ids):
-        raise ValueError("ground-truth images and prediction images differ")
+        raise TinySaverInputError("ground-truth images and prediction images differ")
     router = resolve_router(confidence, min_score)
     confidences = np.array([router(inputs.saver[i]) for i in inputs.image_ids])
     rows = sweep(confidences, thresholds, metric, inputs.saver_gflops, inputs.base_gflops)
