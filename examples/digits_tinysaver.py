@@ -13,7 +13,7 @@ counter the detection cascade uses: FLOPs = 2 * MACs for convolutions and matrix
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python examples/digits_tinysaver.py --out runs/digits_tinysaver
+    python examples/digits_tinysaver.py --out runs/digits_tinysaver
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the authors' npz (confs, preds, label) or plain npz/CSV of probabilities or logi
 
 Example::
 
-    PYTHONPATH=. python tools/select_saver.py \\
+    python tools/select_saver.py \\
         --base resnet50 8.2e9 base_train.npz base_test.npz \\
         --saver mobilenet 0.6e9 mnv3_train.npz mnv3_test.npz \\
         --saver resnet18 3.6e9 r18_train.npz r18_test.npz --out runs/select_saver
