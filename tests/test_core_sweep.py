@@ -230,9 +230,10 @@ def test_tables_markdown_and_csv_hold_the_same_columns(tmp_path, metric):
     assert math.isclose(report.candidates[0].r_match, 0.5)
 
 
-def test_core_and_classification_import_no_framework():
+def test_package_core_and_classification_import_no_framework():
     code = (
-        "import sys, tinysaver_det.core, tinysaver_det.classification; "
+        "import sys, tinysaver_det, tinysaver_det.core, tinysaver_det.classification; "
+        "assert tinysaver_det.Cascade and tinysaver_det.Detections and tinysaver_det.sweep; "
         "heavy = {'torch', 'sklearn', 'matplotlib', 'ultralytics', 'mmdet'} & set(sys.modules); "
         "assert not heavy, heavy"
     )
