@@ -835,9 +835,13 @@ class CocoCascadeMetric:
 
         This equals pycocotools with ``params.imgIds`` set to those images.
         """
+        return float(self.subset_many(model, np.asarray(mask)[None])[0])
+
+    def subset_many(self, model: str, masks: np.ndarray) -> np.ndarray:
+        """:meth:`subset` for each row of a [P×I] stack of masks, in one evaluation (``core.r_match`` uses it)."""
         if model not in self._models:
             raise ValueError(f"model must be one of {self._models}, got {model!r}")
-        mask = np.asarray(mask)
-        selection = np.zeros((1, 2, self.n_samples), dtype=bool)
-        selection[0, self._models.index(model)] = _check_selections(mask[None], 1, self.n_samples, "mask")[0]
-        return self._merged.summaries(selection)[0][self.primary]
+        masks = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
+        selections = np.zeros((len(masks), 2, self.n_samples), dtype=bool)
+        selections[:, self._models.index(model)] = masks
+        return np.array([stats[self.primary] for stats in self._merged.summaries(selections)], dtype=np.float64)

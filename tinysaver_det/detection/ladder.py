@@ -79,21 +79,6 @@ def read_model_records(name: str, path: str | os.PathLike, image_ids: Sequence[i
     )
 
 
-class CocoPairMetric(CocoCascadeMetric):
-    """:class:`~tinysaver_det.detection.coco_eval.CocoCascadeMetric` plus ``subset_many`` (used by ``r_match``)."""
-
-    def __init__(self, saver: PerImageEval, base: PerImageEval) -> None:
-        super().__init__(saver, base)
-        self._evaluations = {"saver": saver, "base": base}
-
-    def subset_many(self, model: str, masks: np.ndarray) -> np.ndarray:
-        """:meth:`subset` for each row of an ``(P, N)`` stack of masks, in one evaluation."""
-        if model not in self._evaluations:
-            raise ValueError(f"model must be one of {tuple(self._evaluations)}, got {model!r}")
-        stats = summarize_selections(self._evaluations[model], np.asarray(masks, dtype=bool))
-        return np.array([s[self.primary] for s in stats], dtype=np.float64)
-
-
 class CocoSelectionMetric:
     """COCO bbox metrics of K models for any per-image choice of model (a ``core.multistage.SelectionMetric``).
 
@@ -185,9 +170,9 @@ class Ladder:
             self._per_image_ap[k] = np.array([s["AP"] for s in stats], dtype=np.float64)
         return self._per_image_ap[k].copy()
 
-    def pair_metric(self, saver: str | int, base: str | int) -> CocoPairMetric:
+    def pair_metric(self, saver: str | int, base: str | int) -> CocoCascadeMetric:
         """The saver/base cascade's metric (exit mask True -> the saver's detections)."""
-        return CocoPairMetric(self.evaluations[self.index(saver)], self.evaluations[self.index(base)])
+        return CocoCascadeMetric(self.evaluations[self.index(saver)], self.evaluations[self.index(base)])
 
     def selection_metric(self, models: Sequence[str | int] | None = None) -> CocoSelectionMetric:
         """The metric of a cascade through ``models`` (default: all, in order)."""
