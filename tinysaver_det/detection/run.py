@@ -183,9 +183,18 @@ def _decode(dataset: CocoDataset, info: ImageInfo) -> np.ndarray | dict:
         return _failed_record(info, error.status, error)
 
 
-def _batches(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise TinySaverInputError(f"batch size must be >= 1, got {batch_size}")
+
+
+def _image_batches(dataset: CocoDataset, batch_size: int, desc: str, progress: bool, start: int = 0):
+    """The dataset's images from ``start`` on, in batches, with a progress bar advanced after each batch."""
+    with tqdm(total=len(dataset), initial=start, desc=desc, unit="img", disable=not progress) as bar:
+        for begin in range(start, len(dataset), batch_size):
+            infos = dataset.images[begin : begin + batch_size]
+            yield infos
+            bar.update(len(infos))
 
 
 def evaluate_cascade(
@@ -212,15 +221,14 @@ def evaluate_cascade(
     Raises:
         TinySaverInputError: a wrong batch size or run directory, or no image could be read.
     """
-    if batch_size < 1:
-        raise TinySaverInputError(f"batch size must be >= 1, got {batch_size}")
+    _check_batch_size(batch_size)
     out_dir = Path(out_dir)
     done = open_run(out_dir, describe_run(cascade, dataset, batch_size), dataset, resume=resume, overwrite=overwrite)
     start = perf_counter()
     with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / SAVER_PREDICTIONS) as saver_file, JsonlWriter(
         out_dir / BASE_PREDICTIONS
-    ) as base_file, tqdm(total=len(dataset), initial=done, desc="cascade", unit="img", disable=not progress) as bar:
-        for infos in _batches(dataset.images[done:], batch_size):
+    ) as base_file:
+        for infos in _image_batches(dataset, batch_size, "cascade", progress, start=done):
             rows = [_decode(dataset, info) for info in infos]  # pixels, or failed records
             readable = [i for i, row in enumerate(rows) if isinstance(row, np.ndarray)]
             ran = cascade([rows[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
@@ -229,7 +237,6 @@ def evaluate_cascade(
             saver_file.write_many(_prediction_row(out.saver) for out in ran)
             base_file.write_many(_prediction_row(out.base) for out in ran if out.base is not None)
             records.write_many(rows)  # last: a record commits its image (see run_dir)
-            bar.update(len(infos))
     wall_seconds = perf_counter() - start
     summary = _summarize(cascade, dataset, batch_size, wall_seconds, out_dir)
     atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
@@ -332,19 +339,15 @@ def predict_dataset(
     and seconds, the seconds being the batch's model time divided by its size), so
     :func:`read_predictions` reads either. The file is rewritten from scratch and flushed per batch.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_batch_size(batch_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
-    with JsonlWriter(path) as writer, tqdm(
-        total=len(dataset), desc=detector.name, unit="img", disable=not progress
-    ) as bar:
-        for infos in _batches(dataset.images, batch_size):
+    with JsonlWriter(path) as writer:
+        for infos in _image_batches(dataset, batch_size, detector.name, progress):
             images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
             prediction = detector.predict(images, [info.image_id for info in infos])
             writer.write_many(_prediction_row(output) for output in model_outputs(prediction))
-            bar.update(len(infos))
     return path
 
 
@@ -389,17 +392,14 @@ def evaluate_multistage(
     progress: bool = True,
 ) -> MultiStageSummary:
     """Run a K-stage cascade on every image of ``dataset``; write records.jsonl, results.json and summary.json."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_batch_size(batch_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RECORDS).unlink(missing_ok=True)
     outputs = []
     start = perf_counter()
-    with JsonlWriter(out_dir / RECORDS) as records, tqdm(
-        total=len(dataset), desc="cascade", unit="img", disable=not progress
-    ) as bar:
-        for infos in _batches(dataset.images, batch_size):
+    with JsonlWriter(out_dir / RECORDS) as records:
+        for infos in _image_batches(dataset, batch_size, "cascade", progress):
             images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
             batch = cascade.run(images, [info.image_id for info in infos])
             records.write_many(
@@ -409,7 +409,6 @@ def evaluate_multistage(
                 for info, out in zip(infos, batch)
             )
             outputs.extend(batch)
-            bar.update(len(infos))
     wall_seconds = perf_counter() - start
     results = [entry for out in outputs for entry in out.detections.to_coco()]
     atomic_write_json(out_dir / "results.json", results)
