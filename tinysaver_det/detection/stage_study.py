@@ -29,6 +29,7 @@ from tinysaver_det.core.sweep import pareto_front
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.ladder import Ladder
 from tinysaver_det.detection.router_study import curve_thresholds, router_cost
+from tinysaver_det.plots import pyplot, save_figure
 
 PRIMARY = "AP"
 UNITS = ("GFLOPs", "ms")
@@ -303,13 +304,8 @@ def front_table(points: Sequence[FrontPoint], unit: str) -> Table:
 
 def plot_depths(study: DepthStudy, path) -> Path:
     """PNG: each chain's calibration points, both fronts, the single models (left); the fronts on held-out (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     unit = study.unit
-    figure, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    figure, axes = pyplot().subplots(1, 2, figsize=(13, 5), sharey=True)
     for sweep_ in study.sweeps:
         axes[0].scatter([r.costs[unit] for r in sweep_.calibration], [r.metrics[PRIMARY] for r in sweep_.calibration],
                         s=6, alpha=0.35, label=_chain_label(sweep_.models))
@@ -330,11 +326,7 @@ def plot_depths(study: DepthStudy, path) -> Path:
     axes[0].legend(fontsize=8, loc="lower right")
     axes[1].legend(fontsize=8, loc="lower right")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=120)
 
 
 def picker_table(points: Sequence[OperatingPoint], units: Sequence[str] = UNITS) -> Table:
