@@ -10,8 +10,10 @@ from typing import Sequence
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-# pycocotools' 12 summary stats, in its order, under stable names.
-METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+from tinysaver_det.detection.coco_eval import STAT_KEYS
+
+# pycocotools' 12 summary stats, in its order, under the stable names the exact port defines.
+METRIC_KEYS = STAT_KEYS
 
 
 def load_coco(annotation_file: str | Path) -> COCO:
