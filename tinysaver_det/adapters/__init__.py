@@ -11,27 +11,49 @@ from pathlib import Path
 from typing import Mapping
 
 
-def is_mmdet_config(weights: str | Path) -> bool:
+def is_mmdet_config(weights) -> bool:
     """Whether ``weights`` names an mmdet config (a ``.py`` file) rather than Ultralytics weights.
 
     >>> is_mmdet_config("rtmdet_l_8xb32-300e_coco.py"), is_mmdet_config("yolov8n.pt")
     (True, False)
     """
-    return Path(weights).suffix == ".py"
+    return isinstance(weights, (str, Path)) and Path(weights).suffix == ".py"
 
 
-def create_detector(weights: str | Path, category_ids_by_name: Mapping[str, int], **options):
+def resolve_weights(weights):
+    """A demo model name (``demo:pico``, ``demo:n``, ``demo:s``) as its weights file; anything else unchanged.
+
+    The one place where demo names are read, so that every command and the Python API take them.
+
+    >>> resolve_weights("yolov8n.pt")
+    'yolov8n.pt'
+    """
+    if isinstance(weights, (str, Path)) and str(weights).startswith("demo:"):
+        from tinysaver_det.assets import demo_weights
+
+        return demo_weights(str(weights))
+    return weights
+
+
+def create_detector(weights, category_ids_by_name: Mapping[str, int] | None = None, **options):
     """Build the adapter that fits ``weights``.
 
     A ``.py`` file is an mmdet config (:class:`~tinysaver_det.adapters.mmdet.MMDetDetector`, whose
-    ``checkpoint`` option gives its weights); anything else is an Ultralytics YOLO (``.pt``, ``.yaml``
-    or an official name such as ``yolov8n.pt``). ``options`` go to the adapter's constructor; those
-    set to ``None`` are dropped, so the adapter's defaults apply.
+    ``checkpoint`` option gives its weights); anything else is an Ultralytics YOLO (``.pt``, ``.yaml``,
+    an official name such as ``yolov8n.pt``, a demo name such as ``demo:pico``, or a ``YOLO`` object).
+    ``category_ids_by_name`` maps the model's classes to a dataset's ids by name; ``None`` keeps the
+    model's own class indices. ``options`` go to the adapter's constructor; those set to ``None``
+    are dropped, so the adapter's defaults apply.
     """
     options = {key: value for key, value in options.items() if value is not None}
+    weights = resolve_weights(weights)
     if is_mmdet_config(weights):
         from tinysaver_det.adapters.mmdet import MMDetDetector
 
+        if options.pop("half", False):
+            from tinysaver_det.errors import TinySaverInputError
+
+            raise TinySaverInputError(f"{weights}: --half is not supported for mmdet models (fp32 only)")
         return MMDetDetector(weights, category_ids_by_name, **options)
     from tinysaver_det.adapters.ultralytics import UltralyticsDetector
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 from functools import partial
 from pathlib import Path
-from time import perf_counter
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -36,6 +35,7 @@ except ModuleNotFoundError as error:
 from tinysaver_det.detection.categories import category_lookup
 from tinysaver_det.detection.types import Detections, Prediction
 from tinysaver_det.flops import FlopsCache
+from tinysaver_det.timing import ModelClock
 
 # mmcv modules whose arithmetic runs in compiled kernels that torch's dispatcher never sees, so the
 # counter cannot count it: multi-scale deformable attention on CUDA (on CPU mmcv falls back to
@@ -112,6 +112,7 @@ class MMDetDetector:
         config: an mmdet detector config: a ``.py`` file or an ``mmengine.Config``. Its test pipeline
             (``test_dataloader.dataset.pipeline``) sets the input size, as in mmdet.
         category_ids_by_name: the dataset's ``{category name: id}``; the model's classes map by name.
+            ``None``: no dataset, the model's own labels are the ids (:attr:`names`).
         checkpoint: weights to load; their ``meta.dataset_meta.classes`` name the model's classes.
             Without a checkpoint the model keeps random weights and COCO's 80 classes (mmdet's rule).
         device: torch device string (``"cpu"``, ``"cuda:0"``; a bare GPU index such as ``"0"``, as
@@ -123,7 +124,7 @@ class MMDetDetector:
     def __init__(
         self,
         config: str | Path | Config,
-        category_ids_by_name: Mapping[str, int],
+        category_ids_by_name: Mapping[str, int] | None = None,
         checkpoint: str | Path | None = None,
         *,
         device: str = "cpu",
@@ -143,11 +144,18 @@ class MMDetDetector:
             device=f"cuda:{device}" if str(device).isdigit() else device,
             cfg_options=cfg_options,
         )
-        self.category_ids = category_lookup(self.model.dataset_meta["classes"], category_ids_by_name, self.name)
+        #: ``{label: name}`` of the model itself.
+        self.class_names = dict(enumerate(self.model.dataset_meta["classes"]))
+        if category_ids_by_name is None:  # no dataset: the model's own labels
+            category_ids_by_name = {name: label for label, name in self.class_names.items()}
+        self.category_ids = category_lookup(self.class_names, category_ids_by_name, self.name)
+        #: ``{output id: class name}``.
+        self.names = {int(self.category_ids[label]): str(name) for label, name in self.class_names.items()}
         pipeline = copy.deepcopy(get_test_pipeline_cfg(self.model.cfg))
         pipeline[0].type = "mmdet.LoadImageFromNDArray"  # the cascade hands over decoded BGR arrays
         self.pipeline = Compose(pipeline)
         self._flops = MMDetFlops(self.model)
+        self._clock = ModelClock()
 
     @property
     def uncounted_ops(self) -> tuple[str, ...]:
@@ -164,13 +172,15 @@ class MMDetDetector:
             raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
         if not images:
             return Prediction([], [], [], [])
-        start = perf_counter()
-        batch = pseudo_collate(
-            [self.pipeline(dict(img=image, img_id=int(image_id))) for image, image_id in zip(images, image_ids)]
-        )
-        with torch.no_grad():
-            samples = self.model.test_step(batch)
-        seconds = (perf_counter() - start) / len(images)
+        def run():
+            batch = pseudo_collate(
+                [self.pipeline(dict(img=image, img_id=int(image_id))) for image, image_id in zip(images, image_ids)]
+            )
+            with torch.no_grad():
+                return self.model.test_step(batch)
+
+        samples, seconds = self._clock.time(run)
+        seconds /= len(images)
         shape = tuple(int(side) for side in samples[0].batch_input_shape)
         gflops = self._flops(shape)
         detections = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from functools import cached_property, partial
 from pathlib import Path
-from time import perf_counter
 from typing import Mapping, Sequence
 from unittest.mock import patch
 
@@ -20,11 +19,12 @@ from ultralytics import YOLO
 from ultralytics.models.yolo.detect import DetectionPredictor
 from ultralytics.utils import nms
 
-from tinysaver_det.detection.categories import category_lookup
+from tinysaver_det.detection.categories import category_lookup, normalize_name
 from tinysaver_det.detection.types import Detections, Prediction
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.flops import FlopsCache
 from tinysaver_det.io import sha256_file
+from tinysaver_det.timing import ModelClock
 
 
 class _EvaluationPredictor(DetectionPredictor):
@@ -48,26 +48,31 @@ class _EvaluationPredictor(DetectionPredictor):
             return super().postprocess(preds, img, orig_imgs, **kwargs)
 
 
-def load_yolo(weights: str | Path) -> YOLO:
-    """Load a YOLO model from a local ``.pt``/``.yaml`` file or an official name.
+def load_yolo(weights: str | Path | YOLO) -> YOLO:
+    """Load a YOLO model from a local ``.pt``/``.yaml`` file or an official name, or check a loaded one.
 
     A bare official name such as ``yolov8n.pt`` that is not a local file goes through
-    Ultralytics' own loader, which downloads the official weights when online.
+    Ultralytics' own loader, which downloads the official weights when online. An
+    ``ultralytics.YOLO`` object is used as it is (after the same detection-model check).
 
     Raises:
         FileNotFoundError: ``weights`` is not a local file and Ultralytics cannot fetch it by name.
         TinySaverInputError: the file exists but is not a PyTorch YOLO detection model (not a
             checkpoint at all, an exported format, or another task such as classification).
     """
-    weights = Path(weights)
-    if not weights.exists() and weights.parent != Path("."):
-        raise FileNotFoundError(f"weights file not found: {weights}")
-    try:
-        model = YOLO(str(weights))
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"weights file not found: {weights} ({error})") from None
-    except Exception as error:  # Ultralytics raises many types for a bad checkpoint; name the file.
-        raise TinySaverInputError(f"cannot load {weights} as an Ultralytics YOLO model: {error}") from error
+    if isinstance(weights, YOLO):
+        model = weights
+        weights = model.ckpt_path or model.model_name or "YOLO object"
+    else:
+        weights = Path(weights)
+        if not weights.exists() and weights.parent != Path("."):
+            raise FileNotFoundError(f"weights file not found: {weights}")
+        try:
+            model = YOLO(str(weights))
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"weights file not found: {weights} ({error})") from None
+        except Exception as error:  # Ultralytics raises many types for a bad checkpoint; name the file.
+            raise TinySaverInputError(f"cannot load {weights} as an Ultralytics YOLO model: {error}") from error
     # Exported formats load as a path string and fail later, deep in predict; other tasks have no boxes.
     if not isinstance(model.model, torch.nn.Module) or model.task != "detect":
         raise TinySaverInputError(
@@ -81,8 +86,10 @@ class UltralyticsDetector:
     """A YOLO model (any Ultralytics detection checkpoint or yaml) behind the Detector protocol.
 
     Args:
-        weights: a local ``.pt``/``.yaml`` path or an official name (``yolov8n.pt``).
+        weights: a local ``.pt``/``.yaml`` path, an official name (``yolov8n.pt``) or an
+            ``ultralytics.YOLO`` object.
         category_ids_by_name: the dataset's ``{category name: id}``; model classes map by name.
+            ``None``: no dataset, the model's own class indices are the ids (:attr:`names`).
         imgsz: inference size; default: the size the checkpoint was trained at (640 if unknown).
         conf, iou, max_det: NMS settings, Ultralytics' validation defaults.
         device: torch device string (``"cpu"``, ``"0"``...).
@@ -93,8 +100,8 @@ class UltralyticsDetector:
 
     def __init__(
         self,
-        weights: str | Path,
-        category_ids_by_name: Mapping[str, int],
+        weights: str | Path | YOLO,
+        category_ids_by_name: Mapping[str, int] | None = None,
         *,
         imgsz: int | None = None,
         conf: float = 0.001,
@@ -105,10 +112,15 @@ class UltralyticsDetector:
         class_names: Mapping[int, str] | Sequence[str] | None = None,
         name: str | None = None,
     ) -> None:
-        self.name = name or Path(weights).name
         self.model = load_yolo(weights)
-        self._checkpoint = Path(self.model.ckpt_path or weights)  # where Ultralytics found or fetched it
-        self.category_ids = category_lookup(class_names or self.model.names, category_ids_by_name, self.name)
+        # where Ultralytics found or fetched it (a YOLO object built from a yaml has no file)
+        source = self.model.ckpt_path or (weights if isinstance(weights, (str, Path)) else self.model.model_name)
+        self._checkpoint = Path(source or "")
+        self.name = name or self._checkpoint.name or "YOLO"
+        class_names = class_names or self.model.names
+        #: ``{class index: name}`` of the model itself.
+        self.class_names = dict(class_names if isinstance(class_names, Mapping) else enumerate(class_names))
+        self.map_classes(category_ids_by_name)
         self.predict_args = dict(
             imgsz=imgsz or self.model.overrides.get("imgsz", 640),
             conf=conf,
@@ -120,6 +132,21 @@ class UltralyticsDetector:
             save=False,
         )
         self._flops = FlopsCache(self._forward_one_image)
+        self._clock = ModelClock()
+
+    def map_classes(self, category_ids_by_name: Mapping[str, int] | None, among: str = "the dataset's categories") -> None:
+        """Map the model's classes to ``category_ids_by_name`` by name (None: its own indices).
+
+        Sets :attr:`category_ids` (class index -> output id) and :attr:`names` (output id -> name).
+        """
+        if category_ids_by_name is None:  # no dataset: the model's own indices
+            category_ids_by_name = {name: index for index, name in self.class_names.items()}
+        self.category_ids = category_lookup(self.class_names, category_ids_by_name, self.name, among)
+        names = {normalize_name(name): name for name in category_ids_by_name}
+        #: ``{output id: class name}``: what each output id means (the target's spelling of the name).
+        self.names = {
+            int(self.category_ids[index]): names[normalize_name(name)] for index, name in sorted(self.class_names.items())
+        }
 
     @cached_property
     def settings(self) -> dict:
@@ -148,11 +175,10 @@ class UltralyticsDetector:
             raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
         if not images:
             return Prediction([], [], [], [])
-        start = perf_counter()
-        results = self.model.predict(
-            list(images), predictor=_EvaluationPredictor, batch=len(images), **self.predict_args
+        results, seconds = self._clock.time(
+            lambda: self.model.predict(list(images), predictor=_EvaluationPredictor, batch=len(images), **self.predict_args)
         )
-        seconds = (perf_counter() - start) / len(images)
+        seconds /= len(images)
         height, width = self.model.predictor.input_shape[2:]
         gflops = self._flops((height, width)).gflops
         detections = [self._to_detections(result, image_id) for result, image_id in zip(results, image_ids)]

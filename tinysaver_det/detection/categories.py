@@ -29,6 +29,7 @@ def category_lookup(
     class_names: Mapping[int, str] | Sequence[str],
     category_ids_by_name: Mapping[str, int],
     model: str = "model",
+    among: str = "the dataset's categories",
 ) -> np.ndarray:
     """Array ``lookup`` with ``lookup[class_index]`` = the dataset category id of that class.
 
@@ -37,6 +38,7 @@ def category_lookup(
             sequence (mmdet ``dataset_meta['classes']``).
         category_ids_by_name: the dataset's ``{name: category id}``.
         model: how to name the model in an error message.
+        among: what ``category_ids_by_name`` is, in that message.
 
     Raises:
         TinySaverInputError: listing every model class name the dataset lacks.
@@ -57,7 +59,7 @@ def category_lookup(
             lookup[index] = category_id
     if unmatched:
         raise TinySaverInputError(
-            f"{model}: {len(unmatched)} class name(s) not among the dataset's categories: {unmatched}; "
-            f"dataset categories: {sorted(category_ids_by_name)}"
+            f"{model}: {len(unmatched)} class name(s) not among {among}: {unmatched}; "
+            f"{among}: {sorted(category_ids_by_name)}"
         )
     return lookup

@@ -1,0 +1,328 @@
+"""The front door: ``TinySaver(saver, base, t).predict(source)`` on any images or video.
+
+No dataset is needed. The answer's classes are the base's own (``names``); the saver's classes are
+mapped onto them by name, and ``class_map`` covers renamed ones. Sources are decoded by Ultralytics'
+own loaders (``ultralytics.data.load_inference_source``): a file, a folder, a glob, a list of
+paths, numpy BGR arrays, PIL images, a video file, a webcam index, a stream URL. Each image or
+frame comes back as an Ultralytics ``Results`` (:class:`CascadeResult`) that also carries the routing.
+
+Routing and output are kept apart: the router always sees the saver's full answer at the evaluation
+settings (conf 0.001, IoU 0.7, max_det 300) through the same :class:`~tinysaver_det.detection.cascade.Cascade`
+that ``eval`` runs, so an image is routed exactly as in an evaluation; ``predict(conf=...)`` only
+filters the boxes returned.
+
+Example (the demo models shipped in the assets)::
+
+    from tinysaver_det import TinySaver
+
+    cascade = TinySaver("demo:pico", "demo:s", t=0.25)
+    for result in cascade.predict("images/", stream=True):
+        print(result.path, result.exited, result.confidence, len(result.boxes))
+        result.save(filename="annotated.jpg")
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, Mapping
+
+import numpy as np
+import torch
+from ultralytics import YOLO
+from ultralytics.data import load_inference_source
+from ultralytics.engine.results import Results
+
+from tinysaver_det.adapters import create_detector, is_mmdet_config, resolve_weights
+from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, validate_threshold
+from tinysaver_det.detection.cascade import Cascade, CascadeOutput
+from tinysaver_det.detection.categories import normalize_name
+from tinysaver_det.detection.types import Detector
+from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.timing import check_device
+
+#: The settings at which the saver must answer for the router (Ultralytics' validation settings).
+ROUTING_SETTINGS = {"conf": 0.001, "iou": 0.7, "max_det": 300}
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What the cascade did with one image or frame.
+
+    Attributes:
+        source: the image's path (Ultralytics' name for an in-memory image: ``image0.jpg``...).
+        frame: 0 for an image; for a video, the frame number as Ultralytics counts it (1, 2, ...).
+        exited: the saver's answer was kept.
+        confidence: the image confidence the router computed from the saver's full answer.
+        stage: ``"saver"`` or ``"base"``: the model whose answer this is.
+        ms: model milliseconds per image, ``{"saver", "base"}`` (base 0 when it did not run).
+        gflops: GFLOPs spent, ``{"saver", "base"}`` (base 0 when it did not run).
+    """
+
+    source: str
+    frame: int
+    exited: bool
+    confidence: float
+    stage: str
+    ms: dict = field(default_factory=dict)
+    gflops: dict = field(default_factory=dict)
+
+
+class CascadeResult(Results):
+    """An Ultralytics ``Results`` (boxes in the base's classes, ``names``, ``orig_img``, ``path``,
+    ``speed``; ``.plot()``, ``.save()``, ``.to_json()``) plus the cascade's :class:`Routing`.
+
+    The routing fields are also attributes: ``exited``, ``confidence``, ``stage``, ``ms``,
+    ``gflops``, ``frame``. ``speed["inference"]`` is both models' whole predict calls in ms
+    (pre- and post-processing included, so ``preprocess``/``postprocess`` are None).
+    """
+
+    def __init__(self, orig_img, path, names, boxes=None, speed=None, routing: Routing | None = None, **kwargs):
+        super().__init__(orig_img, path, names, boxes=boxes, speed=speed, **kwargs)
+        self.routing = routing
+
+    def new(self) -> "CascadeResult":
+        """An empty copy with the same image, names, speed and routing (Ultralytics' ``_apply`` uses it)."""
+        result = CascadeResult(self.orig_img, self.path, self.names, speed=self.speed, routing=self.routing)
+        result.save_dir = self.save_dir
+        return result
+
+    exited = property(lambda self: self.routing.exited)
+    confidence = property(lambda self: self.routing.confidence)
+    stage = property(lambda self: self.routing.stage)
+    ms = property(lambda self: self.routing.ms)
+    gflops = property(lambda self: self.routing.gflops)
+    frame = property(lambda self: self.routing.frame)
+
+
+def prediction_row(result: CascadeResult) -> dict:
+    """One json-ready row of ``predictions.jsonl`` for a result: routing and detections.
+
+    Keys: ``source, frame, exited, confidence, stage, detections`` (``[{xyxy, score, class_id,
+    name}]``), ``gflops`` and ``ms`` (``{saver, base}``).
+    """
+    boxes = result.boxes.cpu().numpy() if result.boxes is not None else None
+    detections = [] if boxes is None else [
+        {"xyxy": [float(v) for v in xyxy], "score": float(score), "class_id": int(cls),
+         "name": result.names[int(cls)]}
+        for xyxy, score, cls in zip(boxes.xyxy, boxes.conf, boxes.cls)
+    ]
+    routing = asdict(result.routing)
+    return {**{k: routing[k] for k in ("source", "frame", "exited", "confidence", "stage")},
+            "detections": detections, "gflops": routing["gflops"], "ms": routing["ms"]}
+
+
+def _build(spec, device: str, half: bool, imgsz: int | None, role: str) -> Detector:
+    """A Detector for a saver/base spec: a Detector, a YOLO object, weights, a name, or an mmdet config.
+
+    An mmdet base is a config path (random weights) or a ``(config, checkpoint)`` pair.
+    """
+    if isinstance(spec, YOLO):
+        return create_detector(spec, None, imgsz=imgsz, device=device, half=half)
+    if isinstance(spec, (tuple, list)):
+        if len(spec) != 2 or not is_mmdet_config(spec[0]):
+            raise TinySaverInputError(f"{role}: a pair must be (mmdet config .py, checkpoint), got {spec!r}")
+        return create_detector(spec[0], None, checkpoint=spec[1], device=device, half=half)
+    if isinstance(spec, (str, os.PathLike)):
+        spec = resolve_weights(spec)
+        options = dict(device=device, half=half) if is_mmdet_config(spec) else dict(imgsz=imgsz, device=device, half=half)
+        return create_detector(spec, None, **options)
+    if isinstance(spec, Detector):
+        return spec
+    raise TinySaverInputError(
+        f"{role}: expected weights (path or name), a YOLO object, an mmdet config or a Detector, got {type(spec).__name__}"
+    )
+
+
+def _names_of(detector: Detector, role: str) -> dict[int, str]:
+    names = getattr(detector, "names", None)
+    if not isinstance(names, Mapping) or not names:
+        raise TinySaverInputError(
+            f"{role} {detector.name!r} has no class names: a Detector used as {role} needs a `names` "
+            "dict {class id: name} (the ids its detections carry)"
+        )
+    return {int(k): str(v) for k, v in names.items()}
+
+
+def _map_saver_onto_base(saver: Detector, base_names: dict[int, str], class_map: Mapping[str, str] | None) -> None:
+    """Point the saver's classes at the base's class ids, by name (``class_map``: saver name -> base name)."""
+    class_map = dict(class_map or {})
+    by_name = {normalize_name(name): index for index, name in base_names.items()}
+    if hasattr(saver, "map_classes"):
+        saver_names = {normalize_name(n) for n in saver.class_names.values()}
+        unknown = sorted(k for k in class_map if normalize_name(k) not in saver_names)
+        if unknown:
+            raise TinySaverInputError(f"class_map: {unknown} are not classes of the saver {saver.name!r}")
+        targets = {name: index for index, name in base_names.items()}
+        for saver_name, base_name in class_map.items():
+            if normalize_name(base_name) not in by_name:
+                raise TinySaverInputError(
+                    f"class_map: {saver_name!r} -> {base_name!r}, but the base has no class {base_name!r}"
+                )
+            targets[saver_name] = by_name[normalize_name(base_name)]
+        saver.map_classes(targets, among="the base's classes (class_map={saver name: base name} maps renamed ones)")
+        return
+    # Any other Detector: its ids must already be the base's, with the same names.
+    wrong = {i: n for i, n in _names_of(saver, "saver").items()
+             if i not in base_names or normalize_name(base_names[i]) != normalize_name(class_map.get(n, n))}
+    if wrong:
+        raise TinySaverInputError(f"saver {saver.name!r}: class ids/names {wrong} are not the base's {base_names}")
+
+
+def _check_saver_conf(saver: Detector, min_score: float) -> None:
+    conf = getattr(saver, "predict_args", {}).get("conf")
+    if conf is not None and conf > min_score:
+        raise TinySaverInputError(
+            f"saver {saver.name!r} predicts with conf={conf:g} > min_score={min_score:g}: the router must see "
+            f"every box scoring >= min_score (the image confidence is their mean), so a higher conf would "
+            f"change which images exit. Build the saver with conf <= {min_score:g} (default 0.001) and "
+            "filter the returned boxes with predict(conf=...) instead"
+        )
+
+
+class TinySaver:
+    """A saver -> base detection cascade for inference on any images or video (no dataset needed).
+
+    Args:
+        saver, base: each a weights path or official name (``yolov8n.pt``; Ultralytics downloads it
+            when online), a demo name (``demo:pico``, ``demo:n``, ``demo:s``), an ``ultralytics.YOLO``
+            object, for the base an mmdet config (``.py``, or a ``(config, checkpoint)`` pair), or any
+            :class:`~tinysaver_det.detection.types.Detector` (with a ``names`` dict).
+        t: exit threshold: an image whose confidence is ``>= t`` keeps the saver's answer.
+        confidence: the image confidence: a name of ``CONFIDENCE_FUNCTIONS`` (default ``"mean"``,
+            the paper's), a router file (``.json``), a router object or a callable.
+        min_score: score floor of the confidence (boxes below it do not count; they stay in the answer).
+        device: ``cpu`` (default), ``cuda``, ``cuda:N``, ``N``; a device this machine lacks is refused.
+        half: fp16 inference of the Ultralytics models (GPU).
+        imgsz: inference size of the Ultralytics models; default: each model's training size.
+        class_map: ``{saver class name: base class name}`` for classes named differently.
+
+    Raises:
+        TinySaverInputError: a saver class name the base lacks (listing them), a missing device, a
+            saver that predicts with conf above ``min_score``, a wrong spec.
+    """
+
+    def __init__(
+        self,
+        saver,
+        base,
+        t: float,
+        *,
+        confidence="mean",
+        min_score: float = DEFAULT_MIN_SCORE,
+        device: str | None = None,
+        half: bool = False,
+        imgsz: int | None = None,
+        class_map: Mapping[str, str] | None = None,
+    ) -> None:
+        t = validate_threshold(t, "t")
+        self.device = check_device(device)
+        self.base = _build(base, self.device, half, imgsz, "base")
+        self.names = _names_of(self.base, "base")
+        self.saver = _build(saver, self.device, half, imgsz, "saver")
+        _map_saver_onto_base(self.saver, self.names, class_map)
+        _check_saver_conf(self.saver, min_score)
+        self.class_map = dict(class_map or {})
+        self.cascade = Cascade(self.saver, self.base, t, min_score=min_score, confidence=confidence)
+
+    @property
+    def t(self) -> float:
+        return self.cascade.policy.threshold
+
+    @property
+    def min_score(self) -> float:
+        return self.cascade.min_score
+
+    @classmethod
+    def from_operating_point(cls, path: str | os.PathLike, *, device: str | None = None,
+                             half: bool | None = None) -> "TinySaver":
+        """The cascade an ``operating_point.json`` describes (``tinysaver pick``).
+
+        Each weights file (and a router file) must have the sha256 recorded in it: a changed file
+        is refused, naming both hashes. ``device``/``half`` override the recorded ones.
+        """
+        from tinysaver_det.operating_point import read_operating_point
+
+        point = read_operating_point(path)
+        device = check_device(device if device is not None else point.device)
+        half = point.half if half is None else half
+        models = {role: point.build_model(role, device=device, half=half) for role in ("base", "saver")}
+        return cls(models["saver"], models["base"], point.t, confidence=point.confidence_option(),
+                   min_score=point.min_score, device=device, class_map=point.saver.get("class_map"))
+
+    def predict(self, source, *, conf: float = 0.25, stream: bool = False, batch: int = 1,
+                vid_stride: int = 1) -> list[CascadeResult] | Iterator[CascadeResult]:
+        """Run the cascade on every image or frame of ``source``.
+
+        Args:
+            source: anything Ultralytics' ``predict`` takes (file, folder, glob, list of paths,
+                numpy BGR array(s), PIL image(s), video file, webcam index, stream URL).
+            conf: boxes scoring below it are left out of the results; routing does not depend on it.
+            stream: return a generator (one result at a time: a long video never sits in memory).
+            batch: images per model call.
+            vid_stride: take every n-th video frame.
+
+        Returns:
+            One :class:`CascadeResult` per image or frame, in source order.
+        """
+        conf = float(conf)
+        if not 0 <= conf <= 1:
+            raise TinySaverInputError(f"conf must be in [0, 1], got {conf!r}")
+        if int(batch) < 1:
+            raise TinySaverInputError(f"batch must be >= 1, got {batch!r}")
+        results = self._stream(self._load(source, int(batch), int(vid_stride)), conf, int(batch))
+        return results if stream else list(results)
+
+    __call__ = predict
+
+    @staticmethod
+    def _load(source, batch: int, vid_stride: int):
+        try:
+            return load_inference_source(source, batch=batch, vid_stride=vid_stride)
+        except TypeError as error:
+            raise TinySaverInputError(f"source: unsupported type {type(source).__name__} ({error})") from None
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"source: {error}") from None
+
+    def _stream(self, dataset, conf: float, batch: int) -> Iterator[CascadeResult]:
+        index = 0
+        for paths, images, _ in dataset:
+            frames = _frames(dataset, len(images))
+            for start in range(0, len(images), batch):  # in-memory lists come as one batch
+                chunk = slice(start, start + batch)
+                outputs = self.cascade(images[chunk], list(range(index, index + len(images[chunk]))))
+                index += len(outputs)
+                for path, image, frame, output in zip(paths[chunk], images[chunk], frames[chunk], outputs):
+                    yield self._result(path, image, frame, output, conf)
+
+    def _result(self, path: str, image: np.ndarray, frame: int, output: CascadeOutput, conf: float) -> CascadeResult:
+        record = output.record
+        detections = output.detections
+        keep = detections.scores >= conf
+        boxes = np.concatenate(
+            [detections.boxes[keep], detections.scores[keep, None], detections.category_ids[keep, None]], axis=1
+        )
+        ms = {"saver": output.saver.seconds * 1e3,
+              "base": 0.0 if record.exited or output.base is None else output.base.seconds * 1e3}
+        routing = Routing(
+            source=str(path), frame=frame, exited=record.exited, confidence=record.confidence,
+            stage="saver" if record.exited else "base", ms=ms,
+            gflops={"saver": record.saver_gflops, "base": record.base_gflops},
+        )
+        speed = {"preprocess": None, "inference": ms["saver"] + ms["base"], "postprocess": None}
+        return CascadeResult(image, str(path), self.names, boxes=torch.from_numpy(boxes).float(), speed=speed,
+                             routing=routing)
+
+
+def _frames(dataset, n: int) -> list[int]:
+    """Frame numbers of the last batch a loader returned: 0 for images, Ultralytics' count for video.
+
+    A video batch never spans two videos (Ultralytics flushes at each video's end), and the loader's
+    ``frame`` is the number of the batch's last frame.
+    """
+    mode = getattr(dataset, "mode", "image")
+    if mode == "video":
+        return [dataset.frame - n + 1 + i for i in range(n)]
+    if mode == "stream":
+        return [dataset.count] * n
+    return [0] * n
