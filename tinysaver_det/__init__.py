@@ -3,7 +3,8 @@
 The top level re-exports the framework-free pieces (numpy only). Framework adapters are imported from
 their modules, so that importing the package loads neither torch, Ultralytics nor mmdet:
 ``tinysaver_det.adapters.ultralytics.UltralyticsDetector``, ``tinysaver_det.adapters.mmdet.MMDetDetector``,
-and the mmdet plug-in ``tinysaver_det.mmdet``.
+and the mmdet plug-in ``tinysaver_det.mmdet``. ``tinysaver_det.TinySaver`` (the front door for inference,
+:mod:`tinysaver_det.api`) loads them on first access.
 """
 
 __version__ = "0.1.0"  # the one place: setup.py reads it, run.json records it
@@ -37,3 +38,12 @@ __all__ = [
     "select_saver",
     "sweep",
 ]
+
+
+def __getattr__(name: str):
+    """``tinysaver_det.TinySaver``, the front door, imported on first use (it loads torch and Ultralytics)."""
+    if name == "TinySaver":
+        from tinysaver_det.api import TinySaver
+
+        return TinySaver
+    raise AttributeError(f"module 'tinysaver_det' has no attribute {name!r}")
