@@ -12,6 +12,8 @@ setup(
     version=VERSION,
     description="TinySaver cascades for object detection: a tiny YOLOv8 answers the easy images",
     packages=find_packages(include=["tinysaver_det", "tinysaver_det.*"]),
+    package_data={"tinysaver_det": ["py.typed"]},
+    entry_points={"console_scripts": ["tinysaver = tinysaver_det.cli:main"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=2",
