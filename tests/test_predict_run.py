@@ -1,0 +1,80 @@
+"""A deployment run (``tinysaver predict``'s library side): rows per image, unreadable files, resume."""
+
+import json
+import shutil
+
+import pytest
+
+from tinysaver_det import assets
+from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.io import read_jsonl
+
+pytestmark = pytest.mark.slow
+
+_TIMING = ("ms",)
+
+
+@pytest.fixture(scope="module")
+def cascade():
+    from tinysaver_det.api import TinySaver
+
+    return TinySaver("demo:pico", "demo:s", 0.25)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Four demo images and one file that is not an image."""
+    folder = tmp_path_factory.mktemp("photos")
+    for path in sorted(assets.asset_path(assets.DEMO_IMAGES).glob("*.jpg"))[4:8]:
+        shutil.copy(path, folder / path.name)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in _TIMING} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def full(cascade, folder, tmp_path_factory):
+    from tinysaver_det.predict_run import run_predictions
+
+    out = tmp_path_factory.mktemp("full")
+    summary = run_predictions(cascade, folder, out, conf=0.25, batch=2, save=True, progress=False)
+    return out, summary
+
+
+def test_every_image_has_a_row_with_routing_and_detections(cascade, folder, full):
+    out, summary = full
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert [r["source"] for r in rows] == [str(p.absolute()) for p in sorted(folder.glob("val_*.jpg"))] + [
+        str((folder / "broken.jpg").absolute())]
+    assert rows[-1]["status"] == "unreadable" and all(r["status"] == "ok" for r in rows[:-1])
+    expected = cascade.predict(sorted(str(p) for p in folder.glob("val_*.jpg")), conf=0.25, batch=2)  # same batches
+    for row, result in zip(rows, expected):
+        assert (row["exited"], row["confidence"], row["stage"], row["frame"]) == (
+            result.exited, result.confidence, result.stage, 0)
+        assert [d["score"] for d in row["detections"]] == pytest.approx(result.boxes.conf.tolist())
+        assert {d["name"] for d in row["detections"]} <= set(cascade.names.values())
+        assert set(row["gflops"]) == set(row["ms"]) == {"saver", "base"}
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 4 and summary["unreadable"] == 1
+    assert summary["exit_ratio"] == sum(r["exited"] for r in rows[:-1]) / 4
+    assert sorted(p.name for p in (out / "annotated").iterdir()) == sorted(p.name for p in folder.glob("val_*.jpg"))
+
+
+def test_a_killed_run_resumes_to_the_same_rows(cascade, folder, full, tmp_path):
+    from tinysaver_det.predict_run import run_predictions
+
+    out, _ = full
+    shutil.copy(out / "predict.json", tmp_path / "predict.json")
+    lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "predictions.jsonl").write_text("".join(lines[:2]) + lines[2][:25])  # killed mid-write
+    with pytest.raises(TinySaverInputError, match="holds a prediction run; add --resume"):
+        run_predictions(cascade, folder, tmp_path, progress=False)
+    with pytest.raises(TinySaverInputError, match=r"other settings: conf: 0.25 -> 0.5"):
+        run_predictions(cascade, folder, tmp_path, conf=0.5, resume=True, progress=False)
+    run_predictions(cascade, folder, tmp_path, batch=2, resume=True, progress=False)
+    assert without_timing(read_jsonl(tmp_path / "predictions.jsonl")) == without_timing(
+        read_jsonl(out / "predictions.jsonl"))
+    assert json.loads((tmp_path / "summary.json").read_text())["images"] == 4

@@ -1,0 +1,87 @@
+"""``tinysaver predict``: the cascade on any images or video, one json row per image or frame."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """Run a saver -> base cascade on any images or video (no dataset needed) and write one row per
+image or frame to OUT/predictions.jsonl, a summary.json and, with --save, the images drawn by Ultralytics.
+
+    tinysaver predict --source photos/ --saver demo:pico --base demo:s --t 0.25 --out runs/predict
+    tinysaver predict --source clip.mp4 --saver yolov8n.pt --base yolov8x.pt --t 0.3 --save --out runs/clip
+    tinysaver predict --source photos/ --op runs/pick/operating_point.json --out runs/predict
+
+--source takes what Ultralytics' predict takes: an image, a folder, a glob, a .txt list of paths, a
+video, a webcam index, a stream URL. --conf only filters the boxes written: the routing always sees
+the saver's boxes at the evaluation settings (conf 0.001), so it does not depend on --conf. A folder
+run that was stopped continues with --resume (an unfinished video is redone whole).
+"""
+HELP = "run the cascade on any images or video: predictions.jsonl, summary.json, drawn images"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tinysaver_det.cli.options import (
+        add_confidence_options,
+        add_detector_options,
+        add_run_options,
+        fraction_argument,
+        positive_int_argument,
+        threshold_argument,
+    )
+
+    parser.add_argument("--source", required=True,
+                        help="image, folder, glob, .txt list, video, webcam index or stream URL")
+    add_detector_options(parser)
+    parser.add_argument("--t", type=threshold_argument, help="exit threshold >= 0 (default 0.25 without --op)")
+    parser.add_argument("--op", metavar="FILE",
+                        help="operating_point.json from `tinysaver pick`: saver, base, t, confidence (sha256-checked)")
+    add_confidence_options(parser)
+    parser.add_argument("--conf", type=fraction_argument, default=0.25,
+                        help="leave out boxes scoring below it from the output (default 0.25); routing ignores it")
+    parser.add_argument("--vid-stride", type=positive_int_argument, default=1, help="take every n-th video frame")
+    parser.add_argument("--save", action="store_true", help="also write the images drawn by Ultralytics to OUT/annotated")
+    add_run_options(parser, None, resume=True, out_help="output folder")
+    parser.set_defaults(batch=1)
+
+
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.op:
+        given = [f"--{name.replace('_', '-')}" for name in ("saver", "base", "t", "imgsz")
+                 if getattr(args, name) is not None]
+        given += [flag for flag, value, default in (("--confidence", args.confidence, "mean"),
+                                                    ("--min-score", args.min_score, 0.05)) if value != default]
+        if given:
+            parser.error(f"--op gives the saver, base, t and confidence; drop {', '.join(given)}")
+
+
+def build_cascade(args: argparse.Namespace):
+    """The TinySaver named by ``--op`` or by ``--saver/--base/--t`` (defaults: demo pico -> s, 0.25)."""
+    from tinysaver_det.api import TinySaver
+
+    if args.op:
+        return TinySaver.from_operating_point(args.op, device=args.device, half=args.half or None)
+    return TinySaver(args.saver or "demo:pico", args.base or "demo:s", 0.25 if args.t is None else args.t,
+                     confidence=args.confidence, min_score=args.min_score, device=args.device, half=args.half,
+                     imgsz=args.imgsz)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysaver_det.predict_run import run_predictions
+
+    cascade = build_cascade(args)
+    try:
+        summary = run_predictions(cascade, args.source, args.out, conf=args.conf, batch=args.batch,
+                                  vid_stride=args.vid_stride, save=args.save, resume=args.resume,
+                                  overwrite=args.overwrite, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the finished rows are in {args.out}; add --resume to continue", file=sys.stderr)
+        return 130
+    ms = summary["ms_per_image"]
+    if not summary["images"]:
+        print(f"no image could be read ({summary['unreadable']} unreadable) -> {args.out}/predictions.jsonl")
+        return 0
+    print(f"{summary['images']} images ({summary['unreadable']} unreadable): exit ratio {summary['exit_ratio']:.3f}, "
+          f"{summary['gflops_per_image']:.3f} GFLOPs/img, saver {ms['saver']:.1f} + base {ms['base']:.1f} ms/img "
+          f"-> {args.out}/predictions.jsonl")
+    return 0

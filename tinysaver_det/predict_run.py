@@ -1,0 +1,204 @@
+"""A deployment run: the cascade on any source, one json row per image or frame, resumable for folders.
+
+Layout of the output folder (``tinysaver predict --out DIR``):
+
+=====================  ===========================================================================
+``predict.json``       what made the run: source, both models (sha256, settings), t, min_score,
+                       confidence, conf, vid_stride, package version
+``predictions.jsonl``  one row per image or frame, in source order: ``source``, ``frame`` (0 for
+                       an image), ``status`` (``ok`` or ``unreadable``), ``exited``, ``confidence``,
+                       ``stage``, ``detections`` (``[{xyxy, score, class_id, name}]``), ``gflops``
+                       and ``ms`` (``{saver, base}``)
+``summary.json``       images, unreadable images, exit ratio, GFLOPs/img, ms/img per model, img/s
+``annotated/``         with ``save``: each image drawn by Ultralytics (``Results.save``); a video's
+                       frames as ``annotated/<video name>/<frame>.jpg``
+=====================  ===========================================================================
+
+Rows are appended and fsynced after each batch. A folder, glob or ``.txt`` list run that was
+killed continues with ``resume``: finished images are kept, an unfinished video is redone whole,
+the rest is run; the settings must be those of ``predict.json``. An image Ultralytics cannot
+decode gets a row with ``status: unreadable`` (no image is left out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from tqdm import tqdm
+
+from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl, truncate_jsonl
+
+SETTINGS = "predict.json"
+PREDICTIONS = "predictions.jsonl"
+SUMMARY = "summary.json"
+ANNOTATED = "annotated"
+_REMAINING = ".remaining.txt"
+#: Settings recorded but not compared on resume (a run may move, or continue on another device).
+_NOT_COMPARED = {"device", "package_version"}
+
+
+def run_settings(cascade, source, conf: float, vid_stride: int) -> dict:
+    """What decides a run's rows; a resume must have the same (except :data:`_NOT_COMPARED`)."""
+    from tinysaver_det import __version__
+
+    def model(detector) -> dict:
+        settings = dict(getattr(detector, "settings", {}) or {"name": detector.name})
+        settings.pop("device", None)
+        return settings
+
+    return {
+        "source": str(source), "saver": model(cascade.saver), "base": model(cascade.base),
+        "t": cascade.t, "min_score": cascade.min_score, "confidence": cascade.cascade.confidence_name,
+        "class_map": cascade.class_map, "conf": conf, "vid_stride": vid_stride,
+        "device": cascade.device, "package_version": __version__,
+    }
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    keys = sorted((set(old) | set(new)) - _NOT_COMPARED)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _files(source) -> tuple[list[str], list[bool]] | None:
+    """The files of a folder/glob/list/single-file source in Ultralytics' order, with their video flags."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    from ultralytics.data.loaders import LoadImagesAndVideos
+
+    text = str(source)
+    if text.isnumeric() or "://" in text or text.lower().endswith(".streams"):
+        return None
+    try:
+        loader = LoadImagesAndVideos(text)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"--source: {error}") from None
+    return list(loader.files), list(loader.video_flag)
+
+
+def _kept_rows(path: Path, videos: set[str]) -> list[dict]:
+    """The rows of a killed run to keep: complete lines, minus those of a video it had not finished."""
+    rows = truncate_jsonl(path, lambda index, row: True)
+    if not rows:
+        return rows
+    last = rows[-1]["source"]
+    if last in videos:  # the video the run was in when it stopped: redo it whole
+        cut = next(i for i, row in enumerate(rows) if row["source"] == last)
+        rows = truncate_jsonl(path, lambda index, row: index < cut)
+    return rows
+
+
+def run_predictions(
+    cascade,
+    source,
+    out: str | os.PathLike,
+    *,
+    conf: float = 0.25,
+    batch: int = 1,
+    vid_stride: int = 1,
+    save: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Run ``cascade`` (a :class:`~tinysaver_det.api.TinySaver`) on ``source``; write the files above.
+
+    Returns:
+        The summary (also written to ``summary.json``).
+
+    Raises:
+        TinySaverInputError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set, or a
+            resume whose settings differ from ``predict.json`` (each difference named).
+    """
+    out = Path(out)
+    settings = run_settings(cascade, source, conf, vid_stride)
+    predictions = out / PREDICTIONS
+    listing = _files(source)
+    files, flags = listing if listing else (None, [])
+    videos = {f for f, is_video in zip(files or [], flags) if is_video}
+    if (out / SETTINGS).is_file() and not overwrite:
+        if not resume:
+            raise TinySaverInputError(f"--out {out} holds a prediction run; add --resume to continue it or "
+                                      "--overwrite to replace it")
+        old = json.loads((out / SETTINGS).read_text())
+        differences = _differences(old, settings)
+        if differences:
+            raise TinySaverInputError(f"--resume: the run in {out} was made with other settings: "
+                                      + "; ".join(differences))
+        if files is None:
+            raise TinySaverInputError(f"--resume: source {source!r} is a stream, not files; runs on it cannot resume")
+        rows = _kept_rows(predictions, videos)
+    else:
+        if overwrite:
+            for name in (SETTINGS, PREDICTIONS, SUMMARY, _REMAINING):
+                (out / name).unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / SETTINGS, settings, indent=2)
+        rows = []
+    done = {row["source"] for row in rows}
+    todo = source
+    if files is not None and done:
+        remaining = [f for f in files if f not in done]
+        atomic_write_text(out / _REMAINING, "".join(f"{f}\n" for f in remaining))
+        todo = str(out / _REMAINING) if remaining else None
+    total = None if files is None else sum(1 for f, v in zip(files, flags) if f not in done and not v)
+    with JsonlWriter(predictions) as writer:
+        if todo is not None:
+            results = cascade.predict(todo, conf=conf, stream=True, batch=batch, vid_stride=vid_stride)
+            _write(results, writer, out / ANNOTATED if save else None, batch, total, progress)
+        seen = {row["source"] for row in read_jsonl(predictions)}
+        writer.write_many({"source": f, "frame": 0, "status": "unreadable", "error": "Ultralytics could not decode it"}
+                          for f, is_video in zip(files or [], flags) if f not in seen and not is_video)
+    (out / _REMAINING).unlink(missing_ok=True)
+    summary = summarize(read_jsonl(predictions))
+    atomic_write_json(out / SUMMARY, summary, indent=2)
+    return summary
+
+
+def _write(results: Iterable, writer: JsonlWriter, annotated: Path | None, batch: int, total, progress: bool) -> None:
+    from tinysaver_det.api import prediction_row
+
+    pending = []
+    for result in tqdm(results, total=total, unit="img", disable=not progress, desc="tinysaver predict"):
+        pending.append({**prediction_row(result), "status": "ok"})
+        if annotated is not None:
+            _save(result, annotated)
+        if len(pending) >= batch:
+            writer.write_many(pending)
+            pending = []
+    writer.write_many(pending)
+
+
+def _save(result, annotated: Path) -> None:
+    path = Path(result.path)
+    if result.frame:
+        target = annotated / path.name / f"{result.frame:06d}.jpg"
+    else:
+        target = annotated / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result.save(filename=str(target))
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Images, exit ratio, GFLOPs/img, ms/img per model and img/s (model time) over the rows that ran."""
+    ran = [row for row in rows if row.get("status", "ok") == "ok"]
+    n = len(ran)
+
+    def mean(values) -> float | None:
+        values = list(values)
+        return sum(values) / len(values) if values else None
+
+    ms_total = sum(row["ms"]["saver"] + row["ms"]["base"] for row in ran)
+    return {
+        "images": n,
+        "unreadable": len(rows) - n,
+        "exit_ratio": mean(row["exited"] for row in ran),
+        "gflops_per_image": mean(row["gflops"]["saver"] + row["gflops"]["base"] for row in ran),
+        "ms_per_image": {model: mean(row["ms"][model] for row in ran) for model in ("saver", "base")},
+        "images_per_second": n / (ms_total / 1e3) if ms_total else None,
+        "note": "ms and img/s count model time (pre-processing, forward pass, NMS), not decoding; "
+                "base ms and GFLOPs are 0 on images that exited",
+    }
