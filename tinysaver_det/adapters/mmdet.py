@@ -18,6 +18,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from tinysaver_det.framework_warnings import silence_framework_warnings
+
+silence_framework_warnings()  # before mmengine loads pkg_resources
+
 try:
     from mmcv import ops as mmcv_ops
     from mmcv.transforms import Compose
