@@ -1,0 +1,125 @@
+"""From a picked threshold to the ``operating_point.json`` that deploys it, with a held-out bootstrap.
+
+The picker (:mod:`~tinysaver_det.detection.studies.operating_points`) chooses ``t`` on the calibration
+split and measures it on the held-out split. Held-out numbers from a few hundred images are
+estimates too: :func:`held_out_bootstrap` resamples the held-out images with replacement and
+recomputes the cascade's COCO AP (exactly, duplicates as separate images) and GFLOPs per image at the
+same routing, giving a percentile interval for each (:mod:`tinysaver_det.core.bootstrap`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from tinysaver_det.core.bootstrap import bootstrap_intervals
+from tinysaver_det.core.picker import OperatingPoint
+from tinysaver_det.core.router import resolve_router
+from tinysaver_det.detection.cache import PredictionCache
+from tinysaver_det.detection.coco import evaluate_images, load_ground_truth, summarize_selections
+from tinysaver_det.detection.dataset import load_annotation_json
+from tinysaver_det.detection.types import Detections
+from tinysaver_det.io import sha256_file
+from tinysaver_det.operating_point import OperatingPointFile, confidence_entry
+
+
+def routed(cache: PredictionCache, saver: str, base: str, t: float, confidence, min_score: float):
+    """The exit mask at ``t`` on ``cache``'s images and each image's cascade detections and GFLOPs."""
+    exited = cache.confidences(saver, resolve_router(confidence, min_score)) >= t
+    detections = [s if e else b for s, b, e in zip(cache.detections(saver), cache.detections(base), exited)]
+    gflops = cache.cost(saver, "GFLOPs") + np.where(exited, 0.0, cache.cost(base, "GFLOPs"))
+    return exited, detections, gflops
+
+
+def resampled_ap(annotations: Mapping, image_ids, detections, indices: np.ndarray) -> float:
+    """COCO AP of the images at ``indices`` (with repeats: each copy a separate image, ids 1..n).
+
+    Args:
+        annotations: the COCO annotation dict holding the images.
+        image_ids: the dataset id of each position.
+        detections: each position's detections.
+        indices: positions drawn (with replacement).
+    """
+    infos = {int(info["id"]): info for info in annotations["images"]}
+    by_image: dict[int, list] = {}
+    for annotation in annotations["annotations"]:
+        by_image.setdefault(int(annotation["image_id"]), []).append(annotation)
+    images, copies, answers = [], [], []
+    for new_id, position in enumerate(indices, start=1):
+        image_id = int(image_ids[position])
+        images.append({**infos[image_id], "id": new_id})
+        for annotation in by_image.get(image_id, []):
+            copies.append({**annotation, "id": len(copies) + 1, "image_id": new_id})
+        d = detections[position]
+        answers.append(Detections(new_id, d.boxes, d.scores, d.category_ids))
+    ground_truth = load_ground_truth({"images": images, "annotations": copies, "categories": annotations["categories"]})
+    return summarize_selections(evaluate_images(ground_truth, answers), np.ones((1, len(images)), bool))[0]["AP"]
+
+
+def held_out_bootstrap(
+    cache: PredictionCache, annotations: Mapping, saver: str, base: str, t: float, confidence, min_score: float,
+    replicates: int = 200, seed: int = 0, level: float = 0.95,
+) -> dict:
+    """Percentile intervals over ``cache``'s images for the cascade's AP and GFLOPs/img at ``t``."""
+    _, detections, gflops = routed(cache, saver, base, t, confidence, min_score)
+    image_ids = cache.image_ids
+    intervals = bootstrap_intervals(
+        {"AP": lambda i: resampled_ap(annotations, image_ids, detections, i), "gflops_per_image": lambda i: gflops[i].mean()},
+        len(image_ids), replicates, level, seed,
+    )
+    return {name: [interval.low, interval.high] for name, interval in intervals.items()} | {
+        "level": level, "replicates": replicates, "seed": seed, "resampled": "images, with replacement"}
+
+
+def _measured(row, cache: PredictionCache, annotations_sha256: str) -> dict:
+    return {
+        "AP": row.metrics["AP"], "gflops_per_image": row.costs["GFLOPs"], "ms_per_image": row.costs.get("ms"),
+        "exit_ratio": row.stage_ratios[0], "images": cache.n_images, "annotations_sha256": annotations_sha256,
+    }
+
+
+def operating_point_file(
+    point: OperatingPoint,
+    calibration: PredictionCache,
+    held_out: PredictionCache,
+    chain: tuple[str, str],
+    models: Mapping[str, dict],
+    annotation_file: str | os.PathLike,
+    confidence="mean",
+    min_score: float = 0.05,
+    split: str = "parity",
+    replicates: int = 200,
+    seed: int = 0,
+) -> OperatingPointFile | None:
+    """The :class:`OperatingPointFile` of a 2-stage pick; None when the pick is the base alone.
+
+    Args:
+        point: the picker's result for one target.
+        calibration, held_out: the two splits' caches.
+        chain: ``(saver name, base name)`` in the caches.
+        models: ``{"saver": entry, "base": entry}`` (:func:`tinysaver_det.operating_point.model_entry`).
+        annotation_file: the annotations both splits come from (its sha256 is recorded).
+    """
+    if point.calibration is None or not point.calibration.thresholds or not math.isfinite(point.calibration.thresholds[0]):
+        return None
+    saver, base = chain
+    t = float(point.calibration.thresholds[0])
+    digest = sha256_file(annotation_file)
+    annotations = load_annotation_json(annotation_file)
+    held = _measured(point.held_out, held_out, digest)
+    held["bootstrap"] = held_out_bootstrap(held_out, annotations, saver, base, t, confidence, min_score, replicates, seed)
+    target = point.target
+    return OperatingPointFile(
+        saver=dict(models["saver"]), base=dict(models["base"]), confidence=confidence_entry(confidence),
+        min_score=float(min_score), t=t,
+        target={"kind": target.kind, "value": target.value, "unit": target.unit, "label": target.label,
+                "met_held_out": point.met_held_out, "reference_AP": {"calibration": point.reference_calibration,
+                                                                     "held_out": point.reference_held_out}},
+        calibration={**_measured(point.calibration, calibration, digest), "split": f"{split} calibration half"},
+        held_out={**held, "split": f"{split} held-out half"},
+        extra={"annotations": str(Path(annotation_file).resolve()), "chain": list(chain)},
+    )
