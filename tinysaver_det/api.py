@@ -246,7 +246,7 @@ class TinySaver:
         point = read_operating_point(path)
         device = check_device(device if device is not None else point.device)
         half = point.half if half is None else half
-        models = {role: point.build_model(role, device=device, half=half) for role in ("base", "saver")}
+        models = {role: point.build_model(role, None, device=device, half=half) for role in ("base", "saver")}
         return cls(models["saver"], models["base"], point.t, confidence=point.confidence_option(),
                    min_score=point.min_score, device=device, class_map=point.saver.get("class_map"))
 

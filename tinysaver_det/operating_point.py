@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from tinysaver_det.detection.categories import normalize_name
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, sha256_file
 
@@ -175,26 +176,40 @@ class OperatingPointFile:
             return str(path)
         return str(self.confidence.get("name", "mean"))
 
-    def build_model(self, role: str, *, device: str = "cpu", half: bool = False):
+    def build_model(self, role: str, category_ids_by_name: Mapping[str, int] | None = None, *,
+                    device: str = "cpu", half: bool = False):
         """Build the saver or the base it records, after checking the weights' sha256.
 
         A local weights file is checked before it is loaded; an official name that Ultralytics
         resolves (or downloads) is checked on the file Ultralytics loaded.
+
+        Args:
+            role: ``"saver"`` or ``"base"``.
+            category_ids_by_name: a dataset's ``{name: id}`` (evaluation); None: the model's own
+                classes (deployment, where :class:`~tinysaver_det.api.TinySaver` maps the saver onto
+                the base). For the saver, the recorded ``class_map`` is applied on top.
         """
         from tinysaver_det.adapters import create_detector, is_mmdet_config, resolve_weights
 
         entry = getattr(self, role)
+        class_map = entry.get("class_map") or {}
+        if category_ids_by_name is not None and class_map:  # renamed saver classes take their base name's id
+            ids = {normalize_name(name): i for name, i in category_ids_by_name.items()}
+            category_ids_by_name = {**category_ids_by_name, **{
+                saver_name: ids[normalize_name(base_name)] for saver_name, base_name in class_map.items()
+                if normalize_name(base_name) in ids}}
         weights = resolve_weights(entry["weights"])
         if is_mmdet_config(weights):
             checkpoint = entry.get("checkpoint")
             check_sha256(weights, entry.get("config_sha256"), f"{role} config")
             if checkpoint:
                 check_sha256(checkpoint, entry.get("sha256"), f"{role} checkpoint")
-            return create_detector(weights, None, checkpoint=checkpoint, device=device, half=half)
+            return create_detector(weights, category_ids_by_name, checkpoint=checkpoint, device=device, half=half)
         if Path(weights).is_file():
             check_sha256(weights, entry.get("sha256"), f"{role} weights")
         predict = dict(entry.get("predict") or {})
-        detector = create_detector(weights, None, imgsz=entry.get("imgsz"), device=device, half=half, **predict)
+        detector = create_detector(weights, category_ids_by_name, imgsz=entry.get("imgsz"), device=device, half=half,
+                                   **predict)
         loaded = detector.settings.get("sha256") if hasattr(detector, "settings") else None
         if entry.get("sha256") and loaded and loaded != entry["sha256"]:
             raise TinySaverInputError(

@@ -27,6 +27,7 @@ from tinysaver_det.errors import exit_code_of
 #: Subcommand -> module under ``tinysaver_det.cli`` (the table of the command line; add a row to add one).
 COMMANDS = {
     "eval": "eval_cascade",
+    "predict": "predict",
     "predict-coco": "predict_coco",
     "sweep": "sweep",
     "table": "table",
@@ -41,6 +42,7 @@ COMMANDS = {
 #: One-line help of each subcommand, for the list (kept here so that listing imports no subcommand).
 SUMMARIES = {
     "eval": "run a saver -> base cascade on a COCO-format dataset, write the run directory, print COCO numbers",
+    "predict": "run the cascade on any images or video (no dataset): predictions.jsonl, summary.json, drawn images",
     "predict-coco": "cache one detector's per-image predictions (for sweeps, routers, the picker)",
     "sweep": "sweep the exit threshold from cached predictions (a --full run or two results jsons)",
     "table": "Table 4-style benchmark of several saver/base pairs from --full run directories",
@@ -71,7 +73,7 @@ def _subparser(subparsers, name: str, module=None) -> argparse.ArgumentParser:
 def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top parser with every subcommand listed; only ``chosen``'s options are built (its module imported)."""
     parser = argparse.ArgumentParser(
-        prog="tinysaver_det", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+        prog="tinysaver", description=__doc__.split("\n\n")[0], allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="<subcommand>", required=True)
@@ -96,7 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser()[0].parse_args(argv)  # --help, or the usage error naming the choices
         return 2
     args = parse_command(argv[0], argv[1:])
-    return exit_code_of(command_module(argv[0]).run, args)
+    return exit_code_of(_run, command_module(argv[0]), args)
+
+
+def _run(module, args: argparse.Namespace) -> int:
+    """A subcommand's ``run``, after the one check every model-running subcommand shares: a ``--device``
+    this machine lacks stops it here, as one ``error:`` line, before any model loads or file is written."""
+    if getattr(args, "device", None) is not None:
+        from tinysaver_det.timing import check_device
+
+        check_device(args.device)
+    return module.run(args)
 
 
 def tool(name: str):

@@ -9,7 +9,9 @@ from tinysaver_det.cli.options import (
     add_confidence_options,
     add_dataset_options,
     add_detector_options,
+    add_operating_point_option,
     add_run_options,
+    check_operating_point,
     dataset_paths,
     threshold_argument,
 )
@@ -40,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_detector_options(parser)
     parser.add_argument("--base-checkpoint", help="checkpoint of an mmdet --base (without it: random weights)")
     add_dataset_options(parser)
-    parser.add_argument("--t", type=threshold_argument, default=0.25,
+    parser.add_argument("--t", type=threshold_argument,
                         help="exit threshold >= 0 (default 0.25); above 1 no image exits")
+    add_operating_point_option(parser)
     add_confidence_options(parser)
     add_run_options(parser, out="runs/eval_coco", resume=True)
     parser.add_argument("--full", action="store_true",
@@ -51,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from tinysaver_det.adapters import is_mmdet_config
 
+    check_operating_point(parser, args)
     if args.base_checkpoint and not (args.base and is_mmdet_config(args.base)):
         parser.error("--base-checkpoint needs an mmdet config (.py) as --base; a YOLO's weights are the --base file")
 
@@ -63,18 +67,29 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.runner import evaluate_cascade
 
-    if args.t > 1:
-        print(f"note: --t {args.t:g} > 1: no image can exit (confidences are in [0, 1]); every image goes to the base",
+    t = 0.25 if args.t is None else args.t
+    if t > 1:
+        print(f"note: --t {t:g} > 1: no image can exit (confidences are in [0, 1]); every image goes to the base",
               file=sys.stderr)
     try:
         dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
-        saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
-                                imgsz=args.imgsz, device=args.device)
-        base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
-        base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
-        base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)
-        cascade = Cascade(saver, base, args.t, min_score=args.min_score, confidence=args.confidence,
-                          run_base_on_all=args.full)
+        if args.op:
+            from tinysaver_det.operating_point import read_operating_point
+
+            point = read_operating_point(args.op)
+            saver, base = (point.build_model(role, dataset.category_ids_by_name, device=args.device, half=args.half)
+                           for role in ("saver", "base"))
+            t, confidence, min_score = point.t, point.confidence_option(), point.min_score
+        else:
+            saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
+                                    imgsz=args.imgsz, device=args.device, half=args.half)
+            base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
+            base_options = (dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights)
+                            else dict(imgsz=args.imgsz))
+            base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, half=args.half,
+                                   **base_options)
+            confidence, min_score = args.confidence, args.min_score
+        cascade = Cascade(saver, base, t, min_score=min_score, confidence=confidence, run_base_on_all=args.full)
         summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
                                    resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:

@@ -41,7 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysaver_det import assets
     from tinysaver_det.adapters import create_detector
     from tinysaver_det.detection.cache import split_image_ids
     from tinysaver_det.detection.cascade import MultiStageCascade
@@ -54,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
         calibration, held_out = split_image_ids(dataset.image_ids, args.split, args.seed)
         dataset = dataset.subset(calibration if args.part == "calibration" else held_out)
     stages = [
-        create_detector(assets.demo_weights(w) if w.startswith("demo:") else w, dataset.category_ids_by_name,
-                        imgsz=args.imgsz, device=args.device)
+        create_detector(w, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device, half=args.half)
         for w in args.weights
     ]
     confidence = args.confidence[0] if len(args.confidence) == 1 else args.confidence

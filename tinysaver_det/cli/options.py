@@ -6,7 +6,8 @@ Groups:
 * :func:`add_dataset_options`: ``--images --ann [--limit]`` (default: the demo val split);
 * :func:`add_detector_options`: ``--saver --base --imgsz`` (default: demo pico and s);
 * :func:`add_confidence_options`: ``--confidence --min-score`` (the exit rule's confidence);
-* :func:`add_run_options`: ``--batch --device --out [--resume --overwrite] --quiet``;
+* :func:`add_run_options`: ``--batch --device --half --out [--resume --overwrite] --quiet`` (every
+  subcommand that runs a model; :func:`tinysaver_det.cli.main` refuses a missing ``--device`` first);
 * :func:`add_cache_options`: ``--ann --model --split --seed --cost``, the cached predictions of the
   offline studies (:mod:`tinysaver_det.detection.cache`).
 
@@ -115,13 +116,34 @@ def add_confidence_options(parser: argparse.ArgumentParser, per_stage: bool = Fa
                         help=f"score floor of the confidence (default {DEFAULT_MIN_SCORE:g})")
 
 
+def add_operating_point_option(parser: argparse.ArgumentParser) -> None:
+    """``--op FILE``: an ``operating_point.json`` (``pick``) giving the saver, base, t and confidence."""
+    parser.add_argument("--op", metavar="FILE",
+                        help="operating_point.json written by `pick`: saver, base, t, confidence, min score "
+                             "(weights and router files are checked against their recorded sha256)")
+
+
+def check_operating_point(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """With ``--op``, the options it gives must not be given too (usage error naming them)."""
+    if not getattr(args, "op", None):
+        return
+    given = [f"--{name.replace('_', '-')}" for name in ("saver", "base", "t", "imgsz", "base_checkpoint")
+             if getattr(args, name, None) is not None]
+    given += [flag for flag, value, default in (("--confidence", args.confidence, "mean"),
+                                                ("--min-score", args.min_score, DEFAULT_MIN_SCORE)) if value != default]
+    if given:
+        parser.error(f"--op gives the saver, base, t and confidence; drop {', '.join(given)}")
+
+
 def add_run_options(
     parser: argparse.ArgumentParser, out: str | None, resume: bool = False, out_help: str = "run directory"
 ) -> None:
-    """``--batch``, ``--device``, ``--out`` (default ``out``; required when None), ``--quiet`` and, with
+    """``--batch``, ``--device``, ``--half``, ``--out`` (default ``out``; required when None), ``--quiet`` and, with
     ``resume``, the mutually exclusive ``--resume`` / ``--overwrite``."""
     parser.add_argument("--batch", type=positive_int_argument, default=32, help="images per batch (default 32)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, 0, cuda:0 ...")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device: cpu (default), cuda, cuda:N, N, mps; one this machine lacks is refused")
+    parser.add_argument("--half", action="store_true", help="fp16 inference of the Ultralytics models (GPU)")
     if out is None:
         parser.add_argument("--out", required=True, help=out_help)
     else:

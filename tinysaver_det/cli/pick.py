@@ -37,7 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-drop", type=float, action="append", default=[], help="largest AP drop vs the last model")
     parser.add_argument("--gflops", type=float, action="append", default=[], help="GFLOPs budget per image")
     parser.add_argument("--latency-ms", type=float, action="append", default=[], help="latency budget, ms per image")
-    parser.add_argument("--out", default="runs/pick_threshold", help="folder for picks.csv")
+    parser.add_argument("--weights", action="append", metavar="NAME=WEIGHTS",
+                        help="the weights behind a model's cached predictions (repeat; default for pico, n, s: "
+                             "demo:pico, demo:n, demo:s); with both of a 2-model chain known, the first target's "
+                             "pick is written to OUT/operating_point.json")
+    parser.add_argument("--bootstrap", type=int, default=200,
+                        help="resamples of the held-out images for the operating point's intervals (default 200)")
+    parser.add_argument("--out", default="runs/pick_threshold", help="folder for picks.csv and operating_point.json")
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -81,4 +87,46 @@ def run(args: argparse.Namespace) -> int:
     print(to_markdown(table))
     path = write_csv(table, Path(args.out) / "picks.csv")
     print(f"\nwrote {path}")
+    _write_operating_point(args, ann, chain, points[0], calibration, held_out)
     return 0
+
+
+def _weights_of(args: argparse.Namespace) -> dict[str, str]:
+    from tinysaver_det.assets import DEMO_LADDER
+    from tinysaver_det.errors import TinySaverInputError
+
+    weights = {name: f"demo:{name}" for name in DEMO_LADDER}
+    for spec in args.weights or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise TinySaverInputError(f"--weights is given as NAME=WEIGHTS, got {spec!r}")
+        weights[name] = path
+    return weights
+
+
+def _write_operating_point(args, ann, chain, point, calibration, held_out) -> None:
+    """``operating_point.json`` for a 2-model chain whose weights are known (the first target's pick)."""
+    from tinysaver_det.adapters import create_detector
+    from tinysaver_det.detection.studies.deployment import operating_point_file
+    from tinysaver_det.operating_point import model_entry
+
+    weights = _weights_of(args)
+    if len(chain) != 2 or any(name not in weights for name in chain):
+        print(f"note: no operating_point.json: it needs a 2-model chain whose --weights are known (chain {chain})")
+        return
+    models = {}
+    for role, name in zip(("saver", "base"), chain):
+        detector = create_detector(weights[name], None)
+        extra = {"class_map": {}} if role == "saver" else {}
+        models[role] = model_entry(weights[name], getattr(detector, "settings", {}), **extra)
+    op = operating_point_file(point, calibration, held_out, tuple(chain), models, ann, args.confidence,
+                              split=args.split, replicates=args.bootstrap, seed=args.seed)
+    if op is None:
+        print(f"note: no operating_point.json: for {point.target.label} the pick is {chain[-1]} alone")
+        return
+    path = op.write(args.out)
+    interval = op.held_out["bootstrap"]
+    print(f"wrote {path}: t = {op.t:.6g} for {point.target.label}; held-out AP {op.held_out['AP']:.4f} "
+          f"[{interval['AP'][0]:.4f}, {interval['AP'][1]:.4f}], GFLOPs/img {op.held_out['gflops_per_image']:.3f} "
+          f"[{interval['gflops_per_image'][0]:.3f}, {interval['gflops_per_image'][1]:.3f}] "
+          f"({interval['level']:.0%} bootstrap over {held_out.n_images} held-out images, {interval['replicates']} resamples)")

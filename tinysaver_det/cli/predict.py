@@ -23,6 +23,7 @@ HELP = "run the cascade on any images or video: predictions.jsonl, summary.json,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tinysaver_det.cli.options import (
         add_confidence_options,
+        add_operating_point_option,
         add_detector_options,
         add_run_options,
         fraction_argument,
@@ -34,25 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image, folder, glob, .txt list, video, webcam index or stream URL")
     add_detector_options(parser)
     parser.add_argument("--t", type=threshold_argument, help="exit threshold >= 0 (default 0.25 without --op)")
-    parser.add_argument("--op", metavar="FILE",
-                        help="operating_point.json from `tinysaver pick`: saver, base, t, confidence (sha256-checked)")
+    add_operating_point_option(parser)
     add_confidence_options(parser)
     parser.add_argument("--conf", type=fraction_argument, default=0.25,
                         help="leave out boxes scoring below it from the output (default 0.25); routing ignores it")
     parser.add_argument("--vid-stride", type=positive_int_argument, default=1, help="take every n-th video frame")
     parser.add_argument("--save", action="store_true", help="also write the images drawn by Ultralytics to OUT/annotated")
     add_run_options(parser, None, resume=True, out_help="output folder")
-    parser.set_defaults(batch=1)
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.op:
-        given = [f"--{name.replace('_', '-')}" for name in ("saver", "base", "t", "imgsz")
-                 if getattr(args, name) is not None]
-        given += [flag for flag, value, default in (("--confidence", args.confidence, "mean"),
-                                                    ("--min-score", args.min_score, 0.05)) if value != default]
-        if given:
-            parser.error(f"--op gives the saver, base, t and confidence; drop {', '.join(given)}")
+    from tinysaver_det.cli.options import check_operating_point
+
+    check_operating_point(parser, args)
 
 
 def build_cascade(args: argparse.Namespace):

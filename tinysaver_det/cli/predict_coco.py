@@ -28,14 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysaver_det import assets
     from tinysaver_det.adapters import create_detector
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.runner import predict_dataset
 
     dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
-    weights = assets.demo_weights(args.weights) if args.weights.startswith("demo:") else args.weights
-    detector = create_detector(weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device)
+    detector = create_detector(args.weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device,
+                               half=args.half)
     path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet)
     print(f"wrote {len(dataset)} images' predictions of {detector.name} to {path}")
     return 0
