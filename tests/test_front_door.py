@@ -244,3 +244,42 @@ def test_a_changed_router_file_is_refused(tmp_path):
     router.write_text('{"kind": "score", "name": "max"}')
     with pytest.raises(TinySaverInputError, match=r"router file .* has sha256 [0-9a-f]{64}, but the operating point"):
         point.confidence_option()
+
+
+@slow
+def test_an_operating_point_written_by_pick_gives_the_same_routing_and_ap(demo_slice, tmp_path):
+    from tinysaver_det.api import TinySaver
+    from tinysaver_det.cli import main
+    from tinysaver_det.core.policy import image_confidence
+    from tinysaver_det.detection.cache import read_predictions, split_image_ids
+    from tinysaver_det.detection.coco import accumulate, evaluate_images, load_ground_truth, summarize
+    from tinysaver_det.detection.dataset import restrict_annotations
+    from tinysaver_det.detection.types import Detections
+
+    files = {name: demo_slice.predictions[name] for name in ("pico", "s")}
+    out = tmp_path / "pick"
+    assert main(["pick", "--ann", str(demo_slice.annotations), "--model", f"pico={files['pico']}",
+                 "--model", f"s={files['s']}", "--gflops", "3.0", "--weights", f"pico={assets.asset_path(assets.DEMO_SAVER)}",
+                 "--weights", "s=demo:s", "--bootstrap", "20", "--out", str(out)]) == 0
+    point = read_operating_point(out)
+    low, high = point.held_out["bootstrap"]["AP"]
+    assert point.t > 0 and low <= point.held_out["AP"] <= high and point.held_out["images"] == 16
+
+    dataset = demo_slice.dataset
+    cascade = TinySaver.from_operating_point(out / "operating_point.json")
+    results = cascade.predict([str(dataset.path(info)) for info in dataset.images], batch=32, conf=0.0)
+    saver = read_predictions(files["pico"])
+    assert [r.exited for r in results] == [image_confidence(saver[i].detections.scores) >= point.t
+                                           for i in dataset.image_ids]
+    _, held_out = split_image_ids(dataset.image_ids, "parity")
+    ids_by_name = dataset.category_ids_by_name
+    to_dataset = np.array([ids_by_name[cascade.names[k]] for k in sorted(cascade.names)])
+    answers = [Detections(i, r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), to_dataset[r.boxes.cls.numpy().astype(int)])
+               for i, r in zip(dataset.image_ids, results) if i in set(held_out)]
+    ground_truth = load_ground_truth(restrict_annotations(json.loads(demo_slice.annotations.read_text()), held_out))
+    assert summarize(accumulate(evaluate_images(ground_truth, answers)))["AP"] == pytest.approx(point.held_out["AP"], abs=1e-6)
+
+    run = tmp_path / "eval"
+    assert main(["eval", "--op", str(out), "--ann", str(demo_slice.annotations), "--images",
+                 str(assets.asset_path(assets.DEMO_IMAGES)), "--batch", "32", "--out", str(run), "--quiet"]) == 0
+    assert [r["exited"] for r in read_jsonl(run / "records.jsonl")] == [r.exited for r in results]
