@@ -31,11 +31,12 @@ def _copy_repository(target: Path) -> Path:
 def test_a_fresh_virtualenv_gets_a_working_tinysaver_command(tmp_path):
     source = _copy_repository(tmp_path / "src")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
-    # a plain path line: the tested stack becomes importable, but this checkout's editable-install hook does not run
+    # a plain path line: the tested stack (pip and setuptools included) becomes importable, but this checkout's
+    # editable-install hook does not run
     (Path(purelib) / "tested_stack.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                     str(source)], check=True, cwd=tmp_path)
