@@ -23,6 +23,7 @@ import sys
 from typing import Sequence
 
 from tinysaver_det.errors import exit_code_of
+from tinysaver_det.framework_warnings import silence_framework_warnings
 
 #: Subcommand -> module under ``tinysaver_det.cli`` (the table of the command line; add a row to add one).
 COMMANDS = {
@@ -94,6 +95,7 @@ def parse_command(name: str, argv: Sequence[str] | None = None) -> argparse.Name
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tinysaver_det <subcommand> ...``: parse, run the subcommand, return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    silence_framework_warnings()  # before a subcommand imports a framework
     if not argv or argv[0] not in COMMANDS:
         build_parser()[0].parse_args(argv)  # --help, or the usage error naming the choices
         return 2

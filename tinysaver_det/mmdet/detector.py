@@ -112,6 +112,9 @@ class TinySaverDetector(BaseDetector):
             ``Pretrained`` ``init_cfg`` on the base would not load; this does.
         data_preprocessor: default: the base's own (the base sees the inputs it was trained on).
         init_cfg: mmengine's initialization config.
+        operating_point: an ``operating_point.json`` (``tinysaver pick``): the saver (sha256-checked),
+            ``threshold``, ``min_score`` and ``confidence`` come from it (``saver`` then only gives
+            ``device``; ``threshold`` may be left out).
 
     Raises:
         ValueError: ``classes`` disagrees with the number of classes the base predicts, or a saver
@@ -120,17 +123,26 @@ class TinySaverDetector(BaseDetector):
 
     def __init__(
         self,
-        saver: dict,
+        saver: dict | None,
         base: dict,
-        threshold: float,
+        threshold: float | None = None,
         min_score: float = DEFAULT_MIN_SCORE,
         confidence: str | ConfidenceFunction | Router = "mean",
         classes: Sequence[str] | None = None,
         base_checkpoint: str | None = None,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
+        operating_point: str | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor or base.get("data_preprocessor"), init_cfg=init_cfg)
+        point = None
+        if operating_point is not None:
+            from tinysaver_det.operating_point import read_operating_point
+
+            point = read_operating_point(operating_point)
+            threshold, min_score, confidence = point.t, point.min_score, point.confidence_option()
+        if threshold is None:
+            raise ValueError("TinySaverDetector needs a threshold (or an operating_point file)")
         self.threshold = validate_threshold(threshold)
         self.min_score = float(min_score)
         self.confidence = resolve_router(confidence, self.min_score)
@@ -142,12 +154,15 @@ class TinySaverDetector(BaseDetector):
             stored_classes = _checkpoint_classes(load_checkpoint(self.base, base_checkpoint, map_location="cpu"))
         self.classes = tuple(classes or stored_classes or CocoDataset.METAINFO["classes"])
         self._check_base_classes()
-        saver = dict(saver)
-        if "weights" not in saver:
-            raise ValueError(f"saver needs weights=<Ultralytics .pt/.yaml or official name>, got {saver}")
-        weights = saver.pop("weights")
+        saver = dict(saver or {})
+        labels = {name: label for label, name in enumerate(self.classes)}
         saver.setdefault("device", _default_saver_device())
-        self.saver = UltralyticsDetector(weights, {name: label for label, name in enumerate(self.classes)}, **saver)
+        if point is not None:
+            self.saver = point.build_model("saver", labels, device=saver["device"])
+        elif "weights" not in saver:
+            raise ValueError(f"saver needs weights=<Ultralytics .pt/.yaml or official name>, got {saver}")
+        else:
+            self.saver = UltralyticsDetector(saver.pop("weights"), labels, **saver)
         self.base_flops = MMDetFlops(self.base)
 
     def _check_base_classes(self) -> None:
