@@ -23,12 +23,21 @@ def pyplot():
 
 
 def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
-    """Write ``fig`` as PNG at ``path`` (folders created) and release it."""
+    """Write ``fig`` as PNG at ``path`` (folders created) and release it.
+
+    The saved area is grown to hold every artist (``bbox_inches="tight"``), so a footnote or a label
+    outside the axes is never cut off.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     pyplot().close(fig)
     return path
+
+
+#: Thresholds marked on each AP-vs-cost curve (the nearest row of the sweep), so a reader can find t.
+MARKED_THRESHOLDS = (0.1, 0.25, 0.5)
+_NOTE_WIDTH = 110  # characters per footnote line at the footnote's font size and the figure's width
 
 
 def _figure():
@@ -39,11 +48,11 @@ def _save(fig, ax, path: str | Path, title: str, note: str | None) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=6, va="bottom")
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
-    else:
-        fig.tight_layout()
+    fig.tight_layout()
+    if note:  # wrapped, under the axes; save_figure keeps all of it
+        import textwrap
+
+        fig.text(0.01, 0.0, textwrap.fill(note, _NOTE_WIDTH), fontsize=6, va="top")
     return save_figure(fig, path)
 
 
@@ -55,16 +64,36 @@ def plot_performance_vs_cost(
     cost_label: str = "GFLOPs / image",
     note: str | None = None,
 ) -> Path:
-    """One line per cascade (its sweep rows) and one marker per static model ``{name: (cost, value)}``."""
+    """One line per cascade (its sweep rows) and one marker per static model ``{name: (cost, value)}``.
+
+    Every curve and every static model gets its own colour (matplotlib's scatter and plot draw from
+    separate colour cycles, which gave a static model the colour of an unrelated curve), and the
+    rows nearest :data:`MARKED_THRESHOLDS` are marked with their ``t``.
+    """
     fig, ax = _figure()
+    colours = iter(pyplot().rcParams["axes.prop_cycle"].by_key()["color"] * 4)
     for name, rows in curves.items():
+        colour = next(colours)
         ordered = sorted(rows, key=lambda row: row.cost)
-        ax.plot([r.cost for r in ordered], [r.metrics[metric] for r in ordered], marker=".", ms=3, label=name)
+        ax.plot([r.cost for r in ordered], [r.metrics[metric] for r in ordered], marker=".", ms=3, label=name,
+                color=colour)
+        for row in _rows_near(rows, MARKED_THRESHOLDS):
+            ax.annotate(f"t={row.threshold:g}", (row.cost, row.metrics[metric]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7, color=colour)
+            ax.plot([row.cost], [row.metrics[metric]], "o", mfc="none", ms=6, color=colour)
     for name, (cost, value) in statics.items():
-        ax.scatter([cost], [value], marker="*", s=120, zorder=3, label=name)
+        ax.scatter([cost], [value], marker="*", s=120, zorder=3, label=name, color=next(colours))
     ax.set_xlabel(cost_label)
     ax.set_ylabel(metric)
     return _save(fig, ax, path, f"{metric} vs {cost_label}", note)
+
+
+def _rows_near(rows: Sequence[SweepRow], thresholds: Sequence[float]) -> list[SweepRow]:
+    """For each threshold, the row with the nearest ``threshold`` (each row once)."""
+    if not rows:
+        return []
+    chosen = {id(min(rows, key=lambda row: abs(row.threshold - t))): t for t in thresholds}
+    return [row for row in rows if id(row) in chosen]
 
 
 def plot_exit_ratio(rows: Sequence[SweepRow], path: str | Path) -> Path:
@@ -97,7 +126,7 @@ def plot_depths(study: DepthStudy, path: str | Path) -> Path:
     for ax, split in zip(axes, ("calibration", "held_out")):
         for front, style, label in ((study.two_stage_front, "-o", "best 2-stage front"),
                                     (study.deep_front, "--s", "front with deeper chains")):
-            rows = [getattr(p, split) for p in front]
+            rows = sorted((getattr(p, split) for p in front), key=lambda r: r.costs[unit])  # left to right
             ax.plot([r.costs[unit] for r in rows], [r.metrics[primary] for r in rows], style, ms=3, lw=1.5, label=label)
         statics = [pair[0 if split == "calibration" else 1] for pair in study.static]
         ax.scatter([r.costs[unit] for r in statics], [r.metrics[primary] for r in statics], marker="*", s=160,

@@ -96,5 +96,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: the finished batches are in {args.out}; add --resume to continue", file=sys.stderr)
         return 130
     print(f"\nTinySaver: saver {summary.saver} -> base {summary.base}   (outputs in {args.out})\n")
-    print(summary.to_markdown())
+    print(summary.screen())
     return 0

@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
 
 
+#: The thresholds whose rows ``sweep`` prints (nearest on the grid), besides r_match's; the file has every row.
+SCREEN_THRESHOLDS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+
+
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     json_inputs = (args.saver_json, args.base_json, args.saver_gflops, args.base_gflops)
     if bool(args.records) == any(value is not None for value in json_inputs):
@@ -47,7 +51,7 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tinysaver_det.core.cost import FLOPS_CONVENTION
-    from tinysaver_det.core.tables import Table, to_markdown, write_csv
+    from tinysaver_det.core.tables import Table, select_rows, to_markdown, write_csv
     from tinysaver_det.detection.cache import cache_from_results, cache_from_run
     from tinysaver_det.detection.studies.thresholds import SWEEP_COLUMNS, sweep_cascade, sweep_rows_table
     from tinysaver_det.io import atomic_write_text
@@ -67,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     plot_performance_vs_cost({"cascade": result.rows}, statics, f"{args.out}/ap_vs_gflops.png", note=note)
     plot_exit_ratio(result.rows, f"{args.out}/exit_ratio.png")
     plot_subset_performance(result.r_match, f"{args.out}/subset_ap.png")
-    print(markdown)
+    thresholds = [row.threshold for row in result.rows]
+    shown = {min(range(len(thresholds)), key=lambda i: abs(thresholds[i] - t)) for t in SCREEN_THRESHOLDS}
+    shown |= {i for i, t in enumerate(thresholds) if t == result.r_match.threshold}
+    print(to_markdown(select_rows(table, shown, f"{len(shown)} of {len(table.rows)} thresholds; all in {args.out}/"
+                                                "sweep.md, sweep.csv. GFLOPs = 2 * MACs at the shapes run.")))
     print(f"saver alone: AP {result.saver['AP']:.4f} at {result.saver_gflops:.3f} GFLOPs/img; "
           f"base alone: AP {result.base['AP']:.4f} at {result.base_gflops:.3f} GFLOPs/img")
     print(f"r_match = {result.r_match.r_match:.4f} (t = {result.r_match.threshold}), "

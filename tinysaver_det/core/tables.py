@@ -64,6 +64,17 @@ def to_markdown(table: Table, digits: int = 4) -> str:
     return "\n".join(lines)
 
 
+def select_rows(table: Table, indices, note: str | None = None) -> Table:
+    """The rows of ``table`` at ``indices`` (each once, in table order): the short head printed on screen
+    while the full table goes to its files.
+
+    >>> select_rows(Table(("t",), ((0.1,), (0.2,), (0.3,))), [2, 0, 2]).rows
+    ((0.1,), (0.3,))
+    """
+    keep = sorted({int(i) for i in indices})
+    return Table(table.header, tuple(table.rows[i] for i in keep), note)
+
+
 def write_csv(table: Table, path) -> Path:
     """Write the table as CSV (full float precision, None as an empty cell); returns the path.
 

@@ -86,6 +86,22 @@ class RunSummary:
             lines.append("t > 1: no image can exit (confidences are in [0, 1]); every image went to the base.")
         return "\n".join(lines) + "\n"
 
+    def screen(self) -> str:
+        """The short form printed by ``eval``: the table and the few lines that change a reading of it;
+        the FLOPs convention in one clause, the ops it leaves out and the skip policy in ``summary.md``."""
+        table = self.to_markdown().split("\n\n")[0]
+        skipped = sum(self.skipped_images.values())
+        lines = [table, "", f"{self.n_images} images, t = {self.threshold:g} ({self.confidence}), batch {self.batch_size}, "
+                 f"{self.wall_seconds:.1f} s; GFLOPs = 2 * MACs at the shapes run; img/s: model time. "
+                 "Details: summary.md."]
+        if skipped:
+            lines.append(f"Skipped {skipped} unreadable image(s) (errors.json): scored as images with no detections.")
+        if self.unannotated_files:
+            lines.append(f"{self.unannotated_files} image file(s) not in the annotation file: not evaluated.")
+        if self.threshold > 1:
+            lines.append("t > 1: no image can exit (confidences are in [0, 1]); every image went to the base.")
+        return "\n".join(lines) + "\n"
+
     def _skipped_line(self) -> str:
         count = sum(self.skipped_images.values())
         by_status = ", ".join(f"{n} {status}" for status, n in sorted(self.skipped_images.items()))
