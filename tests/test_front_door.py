@@ -283,3 +283,39 @@ def test_an_operating_point_written_by_pick_gives_the_same_routing_and_ap(demo_s
     assert main(["eval", "--op", str(out), "--ann", str(demo_slice.annotations), "--images",
                  str(assets.asset_path(assets.DEMO_IMAGES)), "--batch", "32", "--out", str(run), "--quiet"]) == 0
     assert [r["exited"] for r in read_jsonl(run / "records.jsonl")] == [r.exited for r in results]
+
+
+def test_a_device_this_machine_lacks_is_one_line_before_anything_is_written(tmp_path, capsys):
+    from tinysaver_det.cli import main
+
+    import torch
+
+    device = f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}"
+    for command in (["predict", "--source", str(tmp_path)], ["eval"], ["predict-coco", "--weights", "demo:n"]):
+        out = tmp_path / "out" / command[0]
+        assert main([*command, "--out", str(out), "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0 and err.startswith(f"error: --device '{device}': this machine has")
+        assert not out.exists()
+
+
+def test_op_and_the_settings_it_gives_are_not_taken_together(capsys):
+    from tinysaver_det.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", "--source", "x", "--out", "y", "--op", "op.json", "--t", "0.3", "--saver", "demo:n"])
+    assert stop.value.code == 2 and "--op gives the saver, base, t and confidence; drop --saver, --t" in capsys.readouterr().err
+
+
+def test_cuda_model_time_is_synchronised_and_the_first_call_is_a_warm_up(monkeypatch):
+    from tinysaver_det import timing
+
+    events = []
+    monkeypatch.setattr(timing, "cuda_in_use", lambda: True)
+    monkeypatch.setattr(timing, "synchronize", lambda: events.append("sync"))
+    clock = timing.ModelClock()
+    result, _ = clock.time(lambda: events.append("call") or 7)
+    assert result == 7 and events == ["sync", "call", "sync", "sync", "call", "sync"]  # warm-up, then timed
+    events.clear()
+    clock.time(lambda: events.append("call"))
+    assert events == ["sync", "call", "sync"]
