@@ -319,3 +319,11 @@ def test_cuda_model_time_is_synchronised_and_the_first_call_is_a_warm_up(monkeyp
     events.clear()
     clock.time(lambda: events.append("call"))
     assert events == ["sync", "call", "sync"]
+
+
+def test_conf_is_not_taken_as_an_abbreviation_of_confidence(capsys):
+    from tinysaver_det.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--conf", "0.3"])
+    assert stop.value.code == 2 and "unrecognized arguments: --conf 0.3" in capsys.readouterr().err
