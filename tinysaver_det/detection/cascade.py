@@ -1,7 +1,7 @@
 """The detection cascade: the saver answers the images it is confident on, the base the rest.
 
 :class:`MultiStageCascade` runs K >= 2 detectors, cheapest first, with one threshold per stage but
-the last (the rule of :mod:`tinysaver_det.core.multistage`); :class:`Cascade` is its two-stage form
+the last (the rule of :mod:`tinysaver_det.core.cascade_model`); :class:`Cascade` is its two-stage form
 with the saver/base vocabulary of the paper and of the run directory.
 """
 
