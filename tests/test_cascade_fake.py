@@ -93,6 +93,20 @@ def test_a_router_object_sees_the_whole_detections_and_a_callable_sees_scores_an
     assert [o.record.exited for o in cascade(IMAGES, IDS)] == [True, False, False, True] and set(seen) == {0.2}
 
 
+def test_an_exit_policy_carries_the_whole_rule_as_one_value():
+    from tinysaver_det.core import ExitPolicy
+
+    loose = [o.record for o in pair(0.5, confidence="max", min_score=0.2)[0](IMAGES, IDS)]
+    cascade, _, _ = pair(ExitPolicy(0.5, "max", 0.2))
+    assert [o.record for o in cascade(IMAGES, IDS)] == loose
+    assert (cascade.policy.threshold, cascade.min_score, cascade.confidence_name) == (0.5, 0.2, "max")
+    # One rule per exiting stage, each with its own confidence.
+    models = three_stages([0.5, 0.5])[1]
+    mixed = MultiStageCascade(models, [ExitPolicy(0.5), ExitPolicy(0.65, "max")])
+    assert [r.name for r in mixed.routers] == ["mean", "max"] and mixed.thresholds == (0.5, 0.65)
+    assert [o.stage for o in mixed.run(IMAGES, IDS)] == [0, 1, 2, 1]
+
+
 def three_stages(thresholds, run_all=False):
     answers = [
         {1: [0.9], 2: [0.1], 3: [0.2], 4: []},  # stage 0: image 1 exits at t0 = 0.5
