@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from tinysaver_det import plots
-from tinysaver_det.core.sweep import SweepRow
+from tinysaver_det.core.cascade_model import StageRow
 
 
-def _rows(offset: float) -> list[SweepRow]:
-    return [SweepRow(t, 1 - t, 1 + 3 * (1 - t) + offset, {"AP": 0.2 + 0.3 * (1 - t) ** 0.5})
+def _rows(offset: float) -> list[StageRow]:
+    return [StageRow((t,), (1 - t, t), {"GFLOPs": 1 + 3 * (1 - t) + offset}, {"AP": 0.2 + 0.3 * (1 - t) ** 0.5})
             for t in np.linspace(0, 1, 101)]
 
 
@@ -41,8 +41,6 @@ def test_a_long_footnote_is_wrapped_and_kept_in_the_saved_image(tmp_path):
 
 def test_fronts_are_drawn_from_the_cheapest_point(monkeypatch, tmp_path):
     from types import SimpleNamespace
-
-    from tinysaver_det.core.multistage import StageRow
 
     figures = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, path, dpi=None: figures.append(fig) or path)

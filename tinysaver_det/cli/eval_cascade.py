@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the dataset, both detectors and the cascade from ``args``, run it, print the table."""
     from tinysaver_det import assets
     from tinysaver_det.adapters import create_detector, is_mmdet_config
+    from tinysaver_det.core.policy import ExitPolicy
     from tinysaver_det.detection.cascade import Cascade
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.runner import evaluate_cascade
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, half=args.half,
                                    **base_options)
             confidence, min_score = args.confidence, args.min_score
-        cascade = Cascade(saver, base, t, min_score=min_score, confidence=confidence, run_base_on_all=args.full)
+        cascade = Cascade(saver, base, ExitPolicy(t, confidence, min_score), run_base_on_all=args.full)
         summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
                                    resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:
