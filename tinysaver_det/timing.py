@@ -2,8 +2,8 @@
 
 On CUDA a model call returns as soon as its kernels are queued; a ``perf_counter`` around it
 measures the queueing, not the work. :class:`ModelClock` therefore synchronises the device before
-and after each call, and treats the first call on CUDA as a warm-up (cuDNN autotuning, lazy
-allocations): that call is run once more and only the second run is timed.
+and after each call, and keeps the one-time set-up (building a predictor, moving weights to the
+device, cuDNN autotuning, lazy allocations) out of the time with a warm-up before the first call.
 
 torch is imported only when already loaded (an adapter loaded it), so this module stays importable
 without any framework.
@@ -34,7 +34,11 @@ def synchronize() -> None:
 
 
 class ModelClock:
-    """Times one model's calls: device synchronised around each, the first CUDA call a warm-up.
+    """Times one model's calls: device synchronised around each, never the one-time set-up.
+
+    The first call is preceded by ``warmup()`` when the caller gives one (a cheap call that pays for
+    lazy set-up: Ultralytics builds its predictor and moves the model to the device on its first
+    predict). Without one, a first call that ran on CUDA is run again and only the second is timed.
 
     >>> clock = ModelClock()
     >>> result, seconds = clock.time(lambda: 41 + 1)
@@ -45,18 +49,25 @@ class ModelClock:
     def __init__(self) -> None:
         self.warm = False
 
-    def time(self, call: Callable[[], T]) -> tuple[T, float]:
+    def time(self, call: Callable[[], T], warmup: Callable[[], object] | None = None) -> tuple[T, float]:
         """Run ``call()`` and return its result and the seconds it took, synchronised."""
+        if not self.warm:
+            self.warm = True
+            if warmup is not None:
+                warmup()
+            else:
+                result, seconds = self._timed(call)
+                if not cuda_in_use():
+                    return result, seconds
+        return self._timed(call)
+
+    @staticmethod
+    def _timed(call: Callable[[], T]) -> tuple[T, float]:
         synchronize()
         start = perf_counter()
         result = call()
         synchronize()
-        seconds = perf_counter() - start
-        if not self.warm:
-            self.warm = True
-            if cuda_in_use():  # the first call paid for the warm-up: time a second one
-                return self.time(call)
-        return result, seconds
+        return result, perf_counter() - start
 
 
 _CUDA_DEVICE = re.compile(r"^(?:cuda:)?(\d+(?:,\d+)*)$|^cuda$")

@@ -175,9 +175,10 @@ class UltralyticsDetector:
             raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
         if not images:
             return Prediction([], [], [], [])
-        results, seconds = self._clock.time(
-            lambda: self.model.predict(list(images), predictor=_EvaluationPredictor, batch=len(images), **self.predict_args)
-        )
+        run = partial(self.model.predict, predictor=_EvaluationPredictor, **self.predict_args)
+        # warm-up: one image pays for the predictor's set-up (fusing, moving to the device) outside the time
+        results, seconds = self._clock.time(lambda: run(list(images), batch=len(images)),
+                                            warmup=lambda: run(list(images[:1]), batch=1))
         seconds /= len(images)
         height, width = self.model.predictor.input_shape[2:]
         gflops = self._flops((height, width)).gflops
