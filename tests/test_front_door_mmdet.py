@@ -1,0 +1,73 @@
+"""mmdet and the front door: the plug-in loads an operating point file; an mmdet config is a TinySaver base."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tinysaver_det import assets
+from tinysaver_det.io import sha256_file
+from tinysaver_det.operating_point import OperatingPointFile
+
+pytest.importorskip("mmdet")
+from mmdet.registry import MODELS  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+import tinysaver_det.mmdet  # noqa: E402,F401  (registers the plug-in)
+
+SUBSET_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tinysaver_demo_rtmdet-tiny_coco-subset.py"
+init_default_scope("mmdet")
+
+
+def _point(weights: Path, class_map: dict) -> OperatingPointFile:
+    saver = {"weights": str(weights), "sha256": sha256_file(weights), "imgsz": 256,
+             "predict": {"conf": 0.001, "iou": 0.7, "max_det": 300}, "class_map": class_map}
+    return OperatingPointFile(saver, {"weights": str(SUBSET_CONFIG)}, {"name": "max"}, 0.1, 0.3)
+
+
+@pytest.mark.slow
+def test_the_plugin_takes_saver_threshold_and_confidence_from_an_operating_point(tmp_path):
+    cfg = Config.fromfile(SUBSET_CONFIG)
+    from_config = MODELS.build(cfg.model)
+    shapes = ["circle", "octagon", "square", "rectangle", "triangle", "arrowhead", "star", "cross"]
+    weights = tmp_path / "pico.pt"
+    shutil.copy(assets.asset_path(assets.DEMO_SAVER), weights)
+    path = _point(weights, dict(zip(shapes, cfg.model.saver.class_names))).write(tmp_path / "op.json")
+    model = MODELS.build({**cfg.model, "saver": {"device": "cpu"}, "threshold": None, "operating_point": str(path)})
+    assert (model.threshold, model.min_score, model.confidence.name) == (0.3, 0.1, "max")
+    assert model.saver.category_ids.tolist() == from_config.saver.category_ids.tolist()
+    shutil.copy(assets.demo_weights("n"), weights)  # the file changed after the pick
+    with pytest.raises(Exception, match=r"has sha256 [0-9a-f]{64}, but the operating point was picked with"):
+        MODELS.build({**cfg.model, "saver": None, "threshold": None, "operating_point": str(path)})
+
+
+@pytest.mark.slow
+def test_an_mmdet_config_is_a_base_of_the_front_door(tmp_path):
+    """A base from an mmdet config (random RTMDet-tiny, COCO's 80 classes); the saver's shapes mapped by class_map."""
+    from ultralytics.engine.results import Results
+
+    from tinysaver_det.api import TinySaver
+    from tinysaver_det.detection.categories import normalize_name
+
+    config = tmp_path / "rtmdet_tiny_320.py"
+    config.write_text(
+        "_base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'\n"
+        "model = dict(backbone=dict(init_cfg=None))\n"
+        "test_pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(320, 320), keep_ratio=True),\n"
+        "                 dict(type='Pad', size=(320, 320), pad_val=dict(img=(114, 114, 114))),\n"
+        "                 dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',\n"
+        "                                                   'scale_factor'))]\n"
+        "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
+    shapes = ["circle", "octagon", "square", "rectangle", "triangle", "arrowhead", "star", "cross"]
+    coco = Config.fromfile(SUBSET_CONFIG).model.saver.class_names
+    cascade = TinySaver("demo:pico", config, 0.09, class_map=dict(zip(shapes, coco)))
+    assert len(cascade.names) == 80 and cascade.names[0] == "person"
+    images = sorted(assets.asset_path(assets.DEMO_IMAGES).glob("*.jpg"))[:4]
+    results = cascade.predict([str(p) for p in images], batch=4, conf=0.0)
+    assert all(isinstance(r, Results) for r in results) and results[0].plot().shape == (256, 256, 3)
+    assert any(r.exited for r in results)
+    for r in results:
+        assert (r.gflops["base"] > 0) == (not r.exited)
+        if r.exited:  # the saver's shapes come back under their COCO names
+            assert {normalize_name(r.names[int(c)]) for c in r.boxes.cls} <= {normalize_name(n) for n in coco}
