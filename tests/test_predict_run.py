@@ -78,3 +78,27 @@ def test_a_killed_run_resumes_to_the_same_rows(cascade, folder, full, tmp_path):
     assert without_timing(read_jsonl(tmp_path / "predictions.jsonl")) == without_timing(
         read_jsonl(out / "predictions.jsonl"))
     assert json.loads((tmp_path / "summary.json").read_text())["images"] == 4
+
+
+def test_a_video_gives_one_row_per_frame_and_its_drawn_frames(tmp_path, capsys):
+    import cv2
+
+    from tinysaver_det.cli import main
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (256, 256))
+    for path in sorted(assets.asset_path(assets.DEMO_IMAGES).glob("*.jpg"))[:5]:
+        writer.write(cv2.imread(str(path)))
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["predict", "--source", str(video), "--saver", "demo:pico", "--base", "demo:s", "--t", "0.25",
+                 "--save", "--batch", "2", "--out", str(out), "--quiet"]) == 0
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert [(r["source"], r["frame"]) for r in rows] == [(str(video.absolute()), f) for f in range(1, 6)]
+    assert sorted(p.name for p in (out / "annotated" / "clip.avi").iterdir()) == [f"{f:06d}.jpg" for f in range(1, 6)]
+    assert "5 images (0 unreadable)" in capsys.readouterr().out
+    lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (out / "predictions.jsonl").write_text("".join(lines[:3]))  # stopped inside the video: it is redone whole
+    assert main(["predict", "--source", str(video), "--saver", "demo:pico", "--base", "demo:s", "--t", "0.25",
+                 "--batch", "2", "--out", str(out), "--quiet", "--resume"]) == 0
+    assert [r["frame"] for r in read_jsonl(out / "predictions.jsonl")] == [1, 2, 3, 4, 5]
