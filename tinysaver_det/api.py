@@ -39,7 +39,7 @@ from tinysaver_det.detection.cascade import Cascade, CascadeOutput
 from tinysaver_det.detection.categories import normalize_name
 from tinysaver_det.detection.types import Detector
 from tinysaver_det.errors import TinySaverInputError
-from tinysaver_det.timing import check_device
+from tinysaver_det.timing import check_device, default_device
 
 #: The settings at which the saver must answer for the router (Ultralytics' validation settings).
 ROUTING_SETTINGS = {"conf": 0.001, "iou": 0.7, "max_det": 300}
@@ -192,7 +192,8 @@ class TinySaver:
         confidence: the image confidence: a name of ``CONFIDENCE_FUNCTIONS`` (default ``"mean"``,
             the paper's), a router file (``.json``), a router object or a callable.
         min_score: score floor of the confidence (boxes below it do not count; they stay in the answer).
-        device: ``cpu`` (default), ``cuda``, ``cuda:N``, ``N``; a device this machine lacks is refused.
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``N``; default: ``cuda:0`` when there is one, else ``cpu``.
+            A device this machine lacks is refused.
         half: fp16 inference of the Ultralytics models (GPU).
         imgsz: inference size of the Ultralytics models; default: each model's training size.
         class_map: ``{saver class name: base class name}`` for classes named differently.
@@ -216,7 +217,7 @@ class TinySaver:
         class_map: Mapping[str, str] | None = None,
     ) -> None:
         t = validate_threshold(t, "t")
-        self.device = check_device(device)
+        self.device = check_device(default_device() if device is None else device)
         self.base = _build(base, self.device, half, imgsz, "base")
         self.names = _names_of(self.base, "base")
         self.saver = _build(saver, self.device, half, imgsz, "saver")
@@ -235,17 +236,16 @@ class TinySaver:
 
     @classmethod
     def from_operating_point(cls, path: str | os.PathLike, *, device: str | None = None,
-                             half: bool | None = None) -> "TinySaver":
-        """The cascade an ``operating_point.json`` describes (``tinysaver pick``).
+                             half: bool = False) -> "TinySaver":
+        """The cascade an ``operating_point.json`` describes (``tinysaver pick``), on ``device``.
 
         Each weights file (and a router file) must have the sha256 recorded in it: a changed file
-        is refused, naming both hashes. ``device``/``half`` override the recorded ones.
+        is refused, naming both hashes.
         """
         from tinysaver_det.operating_point import read_operating_point
 
         point = read_operating_point(path)
-        device = check_device(device if device is not None else point.device)
-        half = point.half if half is None else half
+        device = check_device(device if device is not None else default_device())
         models = {role: point.build_model(role, None, device=device, half=half) for role in ("base", "saver")}
         return cls(models["saver"], models["base"], point.t, confidence=point.confidence_option(),
                    min_score=point.min_score, device=device, class_map=point.saver.get("class_map"))

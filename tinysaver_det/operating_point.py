@@ -119,8 +119,6 @@ class OperatingPointFile:
     target: dict | None = None
     calibration: dict | None = None
     held_out: dict | None = None
-    device: str = "cpu"
-    half: bool = False
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -130,8 +128,7 @@ class OperatingPointFile:
             "format": FORMAT, "version": VERSION, "package_version": __version__,
             "saver": self.saver, "base": self.base, "confidence": self.confidence,
             "min_score": self.min_score, "t": self.t, "target": self.target,
-            "calibration": self.calibration, "held_out": self.held_out,
-            "device": self.device, "half": self.half, **self.extra,
+            "calibration": self.calibration, "held_out": self.held_out, **self.extra,
         }
 
     def write(self, path: str | os.PathLike) -> Path:
@@ -157,12 +154,11 @@ class OperatingPointFile:
             if not isinstance(data[role], Mapping) or "weights" not in data[role]:
                 raise TinySaverInputError(f"{source}: {role} must be an object with 'weights'")
         known = {"format", "version", "package_version", "saver", "base", "confidence", "min_score", "t",
-                 "target", "calibration", "held_out", "device", "half"}
+                 "target", "calibration", "held_out"}
         return cls(
             saver=dict(data["saver"]), base=dict(data["base"]), confidence=dict(data["confidence"]),
             min_score=_finite(data["min_score"], "min_score"), t=_finite(data["t"], "t"),
             target=data.get("target"), calibration=data.get("calibration"), held_out=data.get("held_out"),
-            device=str(data.get("device") or "cpu"), half=bool(data.get("half", False)),
             extra={k: v for k, v in data.items() if k not in known},
         )
 

@@ -70,6 +70,13 @@ class ModelClock:
         return result, perf_counter() - start
 
 
+def default_device() -> str:
+    """``cuda:0`` when this machine has a CUDA device, else ``cpu`` (Ultralytics' own default)."""
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
 _CUDA_DEVICE = re.compile(r"^(?:cuda:)?(\d+(?:,\d+)*)$|^cuda$")
 
 

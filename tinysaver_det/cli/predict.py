@@ -55,7 +55,7 @@ def build_cascade(args: argparse.Namespace):
     from tinysaver_det.api import TinySaver
 
     if args.op:
-        return TinySaver.from_operating_point(args.op, device=args.device, half=args.half or None)
+        return TinySaver.from_operating_point(args.op, device=args.device, half=args.half)
     return TinySaver(args.saver or "demo:pico", args.base or "demo:s", 0.25 if args.t is None else args.t,
                      confidence=args.confidence, min_score=args.min_score, device=args.device, half=args.half,
                      imgsz=args.imgsz)
