@@ -131,6 +131,11 @@ def test_a_saver_with_a_deployment_conf_is_refused():
     saver = UltralyticsDetector(assets.asset_path(assets.DEMO_SAVER), conf=0.25)
     with pytest.raises(TinySaverInputError, match=r"conf=0.25 > min_score=0.05: the router must see every box"):
         TinySaver(saver, assets.asset_path(assets.DEMO_BASE), 0.25)
+    from tinysaver_det.detection.cascade import Cascade
+
+    with pytest.raises(TinySaverInputError, match="conf=0.25 > min_score=0.05"):  # eval's and the plug-in's cascade
+        Cascade(saver, saver, 0.25)
+    TinySaver(saver, assets.asset_path(assets.DEMO_BASE), 0.25, min_score=0.3)  # conf below the floor: fine
 
 
 @slow

@@ -169,17 +169,6 @@ def _map_saver_onto_base(saver: Detector, base_names: dict[int, str], class_map:
         raise TinySaverInputError(f"saver {saver.name!r}: class ids/names {wrong} are not the base's {base_names}")
 
 
-def _check_saver_conf(saver: Detector, min_score: float) -> None:
-    conf = getattr(saver, "predict_args", {}).get("conf")
-    if conf is not None and conf > min_score:
-        raise TinySaverInputError(
-            f"saver {saver.name!r} predicts with conf={conf:g} > min_score={min_score:g}: the router must see "
-            f"every box scoring >= min_score (the image confidence is their mean), so a higher conf would "
-            f"change which images exit. Build the saver with conf <= {min_score:g} (default 0.001) and "
-            "filter the returned boxes with predict(conf=...) instead"
-        )
-
-
 class TinySaver:
     """A saver -> base detection cascade for inference on any images or video (no dataset needed).
 
@@ -200,7 +189,8 @@ class TinySaver:
 
     Raises:
         TinySaverInputError: a saver class name the base lacks (listing them), a missing device, a
-            saver that predicts with conf above ``min_score``, a wrong spec.
+            saver that predicts with conf above ``min_score`` (the cascade's
+            :func:`~tinysaver_det.detection.cascade.check_score_floor`), a wrong spec.
     """
 
     def __init__(
@@ -222,7 +212,6 @@ class TinySaver:
         self.names = _names_of(self.base, "base")
         self.saver = _build(saver, self.device, half, imgsz, "saver")
         _map_saver_onto_base(self.saver, self.names, class_map)
-        _check_saver_conf(self.saver, min_score)
         self.class_map = dict(class_map or {})
         self.cascade = Cascade(self.saver, self.base, t, min_score=min_score, confidence=confidence)
 

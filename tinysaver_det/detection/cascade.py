@@ -17,6 +17,7 @@ from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ExitPolicy
 from tinysaver_det.core.router import Router
 from tinysaver_det.detection.routers import resolve_router
 from tinysaver_det.detection.types import Detections, Detector, Prediction
+from tinysaver_det.errors import TinySaverInputError
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,28 @@ def _per_stage(option, n: int, name: str) -> list:
     return [option] * n
 
 
+def check_score_floor(detector: Detector, min_score: float) -> None:
+    """Refuse an exiting stage that drops boxes the exit rule must see.
+
+    The image confidence is computed from every box scoring ``>= min_score``; a detector set to
+    keep only boxes above a higher ``conf`` (Ultralytics' ``predict`` default 0.25, the usual
+    deployment setting) would hide some of them and silently change which images exit. A
+    detector states its floor as ``predict_args["conf"]`` (the Ultralytics adapter); one that
+    states none is taken as it is.
+
+    Raises:
+        TinySaverInputError: naming the detector, its conf and the min score.
+    """
+    conf = (getattr(detector, "predict_args", None) or {}).get("conf")
+    if conf is not None and conf > min_score:
+        raise TinySaverInputError(
+            f"{detector.name!r} predicts with conf={conf:g} > min_score={min_score:g}: the router must see "
+            f"every box scoring >= min_score (the image confidence is computed from them), so a higher conf "
+            f"would change which images exit. Give it conf <= {min_score:g} (default 0.001) and filter the "
+            "returned boxes instead (TinySaver.predict(conf=...), tinysaver predict --conf)"
+        )
+
+
 class MultiStageCascade:
     """K >= 2 detectors, cheapest first: an image stops at the first stage whose confidence reaches
     that stage's threshold; the last stage answers every image that reaches it.
@@ -138,6 +161,8 @@ class MultiStageCascade:
             for rule, option in zip(rules, options)
         ]
         self.min_score = self.policies[0].min_score
+        for stage, policy in zip(self.stages, self.policies):
+            check_score_floor(stage, policy.min_score)
         self.routers = [resolve_router(policy.confidence, policy.min_score) for policy in self.policies]
         self.run_all = run_all
 
