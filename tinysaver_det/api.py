@@ -176,7 +176,8 @@ class TinySaver:
         saver, base: each a weights path or official name (``yolov8n.pt``; Ultralytics downloads it
             when online), a demo name (``demo:pico``, ``demo:n``, ``demo:s``), an ``ultralytics.YOLO``
             object, for the base an mmdet config (``.py``, or a ``(config, checkpoint)`` pair), or any
-            :class:`~tinysaver_det.detection.types.Detector` (with a ``names`` dict).
+            :class:`~tinysaver_det.detection.types.Detector` (with a ``names`` dict). A saver adapter
+            given as an object is re-mapped onto the base's classes (its ``category_ids`` change).
         t: exit threshold: an image whose confidence is ``>= t`` keeps the saver's answer.
         confidence: the image confidence: a name of ``CONFIDENCE_FUNCTIONS`` (default ``"mean"``,
             the paper's), a router file (``.json``), a router object or a callable.
