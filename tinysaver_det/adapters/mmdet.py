@@ -33,7 +33,7 @@ try:
 except ModuleNotFoundError as error:
     raise ModuleNotFoundError(
         f"{error.msg}: the mmdet adapter and plug-in need mmdetection 3.x; install the tested stack with "
-        "`pip install -c constraints.txt -e \".[mmdet]\"` (see README, Set-up)"
+        "`pip install -c constraints.txt -e \".[mmdet]\"` (see docs/setup.md)"
     ) from error
 
 from tinysaver_det.detection.categories import category_lookup
