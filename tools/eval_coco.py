@@ -16,6 +16,11 @@ With an mmdet base (a .py --base is an mmdet detector config):
 
 A killed run continues where it stopped with the same command plus --resume (safe to pass always:
 with no run in --out it starts one). A wrong input ends with "error: <message>" and exit code 2.
+
+Under torchrun the images are split across the processes (gloo on CPU, nccl with a CUDA --device),
+each rank writes its shard under --out/shards/, and rank 0 merges them (docs/distributed.md):
+
+    torchrun --standalone --nproc_per_node 4 tools/eval_coco.py --t 0.25 --out runs/4p
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from tinysaver_det.core.router import confidence_argument
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.run import evaluate_cascade
+from tinysaver_det.distributed import process_group, rank_device
 from tinysaver_det.errors import exit_code_of
 
 
@@ -110,23 +116,30 @@ def main(argv=None) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Build the dataset, both detectors and the cascade from ``args``, run it, print the table."""
-    dataset = CocoDataset(
-        args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS),
-        args.images or assets.asset_path(assets.DEMO_IMAGES),
-        limit=args.limit,
-    )
-    saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
-                            imgsz=args.imgsz, device=args.device)
-    base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
-    base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
-    base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)
-    cascade = Cascade(saver, base, args.t, min_score=args.min_score, confidence=args.confidence,
-                      run_base_on_all=args.full)
-    summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
-                               resume=args.resume, overwrite=args.overwrite)
-    print(f"\nTinySaver: saver {summary.saver} -> base {summary.base}   (outputs in {args.out})\n")
-    print(summary.to_markdown())
+    """Build the dataset, both detectors and the cascade from ``args``, run it, print the table.
+
+    Under ``torchrun`` every rank runs its shard of the images and rank 0 prints the table.
+    """
+    with process_group(args.device) as context:
+        dataset = CocoDataset(
+            args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS),
+            args.images or assets.asset_path(assets.DEMO_IMAGES),
+            limit=args.limit,
+        )
+        device = rank_device(args.device, context)
+        saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
+                                imgsz=args.imgsz, device=device)
+        base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
+        base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
+        base = create_detector(base_weights, dataset.category_ids_by_name, device=device, **base_options)
+        cascade = Cascade(saver, base, args.t, min_score=args.min_score, confidence=args.confidence,
+                          run_base_on_all=args.full)
+        summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
+                                   resume=args.resume, overwrite=args.overwrite, context=context)
+    if context.is_main:
+        processes = f", {context.world_size} processes" if context.sharded else ""
+        print(f"\nTinySaver: saver {summary.saver} -> base {summary.base}   (outputs in {args.out}{processes})\n")
+        print(summary.to_markdown())
     return 0
 
 
