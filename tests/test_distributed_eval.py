@@ -1,0 +1,228 @@
+"""Sharded evaluation under torchrun: N processes write what one process writes, and a killed rank resumes.
+
+The runs are real: ``python -m torch.distributed.run --standalone --nproc_per_node 2`` (gloo on CPU)
+against a one-process run of the same command, demo models on real demo images. Both use one
+thread per process (``OMP_NUM_THREADS=1``), so the models' arithmetic is the same in both.
+Timing fields (``seconds``, img/s, wall-clock) differ between any two runs and are left out.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tinysaver_det.detection.run_dir import open_run, open_sharded_run
+from tinysaver_det.detection.shards import merge_jsonl, shard_bounds, shard_dir
+from tinysaver_det.distributed import DistContext, environment_context, rank_device
+from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.io import read_jsonl
+
+REPO = Path(__file__).resolve().parent.parent
+
+# 22 images in batches of 3: 8 batches, the last of one image; rank 0 gets 4 batches (12 images), rank 1 the
+# other 4 (10 images), so the shards differ in size and one ends on a short batch.
+N_IMAGES, BATCH = 22, 3
+SHARD_1 = (12, 22)
+ARGS = ["--limit", str(N_IMAGES), "--batch", str(BATCH), "--t", "0.25", "--full", "--quiet"]
+STREAMS = ("records.jsonl", "saver_predictions.jsonl", "base_predictions.jsonl")
+EXACT_FILES = ("results.json", "results_saver.json", "results_base.json", "errors.json")
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+ONE_PROCESS = [sys.executable, str(REPO / "tools" / "eval_coco.py")]
+TWO_PROCESSES = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                 str(REPO / "tools" / "eval_coco.py")]
+
+
+def run(command: list[str], out: Path, *extra: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([*command, *ARGS, "--out", str(out), *extra], env=ENV, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one_process")
+    run(ONE_PROCESS, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two_processes")
+    result = run(TWO_PROCESSES, out)
+    return out, result.stdout
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+
+
+def summary_without_timing(out: Path) -> dict:
+    summary = json.loads((out / "summary.json").read_text())
+    summary.pop("wall_seconds")
+    for row in summary["rows"]:
+        row.pop("images_per_second")
+    return summary
+
+
+def assert_same_outputs(out: Path, reference: Path) -> None:
+    for name in STREAMS:
+        assert without_timing(read_jsonl(out / name)) == without_timing(read_jsonl(reference / name)), name
+    for name in EXACT_FILES:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert summary_without_timing(out) == summary_without_timing(reference)
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_write_what_one_process_writes(one_process, two_processes):
+    out, stdout = two_processes
+    assert_same_outputs(out, one_process)
+    assert len(read_jsonl(out / "records.jsonl")) == N_IMAGES
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
+    for rank, (first, stop) in enumerate([(0, SHARD_1[0]), SHARD_1]):
+        shard = shard_dir(out, rank, 2)
+        ids = [row["image_id"] for row in read_jsonl(shard / "records.jsonl")]
+        assert ids == [row["image_id"] for row in read_jsonl(one_process / "records.jsonl")][first:stop]
+        assert json.loads((shard / "run.json").read_text())["shard"] == {
+            "rank": rank, "world_size": 2, "first": first, "stop": stop}
+    assert stdout.count("| cascade |") == 1  # rank 0 alone prints the table
+
+
+def rank_process(launcher: subprocess.Popen, rank: int):
+    """The worker process of ``rank`` among the launcher's children (torchrun gives each its RANK)."""
+    import psutil
+
+    for child in psutil.Process(launcher.pid).children(recursive=True):
+        try:
+            if child.environ().get("RANK") == str(rank) and "eval_coco.py" in " ".join(child.cmdline()):
+                return child
+        except psutil.Error:
+            continue
+    return None
+
+
+def count_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_a_rank_killed_with_sigkill_is_completed_by_resume(one_process, tmp_path):
+    out, log = tmp_path / "run", tmp_path / "stderr.txt"
+    shard = shard_dir(out, 1, 2) / "records.jsonl"
+    with log.open("w") as stderr:
+        launcher = subprocess.Popen([*TWO_PROCESSES, *ARGS, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
+                                    stderr=stderr)
+    deadline = time.monotonic() + 300
+    try:
+        while count_lines(shard) < BATCH:  # rank 1 committed a batch; 3 more remain, time enough to kill it
+            assert launcher.poll() is None, f"the run ended before rank 1 could be killed: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"rank 1 made no progress: {log.read_text()[-3000:]}"
+            time.sleep(0.01)
+        victim = rank_process(launcher, 1)
+        assert victim is not None, "rank 1's process was not found among torchrun's children"
+        victim.send_signal(signal.SIGKILL)
+        assert launcher.wait(timeout=120) != 0  # torchrun ends the job when one of its ranks dies
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    done = count_lines(shard)
+    assert BATCH <= done < SHARD_1[1] - SHARD_1[0], "rank 1 finished its shard before it was killed"
+    assert not (out / "results.json").exists()  # no merge happened
+    run(TWO_PROCESSES, out, "--resume")
+    assert_same_outputs(out, one_process)
+
+
+@pytest.mark.slow
+def test_resuming_a_two_process_run_in_one_process_is_refused(two_processes, eval_coco_tool, capsys, tmp_path):
+    out = shutil.copytree(two_processes[0], tmp_path / "run")
+    assert eval_coco_tool.main([*ARGS, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot resume {out}: it was run by 2 process(es) and this job has 1")
+    assert "torchrun --nproc_per_node 2" in err
+
+
+# Fast checks of the pieces (no model runs).
+
+
+@pytest.mark.parametrize("n_images", [0, 1, 7, 22, 100])
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 8])
+def test_shards_are_contiguous_whole_batches_covering_every_image(n_images, batch_size, world_size):
+    bounds = shard_bounds(n_images, batch_size, world_size)
+    assert len(bounds) == world_size
+    assert bounds[0][0] == 0 and bounds[-1][1] == n_images
+    assert all(stop == first for (_, stop), (first, _) in zip(bounds, bounds[1:]))  # contiguous, in rank order
+    assert all(first % batch_size == 0 for first, _ in bounds)  # each shard starts on a batch of one process
+    sizes = [-(-(stop - first) // batch_size) for first, stop in bounds]
+    assert max(sizes) - min(sizes) <= 1  # balanced to a batch
+
+
+def make_sharded_run(out: Path, world_size: int) -> dict:
+    description = {"batch_size": 4, "full": False, "threshold": 0.25}
+    open_sharded_run(out, description, world_size)
+    shard_dir(out, 1, world_size).mkdir(parents=True)
+    (shard_dir(out, 1, world_size) / "records.jsonl").write_text('{"image_id": 7}\n')
+    return description
+
+
+def test_a_sharded_run_is_resumed_only_with_its_number_of_processes(tmp_path):
+    description = make_sharded_run(tmp_path, 2)
+    open_sharded_run(tmp_path, description, 2, resume=True)  # same world size: accepted
+    with pytest.raises(TinySaverInputError, match="it was run by 2 process.*this job has 3.*--nproc_per_node 2"):
+        open_sharded_run(tmp_path, description, 3, resume=True)
+    with pytest.raises(TinySaverInputError, match="it was run by 2 process.*this job has 1"):
+        open_run(tmp_path, description, dataset=None, resume=True)
+
+
+def test_a_one_process_run_is_not_resumed_by_several(tmp_path):
+    open_run(tmp_path, {"batch_size": 4}, dataset=None)
+    with pytest.raises(TinySaverInputError, match="it was run by 1 process.*this job has 2.*one process"):
+        open_sharded_run(tmp_path, {"batch_size": 4}, 2, resume=True)
+
+
+def test_a_new_run_is_refused_where_only_shards_remain_and_overwrite_removes_them(tmp_path):
+    make_sharded_run(tmp_path, 2)
+    (tmp_path / "run.json").unlink()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(TinySaverInputError, match=r"already holds a run \(shards/rank-1-of-2/records.jsonl\)"):
+        open_run(tmp_path, {"batch_size": 4}, dataset=None)
+    open_run(tmp_path, {"batch_size": 4}, dataset=None, overwrite=True)
+    assert not (shard_dir(tmp_path, 1, 2) / "records.jsonl").exists() and (tmp_path / "notes.txt").exists()
+
+
+def test_an_incomplete_shard_is_not_merged(tmp_path):
+    for rank, ids in enumerate([[1, 2], [3]]):
+        shard_dir(tmp_path, rank, 2).mkdir(parents=True)
+        (shard_dir(tmp_path, rank, 2) / "records.jsonl").write_text("".join(f'{{"image_id": {i}}}\n' for i in ids))
+    sources = [shard_dir(tmp_path, rank, 2) / "records.jsonl" for rank in range(2)]
+    assert [row["image_id"] for row in merge_jsonl(sources, tmp_path / "records.jsonl", [1, 2, 3])] == [1, 2, 3]
+    with pytest.raises(TinySaverInputError, match="do not hold one row per image in dataset order"):
+        merge_jsonl(sources, tmp_path / "records.jsonl", [1, 2, 3, 4])
+
+
+def test_the_torchrun_environment_is_read_and_checked(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert environment_context() == DistContext(rank=1, world_size=4, local_rank=1)
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(TinySaverInputError, match="RANK=4, WORLD_SIZE=4"):
+        environment_context()
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(TinySaverInputError, match="WORLD_SIZE must be an integer, got 'two'"):
+        environment_context()
+    assert rank_device("cuda", DistContext(1, 4, 1, "nccl")) == "cuda:1"
+
+
+def test_the_distributed_module_does_not_import_torch():
+    code = "import sys, tinysaver_det.distributed as d; d.environment_context(); print('torch' in sys.modules)"
+    env = {key: value for key, value in ENV.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
