@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 # other 4 (10 images), so the shards differ in size and one ends on a short batch.
 N_IMAGES, BATCH = 22, 3
 SHARD_1 = (12, 22)
-ARGS = ["--limit", str(N_IMAGES), "--batch", str(BATCH), "--t", "0.25", "--full", "--quiet"]
+OTHER_SIZE = (320, 224)  # width, height of every third image (the others are the demo's 256 x 256)
 STREAMS = ("records.jsonl", "saver_predictions.jsonl", "base_predictions.jsonl")
 EXACT_FILES = ("results.json", "results_saver.json", "results_base.json", "errors.json")
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -38,24 +38,61 @@ TWO_PROCESSES = [sys.executable, "-m", "torch.distributed.run", "--standalone", 
                  str(REPO / "tools" / "eval_coco.py")]
 
 
-def run(command: list[str], out: Path, *extra: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([*command, *ARGS, "--out", str(out), *extra], env=ENV, capture_output=True, text=True,
+@pytest.fixture(scope="module")
+def mixed_sizes(tmp_path_factory) -> list[str]:
+    """The first 22 demo val images, every third one resized (annotations scaled with it), as eval flags.
+
+    With images of two sizes, Ultralytics letterboxes a batch of one size to a tight rectangle and a
+    mixed batch to the full square, so a shard that did not keep the one-process batches whole
+    would give other boxes: the equality below checks the cut as well as the merge.
+    """
+    import cv2
+
+    from tinysaver_det import assets
+
+    root = tmp_path_factory.mktemp("mixed_sizes")
+    (root / "images").mkdir()
+    data = json.loads(assets.asset_path(assets.DEMO_ANNOTATIONS).read_text())
+    images = sorted(data["images"], key=lambda info: info["id"])[:N_IMAGES]
+    resized = {info["id"]: info for info in images[1::3]}
+    for info in images:
+        pixels = cv2.imread(str(assets.asset_path(assets.DEMO_IMAGES) / info["file_name"]))
+        if info["id"] in resized:
+            pixels = cv2.resize(pixels, OTHER_SIZE)
+        cv2.imwrite(str(root / "images" / info["file_name"]), pixels)
+    annotations = [a for a in data["annotations"] if a["image_id"] in {info["id"] for info in images}]
+    for annotation in annotations:
+        info = resized.get(annotation["image_id"])
+        if info is not None:
+            sx, sy = OTHER_SIZE[0] / info["width"], OTHER_SIZE[1] / info["height"]
+            x, y, w, h = annotation["bbox"]
+            annotation.update(bbox=[x * sx, y * sy, w * sx, h * sy], area=annotation["area"] * sx * sy)
+    for info in resized.values():
+        info.update(width=OTHER_SIZE[0], height=OTHER_SIZE[1])
+    data.update(images=images, annotations=annotations)
+    (root / "ann.json").write_text(json.dumps(data))
+    return ["--images", str(root / "images"), "--ann", str(root / "ann.json"), "--batch", str(BATCH), "--t", "0.25",
+            "--full", "--quiet"]
+
+
+def run(command: list[str], args: list[str], out: Path, *extra: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([*command, *args, "--out", str(out), *extra], env=ENV, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory):
+def one_process(tmp_path_factory, mixed_sizes):
     out = tmp_path_factory.mktemp("one_process")
-    run(ONE_PROCESS, out)
+    run(ONE_PROCESS, mixed_sizes, out)
     return out
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
+def two_processes(tmp_path_factory, mixed_sizes):
     out = tmp_path_factory.mktemp("two_processes")
-    result = run(TWO_PROCESSES, out)
+    result = run(TWO_PROCESSES, mixed_sizes, out)
     return out, result.stdout
 
 
@@ -112,11 +149,11 @@ def count_lines(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_a_rank_killed_with_sigkill_is_completed_by_resume(one_process, tmp_path):
+def test_a_rank_killed_with_sigkill_is_completed_by_resume(one_process, mixed_sizes, tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
     shard = shard_dir(out, 1, 2) / "records.jsonl"
     with log.open("w") as stderr:
-        launcher = subprocess.Popen([*TWO_PROCESSES, *ARGS, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
+        launcher = subprocess.Popen([*TWO_PROCESSES, *mixed_sizes, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
                                     stderr=stderr)
     deadline = time.monotonic() + 300
     try:
@@ -135,14 +172,15 @@ def test_a_rank_killed_with_sigkill_is_completed_by_resume(one_process, tmp_path
     done = count_lines(shard)
     assert BATCH <= done < SHARD_1[1] - SHARD_1[0], "rank 1 finished its shard before it was killed"
     assert not (out / "results.json").exists()  # no merge happened
-    run(TWO_PROCESSES, out, "--resume")
+    run(TWO_PROCESSES, mixed_sizes, out, "--resume")
     assert_same_outputs(out, one_process)
 
 
 @pytest.mark.slow
-def test_resuming_a_two_process_run_in_one_process_is_refused(two_processes, eval_coco_tool, capsys, tmp_path):
+def test_resuming_a_two_process_run_in_one_process_is_refused(two_processes, mixed_sizes, eval_coco_tool, capsys,
+                                                              tmp_path):
     out = shutil.copytree(two_processes[0], tmp_path / "run")
-    assert eval_coco_tool.main([*ARGS, "--out", str(out), "--resume"]) == 2
+    assert eval_coco_tool.main([*mixed_sizes, "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot resume {out}: it was run by 2 process(es) and this job has 1")
     assert "torchrun --nproc_per_node 2" in err
