@@ -229,7 +229,7 @@ def test_a_new_run_is_refused_where_only_shards_remain_and_overwrite_removes_the
     make_sharded_run(tmp_path, 2)
     (tmp_path / "run.json").unlink()
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(TinySaverInputError, match=r"already holds a run \(shards/rank-1-of-2/records.jsonl\)"):
+    with pytest.raises(TinySaverInputError, match=r"already holds a run \(shards/rank-1-of-2/\)"):
         open_run(tmp_path, {"batch_size": 4}, dataset=None)
     open_run(tmp_path, {"batch_size": 4}, dataset=None, overwrite=True)
     assert not (shard_dir(tmp_path, 1, 2) / "records.jsonl").exists() and (tmp_path / "notes.txt").exists()

@@ -150,16 +150,19 @@ def _existing_run(out_dir: Path, *, resume: bool, overwrite: bool) -> dict | Non
     for name in RUN_FILES:
         remove_stale_temporaries(out_dir / name)
     present = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
-    present += shard_run_files(out_dir, RUN_FILES)
-    if present and overwrite:
-        for path in present:
+    in_shards = shard_run_files(out_dir, RUN_FILES)
+    if (present or in_shards) and overwrite:
+        for path in present + in_shards:
             path.unlink()
         return None
-    if present and not resume:
+    if (present or in_shards) and not resume:
+        names = [path.name for path in present]
+        names += sorted({str(path.parent.relative_to(out_dir)) + "/" for path in in_shards})
         raise TinySaverInputError(
-            f"{out_dir} already holds a run ({', '.join(str(path.relative_to(out_dir)) for path in present)}): "
+            f"{out_dir} already holds a run ({', '.join(names)}): "
             "pass --resume to continue it, --overwrite to replace it, or choose another --out"
         )
+    present += in_shards
     if not present:
         return None
     try:
