@@ -264,3 +264,13 @@ def test_the_distributed_module_does_not_import_torch():
     env = {key: value for key, value in ENV.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_one_process_raises_its_own_error_unchanged():
+    SINGLE = DistContext()
+    SINGLE.raise_if_any(None)
+    error = FileNotFoundError("weights file not found: x.pt")
+    with pytest.raises(FileNotFoundError) as raised:
+        SINGLE.raise_if_any(error)
+    assert raised.value is error
+    assert SINGLE.gather(3) == [3] and SINGLE.broadcast("summary") == "summary"
