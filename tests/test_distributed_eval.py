@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -193,6 +195,112 @@ def test_resuming_a_two_process_run_in_one_process_is_refused(two_processes, mix
 
 
 # Fast checks of the pieces (no model runs).
+
+
+class FakeDetector:
+    """Answers ``answers[image_id]`` (scores, one box each) at a fixed cost; records the batches it ran."""
+
+    def __init__(self, name, answers, gflops):
+        self.name, self.answers, self.gflops, self.calls = name, answers, gflops, []
+
+    def predict(self, images, image_ids):
+        from tinysaver_det.detection.types import Detections, Prediction
+
+        self.calls.append(list(image_ids))
+        detections = [Detections(i, [[k, k, k + 10, k + 10] for k in range(len(self.answers[i]))], self.answers[i],
+                                 [1] * len(self.answers[i])) for i in image_ids]
+        return Prediction(detections, [self.gflops] * len(image_ids), [0.01] * len(image_ids))
+
+
+FAKE_IDS = list(range(1, 8))  # 7 images in batches of 2: 4 batches; of 3 ranks, rank 2 gets 2 batches (3 images)
+FAKE_SAVER = {i: [0.1 * i] for i in FAKE_IDS}  # confidence 0.1 * i: images 5, 6, 7 exit at t = 0.45
+FAKE_BASE = {i: [0.9, 0.8] for i in FAKE_IDS}
+
+
+@pytest.fixture
+def fake_dataset(tmp_path):
+    """Seven 8x8 PNGs, image 4 missing on disk (a failed record inside rank 1's shard)."""
+    import cv2
+    import numpy as np
+
+    from tinysaver_det.detection.dataset import CocoDataset
+
+    (tmp_path / "images").mkdir()
+    for i in FAKE_IDS:
+        if i != 4:
+            cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), np.full((8, 8, 3), 30 * i, np.uint8))
+    box = {"bbox": [0, 0, 10, 10], "area": 100.0, "iscrowd": 0, "category_id": 1}
+    (tmp_path / "ann.json").write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i}.png", "width": 8, "height": 8} for i in FAKE_IDS],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{**box, "id": i, "image_id": i} for i in FAKE_IDS],
+    }))
+    return CocoDataset(tmp_path / "ann.json", tmp_path / "images")
+
+
+def fake_cascade():
+    from tinysaver_det.detection.cascade import Cascade
+
+    return Cascade(FakeDetector("saver", FAKE_SAVER, 1.0), FakeDetector("base", FAKE_BASE, 10.0), 0.45,
+                   run_base_on_all=True)
+
+
+@dataclass(frozen=True)
+class OthersRunAtTheBarrier(DistContext):
+    """Rank 0's context in a one-process simulation: the other ranks run their whole part when rank 0
+    reaches the barrier (after its checks and its shard, before its merge), as they would beside it."""
+
+    others: Callable[[], None] = lambda: None
+
+    def barrier(self) -> None:
+        self.others()
+
+
+def run_sharded_in_one_process(dataset, out, world_size, **options):
+    """Every rank's part of a sharded run, in this process: without a process group a context's gather and
+    broadcast return this rank's own object. Returns rank 0's summary and the batches each saver ran."""
+    from tinysaver_det.detection.runner import evaluate_cascade
+
+    calls = {}
+
+    def run_rank(rank, context):
+        cascade = fake_cascade()
+        summary = evaluate_cascade(cascade, dataset, out, batch_size=2, progress=False, context=context, **options)
+        calls[rank] = cascade.saver.calls
+        return summary
+
+    def others():
+        for rank in range(1, world_size):
+            assert run_rank(rank, DistContext(rank=rank, world_size=world_size)) is None  # rank 0 alone merges
+
+    return run_rank(0, OthersRunAtTheBarrier(rank=0, world_size=world_size, others=others)), calls
+
+
+def test_sharded_runner_writes_what_one_process_writes_from_the_shards_on_disk(fake_dataset, tmp_path):
+    from tinysaver_det.detection.runner import evaluate_cascade
+
+    one = evaluate_cascade(fake_cascade(), fake_dataset, tmp_path / "one", batch_size=2, progress=False)
+    summary, calls = run_sharded_in_one_process(fake_dataset, tmp_path / "three", 3)
+    assert calls == {0: [[1, 2]], 1: [[3]], 2: [[5, 6], [7]]}  # whole one-process batches; image 4 never runs
+    for name in (*STREAMS, *EXACT_FILES):  # the fake's seconds are fixed: every file is byte-identical
+        assert (tmp_path / "three" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    assert summary.rows == one.rows and summary.skipped_images == {"missing": 1}
+
+
+def test_a_shard_cut_short_resumes_its_unfinished_batch_and_keeps_the_rest(fake_dataset, tmp_path):
+    out = tmp_path / "run"
+    run_sharded_in_one_process(fake_dataset, out, 3)
+    reference = {name: (out / name).read_bytes() for name in (*STREAMS, *EXACT_FILES)}
+    shard = shard_dir(out, 2, 3)
+    lines = (shard / "records.jsonl").read_text().splitlines(keepends=True)
+    (shard / "records.jsonl").write_text(lines[0] + lines[1] + lines[2][:20])  # killed writing its second batch
+    for name in EXACT_FILES:
+        (out / name).unlink()
+    with pytest.raises(TinySaverInputError, match="already holds a run"):
+        run_sharded_in_one_process(fake_dataset, out, 3)
+    _, calls = run_sharded_in_one_process(fake_dataset, out, 3, resume=True)
+    assert calls == {0: [], 1: [], 2: [[7]]}
+    assert {name: (out / name).read_bytes() for name in reference} == reference
 
 
 @pytest.mark.parametrize("n_images", [0, 1, 7, 22, 100])
