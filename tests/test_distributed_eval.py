@@ -381,3 +381,19 @@ def test_one_process_raises_its_own_error_unchanged():
         SINGLE.raise_if_any(error)
     assert raised.value is error
     assert SINGLE.gather(3) == [3] and SINGLE.broadcast("summary") == "summary"
+
+
+def test_a_shard_folder_held_by_another_process_stops_the_run_before_any_image(fake_dataset, tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom tinysaver_det.lock import RunLock\n"
+         "RunLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(120)", str(shard_dir(out, 1, 3))],
+        env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TinySaverInputError, match=r"rank 1: .*rank-1-of-3 is being written by another run"):
+            run_sharded_in_one_process(fake_dataset, out, 3)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / "records.jsonl").exists() and not (shard_dir(out, 1, 3) / "records.jsonl").exists()

@@ -87,13 +87,15 @@ class DistContext:
         A rank that raised alone would leave the others waiting at the next collective; here all
         ranks stop together, each with one :class:`TinySaverInputError` naming every failing rank.
         """
-        messages = self.gather(None if error is None else str(error))
-        failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
-        if not failed:
-            return
-        if not self.sharded:
-            raise error  # one process: the error as it was raised, type and all
-        raise TinySaverInputError("; ".join(f"rank {rank}: {message}" for rank, message in failed))
+        if self.backend is None:  # no process group: this process knows its own error only
+            if error is not None and not self.sharded:
+                raise error  # one process: the error as it was raised, type and all
+            failed = [] if error is None else [(self.rank, str(error))]
+        else:
+            messages = self.gather(None if error is None else str(error))
+            failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+        if failed:
+            raise TinySaverInputError("; ".join(f"rank {rank}: {message}" for rank, message in failed))
 
 
 SINGLE_PROCESS = DistContext()

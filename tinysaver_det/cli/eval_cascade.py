@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 
 from tinysaver_det.cli.options import (
     add_confidence_options,
@@ -70,12 +71,15 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.runner import evaluate_cascade
     from tinysaver_det.distributed import process_group, rank_device
+    from tinysaver_det.lock import RunLock
 
     if args.t > 1:
         print(f"note: --t {args.t:g} > 1: no image can exit (confidences are in [0, 1]); every image goes to the base",
               file=sys.stderr)
     try:
-        with process_group(args.device) as context:
+        # Rank 0 (the one process of a plain run) locks the run directory before the models load, so that a
+        # second writer is refused at once; under torchrun the other ranks lock their shard folders in the runner.
+        with process_group(args.device) as context, RunLock(args.out) if context.is_main else nullcontext():
             dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
             device = rank_device(args.device, context)
             saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,

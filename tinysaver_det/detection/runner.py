@@ -148,8 +148,16 @@ def evaluate_cascade(
     """
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
-    if context.sharded:
+    if context.sharded:  # each rank locks its shard folder, rank 0 also out_dir
         return _evaluate_sharded(cascade, dataset, out_dir, batch_size, progress, resume, overwrite, context)
+    with RunLock(out_dir):  # one writer: a second run, or a --resume, on out_dir is refused while this one writes
+        return _evaluate_cascade(cascade, dataset, out_dir, batch_size, progress, resume, overwrite)
+
+
+def _evaluate_cascade(
+    cascade: Cascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool, resume: bool, overwrite: bool
+) -> RunSummary:
+    """:func:`evaluate_cascade` in one process."""
     start = perf_counter()
     done = open_run(out_dir, describe_run(cascade, dataset, batch_size), dataset, resume=resume, overwrite=overwrite)
     _run_images(cascade, dataset, out_dir, batch_size, progress, done)
