@@ -141,7 +141,10 @@ print("ok")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS.glob("tinysaver_*.py")), ids=lambda path: path.stem)
+# The official Co-DINO variant loads only from an mmdetection checkout: tests/test_mmdet_configs.py
+# loads it from a stand-in checkout.
+@pytest.mark.parametrize("config", sorted(p for p in CONFIGS.glob("tinysaver_*.py") if "_official_" not in p.name),
+                         ids=lambda path: path.stem)
 def test_every_config_loads_and_names_its_parts(config):
     cfg = Config.fromfile(config)
     assert cfg.custom_imports.imports[0] == "tinysaver_det.mmdet" and not cfg.custom_imports.allow_failed_imports
