@@ -60,6 +60,8 @@ class RunLock:
         directory: the run directory; it is created when missing. The lock file is
             ``directory/.tinysaver.lock``.
         command: what to report as the holder's command (default: this process's ``sys.argv``).
+        lock_name: the lock file's name in ``directory``; :meth:`for_file` locks one output file
+            (``.<name>.lock``) instead of its whole folder.
 
     Raises (from :meth:`acquire` / ``with``):
         RunLockedError: another process holds the lock (``error: ...`` and exit 2 in the tools).
@@ -72,12 +74,19 @@ class RunLock:
     True
     """
 
-    def __init__(self, directory: str | Path, command: str | None = None) -> None:
+    def __init__(self, directory: str | Path, command: str | None = None, lock_name: str = LOCK_FILE) -> None:
         self.directory = Path(directory)
-        self.lock_file = self.directory / LOCK_FILE
+        self.lock_file = self.directory / lock_name
         self.command = command if command is not None else " ".join([Path(sys.executable).name, *sys.argv])
         self._key = str(self.lock_file.absolute())
         self.held = False
+
+    @classmethod
+    def for_file(cls, path: str | Path, command: str | None = None) -> "RunLock":
+        """A lock on one output file (``predict-coco``'s predictions file): ``.<name>.lock`` beside it,
+        so that writers of other files in the same folder are not kept out."""
+        path = Path(path)
+        return cls(path.parent, command, lock_name=f".{path.name}.lock")
 
     def acquire(self) -> "RunLock":
         """Take the lock now, or raise :class:`RunLockedError` at once (never waits)."""
@@ -94,8 +103,9 @@ class RunLock:
             except OSError as error:
                 os.close(fd)
                 if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    target = self.directory if self.lock_file.name == LOCK_FILE else self.lock_file.parent / self.lock_file.name[1:-5]
                     raise RunLockedError(
-                        f"{self.directory} is being written by another run ({_holder_text(self.lock_file)}); "
+                        f"{target} is being written by another run ({_holder_text(self.lock_file)}); "
                         "wait for it to finish, or choose another --out"
                     ) from None
                 raise TinySaverInputError(f"cannot lock {self.lock_file}: {error.strerror}") from None

@@ -66,6 +66,7 @@ from tinysaver_det.detection.summaries import UNREADABLE_POLICY, EvalRow, MultiS
 from tinysaver_det.detection.types import Detections, Detector
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl
+from tinysaver_det.lock import RunLock
 
 
 def _record(info: ImageInfo, output: CascadeOutput) -> dict:
@@ -136,9 +137,18 @@ def evaluate_cascade(
 
     Raises:
         TinySaverInputError: a wrong batch size or run directory, or no image could be read.
+        RunLockedError: another process is writing ``out_dir`` (:class:`~tinysaver_det.lock.RunLock`,
+            held from the repair of a resumed run to the last final file).
     """
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
+    with RunLock(out_dir):  # one writer: a second run, or a --resume, on out_dir is refused while this one writes
+        return _evaluate_cascade(cascade, dataset, out_dir, batch_size, progress, resume, overwrite)
+
+
+def _evaluate_cascade(
+    cascade: Cascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool, resume: bool, overwrite: bool
+) -> RunSummary:
     done = open_run(out_dir, describe_run(cascade, dataset, batch_size), dataset, resume=resume, overwrite=overwrite)
     start = perf_counter()
     with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / SAVER_PREDICTIONS) as saver_file, JsonlWriter(
@@ -238,9 +248,7 @@ def predict_dataset(
     """
     _check_batch_size(batch_size)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    with JsonlWriter(path) as writer:
+    with RunLock.for_file(path), JsonlWriter(_fresh(path)) as writer:
         for infos in _image_batches(dataset, batch_size, detector.name, progress):
             images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
             prediction = detector.predict(images, [info.image_id for info in infos])
@@ -258,11 +266,22 @@ def evaluate_multistage(
     """Run a K-stage cascade on every image of ``dataset``; write records.jsonl, results.json and summary.json."""
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / RECORDS).unlink(missing_ok=True)
+    with RunLock(out_dir):
+        return _evaluate_multistage(cascade, dataset, out_dir, batch_size, progress)
+
+
+def _fresh(path: Path) -> Path:
+    """``path``, deleted when it exists (a file rewritten from scratch)."""
+    path.unlink(missing_ok=True)
+    return path
+
+
+def _evaluate_multistage(
+    cascade: MultiStageCascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool
+) -> MultiStageSummary:
     outputs = []
     start = perf_counter()
-    with JsonlWriter(out_dir / RECORDS) as records:
+    with JsonlWriter(_fresh(out_dir / RECORDS)) as records:
         for infos in _image_batches(dataset, batch_size, "cascade", progress):
             images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
             batch = cascade.run(images, [info.image_id for info in infos])
