@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from tinysaver_det.cli.options import (
@@ -55,6 +56,18 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--base-checkpoint needs an mmdet config (.py) as --base; a YOLO's weights are the --base file")
 
 
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command line of this process with ``--resume`` (and without ``--overwrite``), to paste.
+
+    >>> resume_command(["tools/eval_coco.py", "--t", "0.3", "--overwrite"])
+    'python tools/eval_coco.py --t 0.3 --resume'
+    """
+    argv = list(sys.argv if argv is None else argv)
+    program = "python -m tinysaver_det" if argv[0].endswith("__main__.py") else f"python {argv[0]}"
+    rest = [a for a in argv[1:] if a != "--overwrite"]
+    return " ".join([program, *map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])])
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the dataset, both detectors and the cascade from ``args``, run it, print the table."""
     from tinysaver_det import assets
@@ -62,23 +75,28 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.detection.cascade import Cascade
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.runner import evaluate_cascade
+    from tinysaver_det.lock import RunLock
 
     if args.t > 1:
         print(f"note: --t {args.t:g} > 1: no image can exit (confidences are in [0, 1]); every image goes to the base",
               file=sys.stderr)
     try:
         dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
-        saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
-                                imgsz=args.imgsz, device=args.device)
-        base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
-        base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
-        base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)
-        cascade = Cascade(saver, base, args.t, min_score=args.min_score, confidence=args.confidence,
-                          run_base_on_all=args.full)
-        summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
-                                   resume=args.resume, overwrite=args.overwrite)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the finished batches are in {args.out}; add --resume to continue", file=sys.stderr)
+        # The run directory is locked before the models load: a second writer is refused at once.
+        with RunLock(args.out):
+            saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
+                                    imgsz=args.imgsz, device=args.device)
+            base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
+            base_options = (dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights)
+                            else dict(imgsz=args.imgsz))
+            base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)
+            cascade = Cascade(saver, base, args.t, min_score=args.min_score, confidence=args.confidence,
+                              run_base_on_all=args.full)
+            summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
+                                       resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
+        print(f"\ninterrupted: the finished batches are in {args.out}; continue with:\n  {resume_command()}",
+              file=sys.stderr)
         return 130
     print(f"\nTinySaver: saver {summary.saver} -> base {summary.base}   (outputs in {args.out})\n")
     print(summary.to_markdown())
