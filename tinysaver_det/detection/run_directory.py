@@ -37,6 +37,8 @@ ERRORS = "errors.json"
 FINAL_OUTPUTS = ("results.json", "results_saver.json", "results_base.json", "summary.json", "summary.md", ERRORS)
 RUN_FILES = (RUN_JSON, RECORDS, SAVER_PREDICTIONS, BASE_PREDICTIONS, *FINAL_OUTPUTS)
 RUN_FORMAT = 1
+#: Record statuses a resume retries when the image can be read now (a size mismatch is the file's own).
+RETRIED_STATUSES = ("missing", "unreadable")
 
 NOT_COMPARED = frozenset(
     {"annotation_file", "image_dir", *(f"{model}.{key}" for model in ("saver", "base") for key in ("name", "weights", "device"))}
@@ -150,13 +152,35 @@ def _resume(out_dir: Path, description: dict, dataset: CocoDataset) -> int:
     return _repair(out_dir, dataset, description["batch_size"], description["full"])
 
 
+def _first_readable_again(records: list[dict], dataset: CocoDataset) -> int | None:
+    """Index of the first record of an image that was missing or unreadable and can be read now."""
+    from tinysaver_det.detection.images import UnreadableImageError, load_image  # cv2: the run's, not the sweeps'
+
+    infos = {info.image_id: info for info in dataset.images}
+    for index, record in enumerate(records):
+        if record.get("status") in RETRIED_STATUSES:
+            info = infos[record["image_id"]]
+            try:
+                load_image(dataset.path(info), (info.width, info.height))
+            except (FileNotFoundError, UnreadableImageError):
+                continue
+            return index
+    return None
+
+
 def _repair(out_dir: Path, dataset: CocoDataset, batch_size: int, full: bool) -> int:
-    """Cut the json-lines files back to the last whole batch of committed images (see the module doc)."""
+    """Cut the json-lines files back to the last whole batch of committed images (see the module doc),
+    or further back, to the batch of the first image recorded as missing or unreadable that can be
+    read now: a resume retries it (with its whole batch, so that batches stay those of one run)."""
     ids = dataset.image_ids
     records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < len(ids) and row.get("image_id") == ids[i])
     done = len(records)
     if done < len(ids) and done % batch_size:
         done -= done % batch_size
+    retry = _first_readable_again(records[:done], dataset)
+    if retry is not None:
+        done = retry - retry % batch_size
+    if done < len(records):
         records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < done)
     ran = [r for r in records if r["status"] == "ok"]
     expected = {

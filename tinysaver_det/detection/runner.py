@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from tinysaver_det.core.cost import FLOPS_CONVENTION
 from tinysaver_det.detection.cache import prediction_row
-from tinysaver_det.detection.cascade import Cascade, CascadeOutput, MultiStageCascade, model_outputs
+from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput, MultiStageCascade, model_outputs
 from tinysaver_det.detection.dataset import CocoDataset, ImageInfo
 from tinysaver_det.detection.images import UnreadableImageError, load_image
 from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
@@ -245,15 +245,27 @@ def predict_dataset(
     The rows are those of a cascade run's ``saver_predictions.jsonl`` (detections, per-image GFLOPs
     and seconds, the seconds being the batch's model time divided by its size), so
     :func:`read_predictions` reads either. The file is rewritten from scratch and flushed per batch.
+    An image that cannot be read does not stop the run: its row has no detection, no cost, and its
+    ``status`` and ``error`` (a cascade run's policy, ``summaries.UNREADABLE_POLICY``).
     """
     _check_batch_size(batch_size)
     path = Path(path)
     with RunLock.for_file(path), JsonlWriter(_fresh(path)) as writer:
         for infos in _image_batches(dataset, batch_size, detector.name, progress):
-            images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
-            prediction = detector.predict(images, [info.image_id for info in infos])
-            writer.write_many(prediction_row(output) for output in model_outputs(prediction))
+            rows = [_decode(dataset, info) for info in infos]  # pixels, or failed records
+            readable = [i for i, row in enumerate(rows) if isinstance(row, np.ndarray)]
+            if readable:
+                prediction = detector.predict([rows[i] for i in readable], [infos[i].image_id for i in readable])
+                for i, output in zip(readable, model_outputs(prediction)):
+                    rows[i] = prediction_row(output)
+            writer.write_many(row if i in readable else _failed_prediction_row(row) for i, row in enumerate(rows))
     return path
+
+
+def _failed_prediction_row(record: dict) -> dict:
+    """The predictions row of an image no model could read: no detection, no cost, and why."""
+    return {**prediction_row(ModelOutput(Detections.empty(record["image_id"]), 0.0, 0.0)),
+            "status": record["status"], "error": record["error"]}
 
 
 def evaluate_multistage(
@@ -281,17 +293,25 @@ def _evaluate_multistage(
 ) -> MultiStageSummary:
     outputs = []
     start = perf_counter()
+    skipped = 0
     with JsonlWriter(_fresh(out_dir / RECORDS)) as records:
         for infos in _image_batches(dataset, batch_size, "cascade", progress):
-            images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
-            batch = cascade.run(images, [info.image_id for info in infos])
-            records.write_many(
-                {"image_id": info.image_id, "file_name": info.file_name, "stage": out.stage,
-                 "confidences": list(out.confidences), "n_boxes": len(out.detections), "gflops": out.gflops,
-                 "seconds": out.seconds}
-                for info, out in zip(infos, batch)
-            )
+            rows = [_decode(dataset, info) for info in infos]  # pixels, or failed records (kept going past)
+            readable = [i for i, row in enumerate(rows) if isinstance(row, np.ndarray)]
+            batch = cascade.run([rows[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
+            for i, out in zip(readable, batch):
+                rows[i] = {"image_id": infos[i].image_id, "file_name": infos[i].file_name, "status": "ok", "error": None,
+                           "stage": out.stage, "confidences": list(out.confidences), "n_boxes": len(out.detections),
+                           "gflops": out.gflops, "seconds": out.seconds}
+            for i, row in enumerate(rows):
+                if i not in readable:  # no stage answered: no detection, no cost
+                    rows[i] = {**{k: row[k] for k in ("image_id", "file_name", "status", "error")}, "stage": None,
+                               "confidences": [], "n_boxes": 0, "gflops": 0.0, "seconds": 0.0}
+            records.write_many(rows)
             outputs.extend(batch)
+            skipped += len(rows) - len(readable)
+    if not outputs:
+        raise TinySaverInputError(f"none of the {len(dataset)} images could be read: see {out_dir / RECORDS}")
     wall_seconds = perf_counter() - start
     results = [entry for out in outputs for entry in out.detections.to_coco()]
     atomic_write_json(out_dir / "results.json", results)
@@ -300,7 +320,7 @@ def _evaluate_multistage(
         models=[model.name for model in cascade.stages],
         thresholds=list(cascade.thresholds),
         confidences=[router.name for router in cascade.routers],
-        n_images=len(outputs),
+        n_images=len(dataset),
         batch_size=batch_size,
         metrics=coco_bbox_metrics(load_coco(dataset.annotation_file), results, dataset.image_ids),
         gflops_per_image=float(np.mean([out.gflops for out in outputs])),
@@ -308,6 +328,7 @@ def _evaluate_multistage(
         stage_ratios=[float(np.mean(stages == k)) for k in range(len(cascade.stages))],
         wall_seconds=wall_seconds,
         flops_convention=FLOPS_CONVENTION,
+        skipped_images=skipped,
     )
     atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
     return summary
