@@ -141,7 +141,8 @@ class RunLock:
             self.directory.mkdir(parents=True, exist_ok=True)
             return os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
         except FileExistsError:
-            raise TinySaverInputError(f"run directory {self.directory} is a file, not a folder") from None
+            what = "run directory" if self.lock_file.name == LOCK_FILE else "output folder"
+            raise TinySaverInputError(f"{what} {self.directory} is a file, not a folder") from None
         except OSError as error:
             where = error.filename or self.lock_file
             raise TinySaverInputError(f"cannot create the lock file of run directory {where}: {error.strerror}") from None
