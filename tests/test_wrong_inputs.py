@@ -236,3 +236,12 @@ def test_predict_coco_and_multistage_run_keep_going_past_an_unreadable_image(one
     assert len(records) == 13 and records[0]["status"] == "missing" and records[0]["stage"] is None
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     assert summary["skipped_images"] == 1 and summary["n_images"] == 13
+
+
+@pytest.mark.slow
+def test_run_json_records_the_image_size_that_ran(tmp_path, capsys):
+    """--imgsz 250 runs at 256 (Ultralytics rounds up to the stride): run.json says 256."""
+    argv = ["eval", "--limit", "2", "--imgsz", "250", "--quiet", "--out", tmp_path / "run"]
+    assert main([str(a) for a in argv]) == 0
+    described = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert described["saver"]["imgsz"] == described["base"]["imgsz"] == 256
