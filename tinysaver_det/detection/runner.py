@@ -105,12 +105,21 @@ def _check_batch_size(batch_size: int) -> None:
         raise TinySaverInputError(f"batch size must be >= 1, got {batch_size}")
 
 
-def _image_batches(dataset: CocoDataset, batch_size: int, desc: str, progress: bool, start: int = 0):
-    """The dataset's images from ``start`` on, in batches, with a progress bar advanced after each batch."""
+def _decoded_batches(dataset: CocoDataset, batch_size: int, desc: str, progress: bool, start: int = 0):
+    """The one image loop of every driver: the dataset's images from ``start`` on, in batches, each
+    decoded (:func:`_decode`: pixels, or the failed record of an image that cannot be read), with a
+    progress bar advanced after each batch.
+
+    Yields:
+        ``(infos, decoded, readable)``: the batch's images, their pixels or failed records, and the
+        positions of the readable ones.
+    """
+    _check_batch_size(batch_size)
     with tqdm(total=len(dataset), initial=start, desc=desc, unit="img", disable=not progress) as bar:
         for begin in range(start, len(dataset), batch_size):
             infos = dataset.images[begin : begin + batch_size]
-            yield infos
+            decoded = [_decode(dataset, info) for info in infos]
+            yield infos, decoded, [i for i, item in enumerate(decoded) if isinstance(item, np.ndarray)]
             bar.update(len(infos))
 
 
@@ -154,9 +163,7 @@ def _evaluate_cascade(
     with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / SAVER_PREDICTIONS) as saver_file, JsonlWriter(
         out_dir / BASE_PREDICTIONS
     ) as base_file:
-        for infos in _image_batches(dataset, batch_size, "cascade", progress, start=done):
-            rows = [_decode(dataset, info) for info in infos]  # pixels, or failed records
-            readable = [i for i, row in enumerate(rows) if isinstance(row, np.ndarray)]
+        for infos, rows, readable in _decoded_batches(dataset, batch_size, "cascade", progress, start=done):
             ran = cascade([rows[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
             for i, out in zip(readable, ran):
                 rows[i] = _record(infos[i], out)
@@ -244,28 +251,27 @@ def predict_dataset(
 
     The rows are those of a cascade run's ``saver_predictions.jsonl`` (detections, per-image GFLOPs
     and seconds, the seconds being the batch's model time divided by its size), so
-    :func:`read_predictions` reads either. The file is rewritten from scratch and flushed per batch.
-    An image that cannot be read does not stop the run: its row has no detection, no cost, and its
-    ``status`` and ``error`` (a cascade run's policy, ``summaries.UNREADABLE_POLICY``).
+    :func:`~tinysaver_det.detection.cache.read_predictions` reads either. An image that cannot be
+    read gets a row with no detection, no cost, and its ``status`` and ``error`` (the run's
+    :data:`~tinysaver_det.detection.summaries.UNREADABLE_POLICY`), so the cache still covers every
+    image. The file is rewritten from scratch and flushed per batch.
     """
     _check_batch_size(batch_size)
     path = Path(path)
     with RunLock.for_file(path), JsonlWriter(_fresh(path)) as writer:
-        for infos in _image_batches(dataset, batch_size, detector.name, progress):
-            rows = [_decode(dataset, info) for info in infos]  # pixels, or failed records
-            readable = [i for i, row in enumerate(rows) if isinstance(row, np.ndarray)]
+        for infos, decoded, readable in _decoded_batches(dataset, batch_size, detector.name, progress):
+            rows: list[dict] = [
+                {**prediction_row(ModelOutput(Detections.empty(info.image_id), 0.0, 0.0)),
+                 "status": failed["status"], "error": failed["error"]}
+                if isinstance(failed := decoded[i], dict) else {}
+                for i, info in enumerate(infos)
+            ]
             if readable:
-                prediction = detector.predict([rows[i] for i in readable], [infos[i].image_id for i in readable])
+                prediction = detector.predict([decoded[i] for i in readable], [infos[i].image_id for i in readable])
                 for i, output in zip(readable, model_outputs(prediction)):
                     rows[i] = prediction_row(output)
-            writer.write_many(row if i in readable else _failed_prediction_row(row) for i, row in enumerate(rows))
+            writer.write_many(rows)
     return path
-
-
-def _failed_prediction_row(record: dict) -> dict:
-    """The predictions row of an image no model could read: no detection, no cost, and why."""
-    return {**prediction_row(ModelOutput(Detections.empty(record["image_id"]), 0.0, 0.0)),
-            "status": record["status"], "error": record["error"]}
 
 
 def evaluate_multistage(
@@ -275,7 +281,15 @@ def evaluate_multistage(
     batch_size: int = 32,
     progress: bool = True,
 ) -> MultiStageSummary:
-    """Run a K-stage cascade on every image of ``dataset``; write records.jsonl, results.json and summary.json."""
+    """Run a K-stage cascade on every image of ``dataset``; write records.jsonl, results.json and summary.json.
+
+    An image that cannot be read keeps a record with its ``status`` and ``error`` and no stage, and
+    stays in the evaluation as an image with no detections (as in :func:`evaluate_cascade`); the
+    stage ratios, GFLOPs and ms per image count the images the models ran on.
+
+    Raises:
+        TinySaverInputError: a wrong batch size, or no image could be read.
+    """
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
     with RunLock(out_dir):
@@ -293,26 +307,24 @@ def _evaluate_multistage(
 ) -> MultiStageSummary:
     outputs = []
     start = perf_counter()
-    skipped = 0
     with JsonlWriter(_fresh(out_dir / RECORDS)) as records:
-        for infos in _image_batches(dataset, batch_size, "cascade", progress):
-            rows = [_decode(dataset, info) for info in infos]  # pixels, or failed records (kept going past)
-            readable = [i for i, row in enumerate(rows) if isinstance(row, np.ndarray)]
-            batch = cascade.run([rows[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
-            for i, out in zip(readable, batch):
+        for infos, decoded, readable in _decoded_batches(dataset, batch_size, "cascade", progress):
+            ran = cascade.run([decoded[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
+            rows = [
+                {"image_id": info.image_id, "file_name": info.file_name, "status": failed["status"],
+                 "error": failed["error"], "stage": None, "confidences": [], "n_boxes": 0, "gflops": 0.0, "seconds": 0.0}
+                if isinstance(failed := decoded[i], dict) else None
+                for i, info in enumerate(infos)
+            ]
+            for i, out in zip(readable, ran):
                 rows[i] = {"image_id": infos[i].image_id, "file_name": infos[i].file_name, "status": "ok", "error": None,
                            "stage": out.stage, "confidences": list(out.confidences), "n_boxes": len(out.detections),
                            "gflops": out.gflops, "seconds": out.seconds}
-            for i, row in enumerate(rows):
-                if i not in readable:  # no stage answered: no detection, no cost
-                    rows[i] = {**{k: row[k] for k in ("image_id", "file_name", "status", "error")}, "stage": None,
-                               "confidences": [], "n_boxes": 0, "gflops": 0.0, "seconds": 0.0}
             records.write_many(rows)
-            outputs.extend(batch)
-            skipped += len(rows) - len(readable)
+            outputs.extend(ran)
+    wall_seconds = perf_counter() - start
     if not outputs:
         raise TinySaverInputError(f"none of the {len(dataset)} images could be read: see {out_dir / RECORDS}")
-    wall_seconds = perf_counter() - start
     results = [entry for out in outputs for entry in out.detections.to_coco()]
     atomic_write_json(out_dir / "results.json", results)
     stages = np.array([out.stage for out in outputs])
@@ -328,7 +340,7 @@ def _evaluate_multistage(
         stage_ratios=[float(np.mean(stages == k)) for k in range(len(cascade.stages))],
         wall_seconds=wall_seconds,
         flops_convention=FLOPS_CONVENTION,
-        skipped_images=skipped,
+        skipped_images=len(dataset) - len(outputs),
     )
     atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
     return summary
