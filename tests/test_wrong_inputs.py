@@ -75,6 +75,7 @@ QUICK = [
     ("pick --latency-ms inf", ["pick", "--latency-ms", "inf"], ["--latency-ms"]),
     ("pick --model missing file", ["pick", "--model", "a={tmp}/a.jsonl", "--model", "b={tmp}/b.jsonl"], ["a.jsonl"]),
     ("routers --l2 -1", ["routers", "--l2", "-1"], ["--l2"]),
+    ("pick --model without =", ["pick", "--model", "pico"], ["NAME=PREDICTIONS.jsonl", "'pico'"]),
     ("multistage-front --budgets 0", ["multistage-front", "--budgets", "0"], ["--budgets"]),
     ("multistage-front --levels 0", ["multistage-front", "--levels", "0"], ["--levels"]),
     ("select-saver wrong record", ["select-saver", "--base", "b", "1", "{file}", "{file}", "--saver", "s", "1", "{file}", "{file}", "--out", "{tmp}/sel"], ["{file}"]),
