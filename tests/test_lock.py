@@ -78,3 +78,19 @@ def test_a_directory_without_write_permission_is_an_input_error(tmp_path):
     tmp_path.joinpath("ro").mkdir(mode=0o500)
     with pytest.raises(TinySaverInputError, match="Permission denied"):
         RunLock(tmp_path / "ro").acquire()
+
+
+def test_the_repair_of_a_resumed_run_never_runs_while_another_process_holds_the_directory(tmp_path):
+    """open_run (clean-up and repair) takes the lock itself: refused while a holder writes, nothing touched."""
+    from tinysaver_det.detection.run_directory import open_run
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "records.jsonl").write_text('{"image_id": 1}\n{"image_')  # what a repair would cut
+    holder = start_holder(tmp_path / "run")
+    try:
+        with pytest.raises(RunLockedError):
+            open_run(tmp_path / "run", {}, dataset=None, resume=True)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (tmp_path / "run" / "records.jsonl").read_text() == '{"image_id": 1}\n{"image_'

@@ -27,6 +27,7 @@ from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, remove_stale_temporaries, sha256_file, truncate_jsonl
+from tinysaver_det.lock import RunLock
 from tinysaver_det.version import __version__
 
 RUN_JSON = "run.json"
@@ -107,15 +108,22 @@ def open_run(
             pass it); refused when its ``run.json`` differs from ``description``.
         overwrite: delete the run files in ``out_dir`` (only those, see :data:`RUN_FILES`) first.
 
+    Everything here (the clean-up, the repair of a resumed run) runs under ``out_dir``'s
+    :class:`~tinysaver_det.lock.RunLock`: never while another process writes there. The caller
+    holds the lock for the whole run (:func:`~tinysaver_det.detection.runner.evaluate_cascade`).
+
     Raises:
         TinySaverInputError: ``out_dir`` holds a run and neither flag is given, the run has other
             settings, or it is not a folder.
+        RunLockedError: another process is writing ``out_dir``.
     """
     if resume and overwrite:
         raise TinySaverInputError("resume and overwrite exclude each other: choose one")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TinySaverInputError(f"run directory {out_dir} is a file, not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(out_dir):
+        return _open_locked(out_dir, description, dataset, resume, overwrite)
+
+
+def _open_locked(out_dir: Path, description: dict, dataset: CocoDataset, resume: bool, overwrite: bool) -> int:
     for name in RUN_FILES:
         remove_stale_temporaries(out_dir / name)
     present = [name for name in RUN_FILES if (out_dir / name).exists()]
