@@ -79,6 +79,8 @@ QUICK = [
     ("multistage-front --budgets 0", ["multistage-front", "--budgets", "0"], ["--budgets"]),
     ("multistage-front --levels 0", ["multistage-front", "--levels", "0"], ["--levels"]),
     ("select-saver wrong record", ["select-saver", "--base", "b", "1", "{file}", "{file}", "--saver", "s", "1", "{file}", "{file}", "--out", "{tmp}/sel"], ["{file}"]),
+    ("select-saver cost nan", ["select-saver", "--base", "b", "nan", "{file}", "{file}", "--saver", "s", "1", "{file}", "{file}", "--out", "{tmp}/sel"], ["cost of 'b' must be a finite number > 0"]),
+    ("select-saver cost -1", ["select-saver", "--base", "b", "1", "{file}", "{file}", "--saver", "s", "-1", "{file}", "{file}", "--out", "{tmp}/sel"], ["cost of 's' must be a finite number > 0"]),
     ("test-mmdet config missing", ["test-mmdet", "{tmp}/none.py"], ["config file not found", "none.py"]),
 ]
 
