@@ -50,7 +50,7 @@ def _cost(fields: list[str]) -> float:
     try:
         value = float(cost)
     except ValueError:
-        value = float("nan")
+        raise TinySaverInputError(f"cost of {name!r} must be a number, got {cost!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise TinySaverInputError(f"cost of {name!r} must be a finite number > 0, got {cost!r}")
     return value
