@@ -51,15 +51,10 @@ custom_hooks = []
 
 
 @pytest.fixture(scope="module")
-def two_images(tmp_path_factory):
-    """The two first COCO-subset images by id, in an annotation file of their own."""
-    data = json.loads(assets.asset_path(assets.COCO_ANNOTATIONS).read_text())
-    infos = sorted(data["images"], key=lambda info: info["id"])[:N_IMAGES]
-    ids = {info["id"] for info in infos}
-    data.update(images=infos, annotations=[a for a in data["annotations"] if a["image_id"] in ids])
-    path = tmp_path_factory.mktemp("coco2") / "instances_2.json"
-    path.write_text(json.dumps(data))
-    return path, sorted(ids)
+def two_images(coco_subset):
+    """The two first COCO-subset images by id, in an annotation file of their own, and their ids."""
+    path = coco_subset(N_IMAGES)
+    return path, sorted(image["id"] for image in json.loads(path.read_text())["images"])
 
 
 @pytest.fixture(scope="module")
