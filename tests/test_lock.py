@@ -94,3 +94,38 @@ def test_the_repair_of_a_resumed_run_never_runs_while_another_process_holds_the_
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert (tmp_path / "run" / "records.jsonl").read_text() == '{"image_id": 1}\n{"image_'
+
+
+FILE_HOLDER = """
+import sys, time
+from tinysaver_det.lock import RunLock
+with RunLock.for_file(sys.argv[1], command="predict-coco --out p.jsonl"):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_one_writer_per_predictions_file_and_other_files_of_its_folder_stay_free(tmp_path):
+    from tinysaver_det.detection.runner import evaluate_multistage, predict_dataset
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", FILE_HOLDER, str(tmp_path / "p.jsonl")], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        with pytest.raises(RunLockedError, match=rf"{tmp_path / 'p.jsonl'} is being written by another run \(pid {holder.pid}"):
+            predict_dataset(None, None, tmp_path / "p.jsonl")  # refused before it reads anything
+        with RunLock.for_file(tmp_path / "q.jsonl"), RunLock(tmp_path):  # the folder and its other files are free
+            pass
+        with RunLock(tmp_path / "m"):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    multistage_holder = start_holder(tmp_path / "m")
+    try:
+        with pytest.raises(RunLockedError, match=f"pid {multistage_holder.pid}"):
+            evaluate_multistage(None, None, tmp_path / "m")
+    finally:
+        multistage_holder.send_signal(signal.SIGKILL)
+        multistage_holder.wait()
