@@ -13,7 +13,7 @@ its inputs (``run.json`` and ``records.jsonl``) and refuses, naming the input, w
 * :func:`coverage_note`: "detections for 100 of 500 images" for a results file that covers fewer
   images than the annotation file.
 
-Numpy-free and framework-free: the offline tools import it.
+No framework (torch, cv2, Ultralytics, mmdet): the offline tools import it.
 """
 
 from __future__ import annotations
