@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from contextlib import nullcontext
 
@@ -63,6 +64,18 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--base-checkpoint needs an mmdet config (.py) as --base; a YOLO's weights are the --base file")
 
 
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command line of this process with ``--resume`` (and without ``--overwrite``), to paste.
+
+    >>> resume_command(["tools/eval_coco.py", "--t", "0.3", "--overwrite"])
+    'python tools/eval_coco.py --t 0.3 --resume'
+    """
+    argv = list(sys.argv if argv is None else argv)
+    program = "python -m tinysaver_det" if argv[0].endswith("__main__.py") else f"python {argv[0]}"
+    rest = [a for a in argv[1:] if a != "--overwrite"]
+    return " ".join([program, *map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])])
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the dataset, both detectors and the cascade from ``args``, run it, print the table."""
     from tinysaver_det import assets
@@ -92,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
             cascade = Cascade(saver, base, rule, run_base_on_all=args.full)
             summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
                                        resume=args.resume, overwrite=args.overwrite, context=context)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the finished batches are in {args.out}; add --resume to continue", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
+        print(f"\ninterrupted: the finished batches are in {args.out}; continue with:\n  {resume_command()}",
+              file=sys.stderr)
         return 130
     if context.is_main:  # under torchrun every rank has the summary; one prints it
         processes = f", {context.world_size} processes" if context.sharded else ""

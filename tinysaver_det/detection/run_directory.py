@@ -28,6 +28,7 @@ from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.shards import shard_run_files, world_size_mismatch
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, remove_stale_temporaries, sha256_file, truncate_jsonl
+from tinysaver_det.lock import RunLock
 from tinysaver_det.version import __version__
 
 RUN_JSON = "run.json"
@@ -38,6 +39,8 @@ ERRORS = "errors.json"
 FINAL_OUTPUTS = ("results.json", "results_saver.json", "results_base.json", "summary.json", "summary.md", ERRORS)
 RUN_FILES = (RUN_JSON, RECORDS, SAVER_PREDICTIONS, BASE_PREDICTIONS, *FINAL_OUTPUTS)
 RUN_FORMAT = 1
+#: Record statuses a resume retries when the image can be read now (a size mismatch is the file's own).
+RETRIED_STATUSES = ("missing", "unreadable")
 
 NOT_COMPARED = frozenset(
     {"annotation_file", "image_dir", *(f"{model}.{key}" for model in ("saver", "base") for key in ("name", "weights", "device"))}
@@ -108,9 +111,14 @@ def open_run(
         overwrite: delete the run files in ``out_dir`` (only those, see :data:`RUN_FILES`, also in
             its shard folders) first.
 
+    Everything here (the clean-up, the repair of a resumed run) runs under ``out_dir``'s
+    :class:`~tinysaver_det.lock.RunLock`: never while another process writes there. The caller
+    holds the lock for the whole run (:func:`~tinysaver_det.detection.runner.evaluate_cascade`).
+
     Raises:
         TinySaverInputError: ``out_dir`` holds a run and neither flag is given, the run has other
             settings, or it is not a folder.
+        RunLockedError: another process is writing ``out_dir``.
     """
     recorded = _existing_run(out_dir, resume=resume, overwrite=overwrite)
     if recorded is None:
@@ -144,9 +152,11 @@ def _existing_run(out_dir: Path, *, resume: bool, overwrite: bool) -> dict | Non
     (after deleting the old run's files with ``overwrite``); refuses to mix with a run otherwise."""
     if resume and overwrite:
         raise TinySaverInputError("resume and overwrite exclude each other: choose one")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TinySaverInputError(f"run directory {out_dir} is a file, not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(out_dir):
+        return _open_locked(out_dir, description, dataset, resume, overwrite)
+
+
+def _open_locked(out_dir: Path, description: dict, dataset: CocoDataset, resume: bool, overwrite: bool) -> int:
     for name in RUN_FILES:
         remove_stale_temporaries(out_dir / name)
     present = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
@@ -188,13 +198,35 @@ def _check_same_run(out_dir: Path, recorded: dict, description: dict, world_size
         )
 
 
+def _first_readable_again(records: list[dict], dataset: CocoDataset) -> int | None:
+    """Index of the first record of an image that was missing or unreadable and can be read now."""
+    from tinysaver_det.detection.images import UnreadableImageError, load_image  # cv2: the run's, not the sweeps'
+
+    infos = {info.image_id: info for info in dataset.images}
+    for index, record in enumerate(records):
+        if record.get("status") in RETRIED_STATUSES:
+            info = infos[record["image_id"]]
+            try:
+                load_image(dataset.path(info), (info.width, info.height))
+            except (FileNotFoundError, UnreadableImageError):
+                continue
+            return index
+    return None
+
+
 def _repair(out_dir: Path, dataset: CocoDataset, batch_size: int, full: bool) -> int:
-    """Cut the json-lines files back to the last whole batch of committed images (see the module doc)."""
+    """Cut the json-lines files back to the last whole batch of committed images (see the module doc),
+    or further back, to the batch of the first image recorded as missing or unreadable that can be
+    read now: a resume retries it (with its whole batch, so that batches stay those of one run)."""
     ids = dataset.image_ids
     records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < len(ids) and row.get("image_id") == ids[i])
     done = len(records)
     if done < len(ids) and done % batch_size:
         done -= done % batch_size
+    retry = _first_readable_again(records[:done], dataset)
+    if retry is not None:
+        done = retry - retry % batch_size
+    if done < len(records):
         records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < done)
     ran = [r for r in records if r["status"] == "ok"]
     expected = {

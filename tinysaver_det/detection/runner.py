@@ -154,6 +154,8 @@ def evaluate_cascade(
 
     Raises:
         TinySaverInputError: a wrong batch size or run directory, or no image could be read.
+        RunLockedError: another process is writing ``out_dir`` (:class:`~tinysaver_det.lock.RunLock`,
+            held from the repair of a resumed run to the last final file).
     """
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
@@ -344,9 +346,7 @@ def predict_dataset(
     """
     _check_batch_size(batch_size)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    with JsonlWriter(path) as writer:
+    with RunLock.for_file(path), JsonlWriter(_fresh(path)) as writer:
         for infos, decoded, readable in _decoded_batches(dataset, batch_size, detector.name, progress):
             rows: list[dict] = [
                 {**prediction_row(ModelOutput(Detections.empty(info.image_id), 0.0, 0.0)),
@@ -380,11 +380,22 @@ def evaluate_multistage(
     """
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / RECORDS).unlink(missing_ok=True)
+    with RunLock(out_dir):
+        return _evaluate_multistage(cascade, dataset, out_dir, batch_size, progress)
+
+
+def _fresh(path: Path) -> Path:
+    """``path``, deleted when it exists (a file rewritten from scratch)."""
+    path.unlink(missing_ok=True)
+    return path
+
+
+def _evaluate_multistage(
+    cascade: MultiStageCascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool
+) -> MultiStageSummary:
     outputs = []
     start = perf_counter()
-    with JsonlWriter(out_dir / RECORDS) as records:
+    with JsonlWriter(_fresh(out_dir / RECORDS)) as records:
         for infos, decoded, readable in _decoded_batches(dataset, batch_size, "cascade", progress):
             ran = cascade.run([decoded[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
             rows = [
@@ -417,6 +428,7 @@ def evaluate_multistage(
         stage_ratios=[float(np.mean(stages == k)) for k in range(len(cascade.stages))],
         wall_seconds=wall_seconds,
         flops_convention=FLOPS_CONVENTION,
+        skipped_images=len(dataset) - len(outputs),
     )
     atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
     return summary
