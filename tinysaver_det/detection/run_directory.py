@@ -120,12 +120,13 @@ def open_run(
             settings, or it is not a folder.
         RunLockedError: another process is writing ``out_dir``.
     """
-    recorded = _existing_run(out_dir, resume=resume, overwrite=overwrite)
-    if recorded is None:
-        atomic_write_json(out_dir / RUN_JSON, description, indent=2)
-        return 0
-    _check_same_run(out_dir, recorded, description, world_size=1)
-    return _repair(out_dir, dataset, description["batch_size"], description["full"])
+    with RunLock(out_dir):
+        recorded = _existing_run(out_dir, resume=resume, overwrite=overwrite)
+        if recorded is None:
+            atomic_write_json(out_dir / RUN_JSON, description, indent=2)
+            return 0
+        _check_same_run(out_dir, recorded, description, world_size=1)
+        return _repair(out_dir, dataset, description["batch_size"], description["full"])
 
 
 def open_sharded_run(
@@ -140,23 +141,20 @@ def open_sharded_run(
         TinySaverInputError: as :func:`open_run`, and a resume with another number of processes.
     """
     description = {**description, "world_size": world_size}
-    recorded = _existing_run(out_dir, resume=resume, overwrite=overwrite)
-    if recorded is None:
-        atomic_write_json(out_dir / RUN_JSON, description, indent=2)
-    else:
-        _check_same_run(out_dir, recorded, description, world_size)
+    with RunLock(out_dir):
+        recorded = _existing_run(out_dir, resume=resume, overwrite=overwrite)
+        if recorded is None:
+            atomic_write_json(out_dir / RUN_JSON, description, indent=2)
+        else:
+            _check_same_run(out_dir, recorded, description, world_size)
 
 
 def _existing_run(out_dir: Path, *, resume: bool, overwrite: bool) -> dict | None:
     """The ``run.json`` of the run to resume in ``out_dir``, or None when a fresh run starts there
-    (after deleting the old run's files with ``overwrite``); refuses to mix with a run otherwise."""
+    (after deleting the old run's files with ``overwrite``); refuses to mix with a run otherwise.
+    The caller holds ``out_dir``'s :class:`~tinysaver_det.lock.RunLock`."""
     if resume and overwrite:
         raise TinySaverInputError("resume and overwrite exclude each other: choose one")
-    with RunLock(out_dir):
-        return _open_locked(out_dir, description, dataset, resume, overwrite)
-
-
-def _open_locked(out_dir: Path, description: dict, dataset: CocoDataset, resume: bool, overwrite: bool) -> int:
     for name in RUN_FILES:
         remove_stale_temporaries(out_dir / name)
     present = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
