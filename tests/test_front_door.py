@@ -162,7 +162,7 @@ def test_a_missing_device_is_one_error_before_any_model_loads():
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    with pytest.raises(TinySaverInputError, match=r"--device 'cuda:7': this machine has"):
+    with pytest.raises(TinySaverInputError, match=r"device 'cuda:7': this machine has"):
         check_device(f"cuda:{7 + count}" if count else "cuda:7")
     with pytest.raises(TinySaverInputError, match="not a device"):
         check_device("gpu0")
@@ -298,9 +298,13 @@ def test_a_device_this_machine_lacks_is_one_line_before_anything_is_written(tmp_
     device = f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}"
     for command in (["predict", "--source", str(tmp_path)], ["eval"], ["predict-coco", "--weights", "demo:n"]):
         out = tmp_path / "out" / command[0]
-        assert main([*command, "--out", str(out), "--device", device]) == 2
-        err = capsys.readouterr().err
-        assert err.strip().count("\n") == 0 and err.startswith(f"error: --device '{device}': this machine has")
+        with pytest.raises(SystemExit) as stop:  # argparse's usage error: usage lines, then one error line
+            main([*command, "--out", str(out), "--device", device])
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith(("usage:", " "))]
+        assert stop.value.code == 2 and len(err) == 1
+        assert err[0].endswith(f"error: argument --device: device '{device}': this machine has "
+                               f"{'no CUDA device' if device == 'cuda:0' else f'{device[5:]} CUDA device(s)'}; "
+                               "use --device cpu")
         assert not out.exists()
 
 

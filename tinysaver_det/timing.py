@@ -92,24 +92,24 @@ def check_device(device: str | int | None) -> str:
     >>> check_device("tpu")
     Traceback (most recent call last):
     ...
-    tinysaver_det.errors.TinySaverInputError: --device 'tpu': not a device (cpu, cuda, cuda:N, N, mps)
+    tinysaver_det.errors.TinySaverInputError: device 'tpu': not a device (cpu, cuda, cuda:N, N, mps)
     """
     text = "cpu" if device is None else str(device).strip().lower()
     if text == "cpu":
         return text
     match = _CUDA_DEVICE.match(text)
     if text != "mps" and match is None:
-        raise TinySaverInputError(f"--device {device!r}: not a device (cpu, cuda, cuda:N, N, mps)")
+        raise TinySaverInputError(f"device {device!r}: not a device (cpu, cuda, cuda:N, N, mps)")
     import torch
 
     if text == "mps":
         if not torch.backends.mps.is_available():
-            raise TinySaverInputError(f"--device {device!r}: this machine has no MPS device")
+            raise TinySaverInputError(f"device {device!r}: this machine has no MPS device; use --device cpu")
         return text
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     indices = [0] if match.group(1) is None else [int(i) for i in match.group(1).split(",")]
     missing = [i for i in indices if i >= count]
     if missing:
         have = f"{count} CUDA device(s)" if count else "no CUDA device"
-        raise TinySaverInputError(f"--device {device!r}: this machine has {have}; use --device cpu")
+        raise TinySaverInputError(f"device {device!r}: this machine has {have}; use --device cpu")
     return text

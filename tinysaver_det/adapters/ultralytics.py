@@ -82,6 +82,16 @@ def load_yolo(weights: str | Path | YOLO) -> YOLO:
     return model
 
 
+def _run_size(model, imgsz: int) -> int:
+    """The inference size Ultralytics actually runs for ``imgsz``: rounded up to a multiple of the
+    model's largest stride (its predictor does the same, with a warning), so that ``run.json``
+    records the size that ran, not the size asked for."""
+    from ultralytics.utils.checks import check_imgsz
+
+    stride = int(max(getattr(model.model, "stride", [32])))
+    return int(check_imgsz(int(imgsz), stride=stride))
+
+
 class UltralyticsDetector:
     """A YOLO model (any Ultralytics detection checkpoint or yaml) behind the Detector protocol.
 
@@ -122,7 +132,7 @@ class UltralyticsDetector:
         self.class_names = dict(class_names if isinstance(class_names, Mapping) else enumerate(class_names))
         self.map_classes(category_ids_by_name)
         self.predict_args = dict(
-            imgsz=imgsz or self.model.overrides.get("imgsz", 640),
+            imgsz=_run_size(self.model, imgsz or self.model.overrides.get("imgsz", 640)),
             conf=conf,
             iou=iou,
             max_det=max_det,

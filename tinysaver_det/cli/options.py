@@ -17,6 +17,7 @@ Nothing here imports a framework: the offline subcommands build their parsers fr
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -37,6 +38,52 @@ def threshold_argument(text: str) -> float:
         return validate_threshold(float(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def positive_number_argument(text: str) -> float:
+    """argparse type of a cost or a budget (GFLOPs, ms): a finite number > 0.
+
+    >>> positive_number_argument("8.7")
+    8.7
+    """
+    value = _number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_number_argument(text: str) -> float:
+    """argparse type of an allowed drop or a strength: a finite number >= 0."""
+    value = _number(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def device_argument(text: str) -> str:
+    """argparse type of ``--device``: ``cpu``, ``mps``, a GPU index (``0``, ``0,1``) or ``cuda[:N]``.
+
+    A device this machine does not have is refused here, before a model loads or a file is written
+    (:func:`tinysaver_det.timing.check_device`, which ``TinySaver`` uses too; torch is imported only
+    for a device other than the CPU).
+
+    >>> device_argument("cpu")
+    'cpu'
+    """
+    from tinysaver_det.timing import check_device
+
+    try:
+        check_device(text)
+    except TinySaverInputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def fraction_argument(text: str) -> float:
@@ -141,7 +188,7 @@ def add_run_options(
     """``--batch``, ``--device``, ``--half``, ``--out`` (default ``out``; required when None), ``--quiet`` and, with
     ``resume``, the mutually exclusive ``--resume`` / ``--overwrite``."""
     parser.add_argument("--batch", type=positive_int_argument, default=32, help="images per batch (default 32)")
-    parser.add_argument("--device", default="cpu",
+    parser.add_argument("--device", type=device_argument, default="cpu",
                         help="torch device: cpu (default), cuda, cuda:N, N, mps; one this machine lacks is refused")
     parser.add_argument("--half", action="store_true", help="fp16 inference of the Ultralytics models (GPU)")
     if out is None:

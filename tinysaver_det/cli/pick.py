@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from tinysaver_det.cli.options import add_cache_options, confidence_argument
+from tinysaver_det.cli.options import (
+    add_cache_options,
+    confidence_argument,
+    nonnegative_number_argument,
+    positive_int_argument,
+    positive_number_argument,
+)
 
 DESCRIPTION = """\
 Pick a cascade's threshold(s) for a target on a calibration split; report what they give on held-out data.
@@ -34,14 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a registered confidence name or a router .json (default mean)")
     parser.add_argument("--levels", type=int,
                         help="exit-ratio levels per stage (default 101 for 2 stages, 21 for more)")
-    parser.add_argument("--max-drop", type=float, action="append", default=[], help="largest AP drop vs the last model")
-    parser.add_argument("--gflops", type=float, action="append", default=[], help="GFLOPs budget per image")
-    parser.add_argument("--latency-ms", type=float, action="append", default=[], help="latency budget, ms per image")
+    parser.add_argument("--max-drop", type=nonnegative_number_argument, action="append", default=[], help="largest AP drop vs the last model")
+    parser.add_argument("--gflops", type=positive_number_argument, action="append", default=[], help="GFLOPs budget per image")
+    parser.add_argument("--latency-ms", type=positive_number_argument, action="append", default=[], help="latency budget, ms per image")
     parser.add_argument("--weights", action="append", metavar="NAME=WEIGHTS",
                         help="the weights behind a model's cached predictions (repeat; default for pico, n, s: "
                              "demo:pico, demo:n, demo:s); with both of a 2-model chain known, the first target's "
                              "pick is written to OUT/operating_point.json")
-    parser.add_argument("--bootstrap", type=int, default=200,
+    parser.add_argument("--bootstrap", type=positive_int_argument, default=200,
                         help="resamples of the held-out images for the operating point's intervals (default 200)")
     parser.add_argument("--out", default="runs/pick_threshold", help="folder for picks.csv and operating_point.json")
 
