@@ -102,3 +102,17 @@ def test_a_video_gives_one_row_per_frame_and_its_drawn_frames(tmp_path, capsys):
     assert main(["predict", "--source", str(video), "--saver", "demo:pico", "--base", "demo:s", "--t", "0.25",
                  "--batch", "2", "--out", str(out), "--quiet", "--resume"]) == 0
     assert [r["frame"] for r in read_jsonl(out / "predictions.jsonl")] == [1, 2, 3, 4, 5]
+
+
+def test_a_second_writer_of_the_same_folder_is_refused(cascade, folder, tmp_path):
+    import subprocess
+    import sys
+
+    from tinysaver_det.lock import RunLock
+
+    with RunLock(tmp_path, command="another tinysaver predict"):
+        code = ("from tinysaver_det.api import TinySaver\nfrom tinysaver_det.predict_run import run_predictions\n"
+                f"run_predictions(TinySaver('demo:pico', 'demo:s', 0.25), {str(folder)!r}, {str(tmp_path)!r}, progress=False)")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode != 0 and "another tinysaver predict" in done.stderr
+    assert not (tmp_path / "predictions.jsonl").exists()

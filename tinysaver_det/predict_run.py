@@ -14,7 +14,8 @@ Layout of the output folder (``tinysaver predict --out DIR``):
                        frames as ``annotated/<video name>/<frame>.jpg``
 =====================  ===========================================================================
 
-Rows are appended and fsynced after each batch. A folder, glob or ``.txt`` list run that was
+Rows are appended and fsynced after each batch; one process writes a folder at a time
+(:class:`~tinysaver_det.lock.RunLock`). A folder, glob or ``.txt`` list run that was
 killed continues with ``resume``: finished images are kept, an unfinished video is redone whole,
 the rest is run; the settings must be those of ``predict.json``. An image Ultralytics cannot
 decode gets a row with ``status: unreadable`` (no image is left out).
@@ -31,6 +32,7 @@ from tqdm import tqdm
 
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl, truncate_jsonl
+from tinysaver_det.lock import RunLock
 
 SETTINGS = "predict.json"
 PREDICTIONS = "predictions.jsonl"
@@ -114,6 +116,11 @@ def run_predictions(
             resume whose settings differ from ``predict.json`` (each difference named).
     """
     out = Path(out)
+    with RunLock(out):  # one writer per output folder (a second predict, or a resume, is refused meanwhile)
+        return _run_locked(cascade, source, out, conf, batch, vid_stride, save, resume, overwrite, progress)
+
+
+def _run_locked(cascade, source, out: Path, conf, batch, vid_stride, save, resume, overwrite, progress) -> dict:
     settings = run_settings(cascade, source, conf, vid_stride)
     predictions = out / PREDICTIONS
     listing = _files(source)
