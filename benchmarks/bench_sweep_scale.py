@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="images of the pycocotools comparison (default 500; pycocotools is slow)")
     parser.add_argument("--workers", type=int, default=None, help="the sweep's --workers (default: its own)")
     parser.add_argument("--folder", help="where to write the synthesized inputs (default: a temporary folder)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the inputs already in --folder (written by an earlier run with the same --images)")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -294,7 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.folder or scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        made = write_inputs(folder, args.images)
+        made_file = folder / "made.json"
+        if args.reuse and made_file.is_file():
+            made = json.loads(made_file.read_text())
+        else:
+            made = write_inputs(folder, args.images)
+            made_file.write_text(json.dumps(made))
         paths = {**made["paths"], "out": str(folder)}
         counts = made["counts"]
         print(f"data: {counts['images']} images, {counts['annotations']} annotations; detections: "

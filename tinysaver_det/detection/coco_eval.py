@@ -41,6 +41,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from tinysaver_det.detection.results import ResultColumns
 from tinysaver_det.detection.types import Detections
 
 __all__ = [
@@ -71,8 +72,10 @@ class CocoParams:
     Attributes:
         iou_thresholds: T IoU thresholds, ``linspace(.5, .95, 10)``.
         recall_thresholds: R recall points of the interpolated precision, ``linspace(0, 1, 101)``.
-        max_dets: M detection caps per (image, category), sorted (pycocotools sorts them too);
-            the last one truncates each (image, category) list during matching.
+        max_dets: M >= 3 detection caps per (image, category), sorted (pycocotools sorts them too);
+            the last one truncates each (image, category) list during matching. The stats read them
+            as pycocotools' summarize does: AP at the literal 100, AR1/AR10/AR100 at positions 0/1/2,
+            every other stat at position 2.
         area_ranges: A ``(low, high)`` object-area ranges; both ends are inclusive.
         area_labels: A names of the area ranges (``summarize`` looks stats up by these names).
 
@@ -114,6 +117,11 @@ class CocoParams:
                 raise ValueError(f"CocoParams: {name} must not repeat a value, got {values[name]}")
         if values["max_dets"][0] < 1:
             raise ValueError(f"CocoParams: max_dets must be >= 1, got {values['max_dets']}")
+        if len(values["max_dets"]) < 3:
+            raise ValueError(
+                f"CocoParams: max_dets needs at least 3 values, got {values['max_dets']}: the stats read "
+                "positions 0, 1 and 2, as pycocotools' summarize does"
+            )
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -337,7 +345,7 @@ def _greedy_match(
 
 def evaluate_images(
     ground_truth: CocoGroundTruth,
-    detections: Mapping[int, Detections] | Iterable[Detections],
+    detections: Mapping[int, Detections] | Iterable[Detections] | ResultColumns,
     params: CocoParams | None = None,
 ) -> PerImageEval:
     """Match one model's detections to the ground truth, once: pycocotools' ``evaluate()``.
@@ -351,8 +359,10 @@ def evaluate_images(
 
     Args:
         ground_truth: from :func:`load_ground_truth`.
-        detections: :class:`Detections` per image, as a mapping keyed by image id or any iterable;
-            an image may appear more than once (its lists are concatenated).
+        detections: :class:`Detections` per image, as a mapping keyed by image id or any iterable
+            (an image may appear more than once: its lists are concatenated), or a results list as
+            :class:`~tinysaver_det.detection.results.ResultColumns`, whose ``[x, y, w, h]`` boxes are
+            used as written, as ``loadRes`` does (corners would move ``w`` by a float step).
         params: evaluation settings; ``None`` means the COCO defaults (:class:`CocoParams`).
 
     Returns:
@@ -365,14 +375,11 @@ def evaluate_images(
     ([2, 1], [0, 5])
     """
     params = CocoParams() if params is None else params
-    results = _results_list(detections)
-    boxes = np.concatenate([np.zeros((0, 4)), *(d.boxes for d in results)])
-    scores = np.concatenate([np.zeros(0), *(d.scores for d in results)])
-    categories = np.concatenate([np.zeros(0, dtype=np.int64), *(d.category_ids for d in results)])
-    images = np.repeat(np.array([d.image_id for d in results], dtype=np.int64), [len(d) for d in results])
-    # loadRes: bbox [x1, y1, x2 - x1, y2 - y1] (as Detections.to_coco writes it), area w * h, id position + 1.
-    x1, y1, x2, y2 = boxes.T
-    xywh = np.column_stack([x1, y1, x2 - x1, y2 - y1])
+    columns = detections if isinstance(detections, ResultColumns) else ResultColumns.from_detections(
+        _results_list(detections)
+    )
+    # loadRes: bbox [x, y, w, h] as listed, area w * h, id = position + 1.
+    scores, categories, images, xywh = columns.scores, columns.category_ids, columns.image_ids, columns.boxes_xywh
     ids = np.arange(1, len(scores) + 1)
 
     image_index, known_image = _lookup(ground_truth.image_ids, images)
@@ -424,20 +431,23 @@ class CocoAccumulation:
 
 
 # The 12 COCO bbox stats: key, array, IoU threshold (None: mean over all), area label, maxDets.
-# They are looked up by value, so a missing IoU, label or maxDets gives -1 instead of a wrong column.
+# maxDets as pycocotools' summarize reads them: AP with the literal 100 (looked up by value, -1 when
+# max_dets has no 100), every other stat by position in the sorted max_dets (an int) -- AR1, AR10 and
+# AR100 are the recall at max_dets[0], [1] and [2], whatever those are. IoU thresholds and area labels
+# are looked up by value, so a missing one gives -1 instead of a wrong column.
 _STATS = (
-    ("AP", "precision", None, "all", 100),
-    ("AP50", "precision", 0.5, "all", 100),
-    ("AP75", "precision", 0.75, "all", 100),
-    ("APs", "precision", None, "small", 100),
-    ("APm", "precision", None, "medium", 100),
-    ("APl", "precision", None, "large", 100),
-    ("AR1", "recall", None, "all", 1),
-    ("AR10", "recall", None, "all", 10),
-    ("AR100", "recall", None, "all", 100),
-    ("ARs", "recall", None, "small", 100),
-    ("ARm", "recall", None, "medium", 100),
-    ("ARl", "recall", None, "large", 100),
+    ("AP", "precision", None, "all", ("value", 100)),
+    ("AP50", "precision", 0.5, "all", ("position", 2)),
+    ("AP75", "precision", 0.75, "all", ("position", 2)),
+    ("APs", "precision", None, "small", ("position", 2)),
+    ("APm", "precision", None, "medium", ("position", 2)),
+    ("APl", "precision", None, "large", ("position", 2)),
+    ("AR1", "recall", None, "all", ("position", 0)),
+    ("AR10", "recall", None, "all", ("position", 1)),
+    ("AR100", "recall", None, "all", ("position", 2)),
+    ("ARs", "recall", None, "small", ("position", 2)),
+    ("ARm", "recall", None, "medium", ("position", 2)),
+    ("ARl", "recall", None, "large", ("position", 2)),
 )
 STAT_KEYS = tuple(stat[0] for stat in _STATS)
 
@@ -450,7 +460,11 @@ def _resolve_stats(params: CocoParams) -> list[tuple[str, str, np.ndarray, int |
         if iou is not None:
             ious = np.flatnonzero(iou == np.asarray(params.iou_thresholds))  # float ==, as pycocotools
         area_index = params.area_labels.index(area) if area in params.area_labels else None
-        max_det_index = params.max_dets.index(max_det) if max_det in params.max_dets else None
+        how, number = max_det
+        if how == "value":
+            max_det_index = params.max_dets.index(number) if number in params.max_dets else None
+        else:  # a position (CocoParams guarantees three)
+            max_det_index = number
         resolved.append((key, kind, ious, area_index, max_det_index))
     return resolved
 
@@ -731,9 +745,10 @@ def accumulate(
 def summarize(accumulation: CocoAccumulation) -> dict[str, float]:
     """pycocotools' 12 ``stats`` as a flat dict keyed by :data:`STAT_KEYS`.
 
-    Each stat is the mean of the entries > -1 for its IoU threshold, area label and maxDets, looked
-    up by value (pycocotools hard-codes maxDets=100 and indices 0-2). It is -1 when no entry is
-    available, for instance ``AR100`` when ``max_dets`` has no 100.
+    Each stat is the mean of the entries > -1 for its IoU threshold, area label and maxDets, read as
+    pycocotools' summarize reads them: AP at the literal maxDets 100, AR1/AR10/AR100 at positions
+    0/1/2 of ``max_dets``, the other stats at position 2. It is -1 when no entry is available, for
+    instance ``AP`` when ``max_dets`` has no 100 (with ``(1, 10, 300)``, AP50 is read at 300).
 
     >>> params = CocoParams()
     >>> empty = CocoAccumulation(params, -np.ones((10, 101, 2, 4, 3)), -np.ones((10, 2, 4, 3)))

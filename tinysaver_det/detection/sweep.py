@@ -22,10 +22,17 @@ from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction
 from tinysaver_det.core.router import Router, resolve_router
 from tinysaver_det.core.selection import RMatch, delta_cost_tr, r_match
 from tinysaver_det.core.sweep import SweepRow, default_thresholds, sweep
-from tinysaver_det.detection.coco_eval import CocoCascadeMetric, load_ground_truth
+from tinysaver_det.detection.coco_eval import (
+    CocoCascadeMetric,
+    CocoParams,
+    accumulate,
+    evaluate_images,
+    load_ground_truth,
+    summarize,
+)
 from tinysaver_det.detection.dataset import load_annotation_json, restrict_annotations
 from tinysaver_det.detection.metrics import METRIC_KEYS
-from tinysaver_det.detection.results import load_results_json
+from tinysaver_det.detection.results import ResultColumns, load_results_columns
 from tinysaver_det.detection.run import load_predictions
 from tinysaver_det.detection.run_dir import RECORDS, RUN_JSON
 from tinysaver_det.detection.types import Detections
@@ -46,6 +53,14 @@ class CascadeInputs:
     base: dict[int, Detections]
     saver_gflops: np.ndarray
     base_gflops: np.ndarray
+    saver_results: ResultColumns | None = None
+    base_results: ResultColumns | None = None
+
+    def evaluation_input(self, model: str) -> dict[int, Detections] | ResultColumns:
+        """What ``evaluate_images`` scores for ``"saver"`` or ``"base"``: the results list as read from a
+        json when there is one (boxes as written, as pycocotools' ``loadRes``), else the detections."""
+        results = getattr(self, f"{model}_results")
+        return results if results is not None else getattr(self, model)
 
 
 @dataclass(frozen=True)
@@ -113,21 +128,6 @@ def inputs_from_run(run_dir: str | Path, annotation_file: str | Path | None = No
     )
 
 
-def _detections_from_results(results: list[dict], image_ids: Sequence[int]) -> dict[int, Detections]:
-    by_image: dict[int, list[dict]] = {i: [] for i in image_ids}
-    for entry in results:
-        by_image[entry["image_id"]].append(entry)
-    return {
-        image_id: Detections(
-            image_id,
-            [[x, y, x + w, y + h] for x, y, w, h in (e["bbox"] for e in entries)],
-            [e["score"] for e in entries],
-            [e["category_id"] for e in entries],
-        )
-        for image_id, entries in by_image.items()
-    }
-
-
 def inputs_from_results(
     annotation_file: str | Path,
     saver_json: str | Path,
@@ -139,21 +139,37 @@ def inputs_from_results(
 
     Raises:
         TinySaverInputError: a results entry with an unknown image or category id, a bad box or a
-            score outside [0, 1] (``results.load_results_json``).
+            score outside [0, 1] (``results.load_results_columns``).
     """
     annotations = load_annotation_json(annotation_file)
     image_ids = sorted(image["id"] for image in annotations["images"])
     category_ids = [category["id"] for category in annotations["categories"]]
-    saver_results, base_results = (load_results_json(path, image_ids, category_ids) for path in (saver_json, base_json))
+    saver_results, base_results = (load_results_columns(path, image_ids, category_ids) for path in (saver_json, base_json))
     n = len(image_ids)
     return CascadeInputs(
         annotations,
         image_ids,
-        _detections_from_results(saver_results, image_ids),
-        _detections_from_results(base_results, image_ids),
+        saver_results.by_image(image_ids),
+        base_results.by_image(image_ids),
         np.full(n, float(saver_gflops)),
         np.full(n, float(base_gflops)),
+        saver_results,
+        base_results,
     )
+
+
+def evaluate_results_json(
+    annotation_file: str | Path, results_json: str | Path, params: CocoParams | None = None
+) -> dict[str, float]:
+    """The 12 COCO bbox stats of one results json, equal to pycocotools' ``loadRes`` + ``COCOeval``.
+
+    Raises:
+        TinySaverInputError: a bad annotation file or results entry (``results.load_results_columns``).
+    """
+    annotations = load_annotation_json(annotation_file)
+    category_ids = [category["id"] for category in annotations["categories"]]
+    results = load_results_columns(results_json, [image["id"] for image in annotations["images"]], category_ids)
+    return summarize(accumulate(evaluate_images(load_ground_truth(annotations), results, params)))
 
 
 def sweep_cascade(
@@ -172,7 +188,10 @@ def sweep_cascade(
     """
     thresholds = default_thresholds() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     ground_truth = load_ground_truth(inputs.annotations)
-    metric = CocoCascadeMetric.from_detections(ground_truth, inputs.saver, inputs.base)
+    metric = CocoCascadeMetric(
+        evaluate_images(ground_truth, inputs.evaluation_input("saver")),
+        evaluate_images(ground_truth, inputs.evaluation_input("base")),
+    )
     if list(metric.image_ids) != list(inputs.image_ids):
         raise TinySaverInputError("ground-truth images and prediction images differ")
     router = resolve_router(confidence, min_score)
