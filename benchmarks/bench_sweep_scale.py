@@ -1,7 +1,8 @@
 """The sweep at COCO scale: ~5,000 images and ~1M detections per model, against faster-coco-eval.
 
 Data: the 500-image COCO val2017 subset of the shared assets, replicated ``--images / 500`` times
-under new image and annotation ids (the k-th copy adds ``k * 10**6`` to every id). Two models'
+under new image and annotation ids (the k-th copy adds ``k * 10**6`` to image ids, ``k * 10**12``
+to annotation ids). Two models'
 results jsons are synthesized from it, as YOLO validation at conf 0.001 and max_det 300 writes them
 (boxes rounded to 3 decimals, scores to 5). The profile, per image, for model ``m`` in (saver, base):
 
@@ -59,7 +60,8 @@ PROFILES = {
 }
 MAX_DET = 300
 SHIFTED_PER_OBJECT = 3
-COPY_STRIDE = 10**6
+COPY_STRIDE = 10**6  # image ids; annotation ids (COCO's crowd ids reach 9e11) move by 10**12
+ANNOTATION_STRIDE = 10**12
 STAGES = ("fce", "single", "sweep", "plots")
 
 
@@ -75,7 +77,7 @@ def replicate_annotations(data: dict, n_images: int) -> dict:
         offset = (k // len(images)) * COPY_STRIDE
         out_images.append({**source, "id": source["id"] + offset})
         out_anns.extend(
-            {**ann, "id": ann["id"] + offset, "image_id": ann["image_id"] + offset}
+            {**ann, "id": ann["id"] + (k // len(images)) * ANNOTATION_STRIDE, "image_id": ann["image_id"] + offset}
             for ann in by_image.get(source["id"], [])
         )
     return {**data, "images": out_images, "annotations": out_anns}

@@ -522,57 +522,97 @@ def _recall_points(npig: np.ndarray, n_thresholds: int, recall_thresholds: Seque
     return _RecallPoints(template=template, slots=slots, gather=gather)
 
 
-def _precision_recall(
-    true_positive: np.ndarray,
-    false_positive: np.ndarray,
-    categories: np.ndarray,
-    npig: np.ndarray,
-    points: _RecallPoints | None,
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """accumulate's inner loop for all (area, IoU threshold, category) at once, without Python loops.
+def _envelope_at_recall_points(
+    segment: np.ndarray, count: np.ndarray, curve: np.ndarray, points: _RecallPoints
+) -> np.ndarray:
+    """The interpolated precision [T×R×K] from the selected true positives of one area.
 
     Args:
-        true_positive: [(A·T)×N] rows (area-major, then IoU threshold) over the selected dts in
-            accumulate's order; ``categories`` [N] (ascending) splits them by category.
-        false_positive: [(A·T)×N] the same for false positives (ignored dts are neither).
-        categories: [N] category index of each dt.
-        npig: [A×K] non-ignored gts; 0 gives -1 entries.
-        points: where to read the precision (from the same npig), or None for the recall only.
-
-    Returns:
-        precision [A×T×R×K] (None without ``points``) and recall [A×T×K].
+        segment: [P] (IoU threshold, category) segment of each selected true positive, ascending.
+        count: [P] its rank j among the segment's selected true positives (1-based).
+        curve: [P] its precision ``j / (F + j + eps)``, F the selected false positives before it.
+        points: where accumulate reads the precision, for this area's npig.
 
     The interpolated precision at recall r is the highest precision at or after the first dt that
-    reaches r. Between two true positives the precision only falls. So only the values at true
-    positives matter: the j-th true positive of a category, with F false positives before it, has
-    precision j / (F + j + eps), the exact float expression pycocotools evaluates.
+    reaches r. Between two true positives the precision only falls, so only the values at true
+    positives matter. The running max from the right within each segment uses complex numbers,
+    which compare lexicographically: with -segment as the real part a scan never carries a value
+    across segments; exact.
     """
-    n_rows, n_dts = true_positive.shape
-    n_areas, n_categories = npig.shape
-    flat = np.flatnonzero(true_positive)  # 2-D np.nonzero is several times slower
-    row = flat // max(n_dts, 1)
-    row_start = row * n_dts
-    category = categories[flat - row_start]
-    segment = row * n_categories + category  # (area, threshold, category), ascending
-    n_true = np.bincount(segment, minlength=n_rows * n_categories)
-    recall = n_true.reshape(n_areas, -1, n_categories) / np.maximum(npig, 1)[:, None]
-    recall = np.where(npig[:, None] > 0, recall, -1.0)
-    if points is None:
-        return None, recall
-    count = np.arange(len(segment)) - (np.cumsum(n_true) - n_true)[segment] + 1
-    # False positives before each true positive: the running count (over all rows) at its
-    # position, less the count just before its category starts in that row.
-    false_so_far = np.cumsum(false_positive)
-    category_start = row_start + np.searchsorted(categories, np.arange(n_categories))[category]
-    false_before = false_so_far[flat] - np.where(category_start > 0, false_so_far[category_start - 1], 0)
-    curve = count / (false_before + count + np.spacing(1))
-    # Running max from the right within each segment. Complex numbers compare lexicographically,
-    # so with -segment as the real part a scan never carries a value across segments; exact.
     keyed = np.empty(len(curve), dtype=np.complex128)
     keyed.real, keyed.imag = -segment, curve
     packed = points.template.copy()
     packed[points.slots[segment] + count - 1] = np.maximum.accumulate(keyed[::-1])[::-1].imag
-    return packed[points.gather], recall
+    return packed[points.gather][0]
+
+
+@dataclass(frozen=True, eq=False)
+class _AreaEvents:
+    """The dts that can change a true positive's precision in one area, per IoU threshold: its events.
+
+    For each IoU threshold t (row), the events are the true positives and the false positives among
+    the dts matched at some (area, threshold), by global position. The many dts never matched
+    anywhere are counted apart (``_MergedEvaluations.plain``): they are false positives at every
+    threshold when inside the area range, and ignored otherwise.
+
+    Attributes:
+        position: [V] global position (accumulate's order) of each event's dt.
+        true_positive: [V] True for a true positive, False for a false positive.
+        segment: [V] ``t * K + category``: events sorted by segment, then position.
+        first: [V] index of the first event of the same segment.
+    """
+
+    position: np.ndarray
+    true_positive: np.ndarray
+    segment: np.ndarray
+    first: np.ndarray
+
+
+def _true_positive_rates(
+    events: _AreaEvents,
+    selected: np.ndarray,
+    plain_selected_cumsum: np.ndarray | None,
+    category_first: np.ndarray,
+    category: np.ndarray,
+    npig: np.ndarray,
+    n_thresholds: int,
+    points: _RecallPoints | None,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """accumulate's inner loop for one area and one selection: precision [T×R×K] (or None) and recall [T×K].
+
+    Args:
+        events: the area's :class:`_AreaEvents`.
+        selected: [D] the selected dts, in global order (image chosen and rank below maxDets).
+        plain_selected_cumsum: [D] running count of the selected never-matched dts inside the area
+            range (needed with ``points`` only).
+        category_first: [K] global position where each category starts; ``category`` [D] per dt.
+        npig: [K] non-ignored gts; 0 gives -1 entries.
+        points: where to read the precision, or None for the recall only.
+
+    A true positive's false positives before it are the plain ones (running count at its position
+    less the count before its category starts) plus the event false positives before it in its
+    segment (running count over the events).
+    """
+    n_categories = len(npig)
+    chosen = selected[events.position]
+    true_positive = chosen & events.true_positive
+    n_true = np.bincount(events.segment[true_positive], minlength=n_thresholds * n_categories)
+    recall = n_true.reshape(n_thresholds, n_categories) / np.maximum(npig, 1)
+    recall = np.where(npig > 0, recall, -1.0)
+    if points is None:
+        return None, recall
+    true_so_far = np.cumsum(true_positive)
+    false_so_far = np.cumsum(chosen & ~events.true_positive)
+    index = np.flatnonzero(true_positive)
+    first = events.first[index]
+    before = first - 1
+    count = true_so_far[index] - np.where(first > 0, true_so_far[before], 0)
+    false_events = false_so_far[index] - np.where(first > 0, false_so_far[before], 0)
+    position = events.position[index]
+    start = category_first[category[position]]
+    false_plain = plain_selected_cumsum[position] - np.where(start > 0, plain_selected_cumsum[start - 1], 0)
+    curve = count / (false_plain + false_events + count + np.spacing(1))
+    return _envelope_at_recall_points(events.segment[index], count, curve, points), recall
 
 
 def _check_same_ground_truth(first: PerImageEval, other: PerImageEval) -> None:
@@ -593,15 +633,23 @@ class _MergedEvaluations:
     which breaks ties by image and then by rank. Sorting every model's dts once by (category,
     -score, image, model, rank) gives that order for every selection. An image is answered by one
     model only, so the model key never breaks a real tie.
+
+    What a selection costs: a true positive's precision needs the selected true and false positives
+    before it. The dts matched at some (area, IoU threshold) are few; they are kept per area as
+    sparse events (:class:`_AreaEvents`). The rest (most dts of a YOLO-style results list) are never
+    matched, so in an area they are a false positive at every threshold or ignored, and one running
+    count per area over the selected ones serves all ten thresholds. No [A×T×D] array is copied
+    per selection.
     """
 
     def __init__(self, evaluations: Sequence[PerImageEval]):
         first = evaluations[0]
         for other in evaluations[1:]:
             _check_same_ground_truth(first, other)
-        self.params = first.params
+        self.params = params = first.params
         gt = first.ground_truth
         self.n_images, self.n_categories = len(gt.image_ids), len(gt.category_ids)
+        n_areas, n_thresholds = len(params.area_ranges), len(params.iou_thresholds)
 
         def merged(name: str) -> np.ndarray:
             return np.concatenate([getattr(evaluation, name) for evaluation in evaluations], axis=-1)
@@ -609,17 +657,55 @@ class _MergedEvaluations:
         model = np.repeat(np.arange(len(evaluations)), [len(e.dt_score) for e in evaluations])
         image, category, rank = merged("dt_image"), merged("dt_category"), merged("dt_rank")
         order = np.lexsort((rank, model, image, -merged("dt_score"), category))
-        self.model, self.image, self.category, self.rank = model[order], image[order], category[order], rank[order]
-        matches, ignore = merged("dt_matches")[..., order], merged("dt_ignore")[..., order]
-        # [(A·T)×D], rows area-major: 2-D so that selecting dts (compress) gives contiguous rows.
-        rows = (matches.shape[0] * matches.shape[1], len(order))
-        self.true_positive = ((matches != 0) & ~ignore).reshape(rows)
-        self.false_positive = ((matches == 0) & ~ignore).reshape(rows)
+        n_dts = len(order)
+        position = np.empty(n_dts, dtype=np.int64)
+        position[order] = np.arange(n_dts)
+        self.category, self.rank = category[order], rank[order]
+        self.owner = (model * self.n_images + image)[order]  # index into a flattened [M×I] selection
+        self.category_first = np.searchsorted(self.category, np.arange(self.n_categories))
+
+        # Per model (to keep peak memory at one model's [A×T×D] booleans): events and plain dts.
+        self.plain = np.zeros((n_areas, n_dts), dtype=bool)
+        parts = [[] for _ in range(n_areas)]
+        offset = 0
+        for evaluation in evaluations:
+            size = len(evaluation.dt_score)
+            where = position[offset:offset + size]
+            offset += size
+            matched = evaluation.dt_matches != 0  # [A×T×d]
+            counted = ~evaluation.dt_ignore
+            special = matched.any(axis=(0, 1))
+            self.plain[:, where[~special]] = counted[:, 0, ~special]
+            for area in range(n_areas):
+                tp = matched[area] & counted[area] & special
+                fp = ~matched[area] & counted[area] & special
+                rows, columns = np.nonzero(tp | fp)
+                parts[area].append((rows, where[columns], tp[rows, columns]))
+        self.events = []
+        for area in range(n_areas):
+            rows = np.concatenate([part[0] for part in parts[area]])
+            where = np.concatenate([part[1] for part in parts[area]])
+            true_positive = np.concatenate([part[2] for part in parts[area]])
+            by_row = np.lexsort((where, rows))
+            rows, where, true_positive = rows[by_row], where[by_row], true_positive[by_row]
+            segment = rows * self.n_categories + self.category[where]
+            segment_first = np.searchsorted(segment, segment, side="left")
+            self.events.append(_AreaEvents(where, true_positive, segment, segment_first))
         # [I×(A·K)] non-ignored gts per image, summed over the selected images into npig. As floats
         # for a BLAS product; sums of small integers are exact.
-        counted_gts = np.zeros((self.n_images, len(self.params.area_ranges), self.n_categories))
+        counted_gts = np.zeros((self.n_images, n_areas, self.n_categories))
         np.add.at(counted_gts, (gt.image_index, slice(None), gt.category_index), ~first.gt_ignore.T)
         self.counted_gts = counted_gts.reshape(self.n_images, -1)
+        self._points: dict = {}
+
+    def _points_of(self, area: int, npig: np.ndarray) -> _RecallPoints:
+        """Recall points of one area's npig [K], cached (a sweep's selections mostly share one npig)."""
+        key = (area, npig.tobytes())
+        if key not in self._points:
+            if len(self._points) > 4096:
+                self._points.clear()
+            self._points[key] = _recall_points(npig[None], len(self.params.iou_thresholds), self.params.recall_thresholds)
+        return self._points[key]
 
     def rates(
         self, selections: np.ndarray, precision_settings: set, recall_settings: set
@@ -631,36 +717,29 @@ class _MergedEvaluations:
         params = self.params
         n_thresholds = len(params.iou_thresholds)
         shape = (len(params.area_ranges), self.n_categories)
-        npig = np.rint(selections.any(axis=1) @ self.counted_gts).astype(np.int64)  # [S×(A·K)]
-        # Selections that keep every image (all of a sweep's) share one npig: place recall points once.
-        distinct, which = np.unique(npig, axis=0, return_inverse=True)
-        points = [_recall_points(counts.reshape(shape), n_thresholds, params.recall_thresholds) for counts in distinct]
-        all_areas = list(range(len(params.area_ranges)))
-        for selection, counts, index in zip(selections, npig.reshape(-1, *shape), which.reshape(-1)):
-            chosen = selection[self.model, self.image]
+        last = len(params.max_dets) - 1
+        for selection in selections:
+            npig = np.rint(selection.any(axis=0) @ self.counted_gts).astype(np.int64).reshape(shape)
+            chosen = selection.reshape(-1)[self.owner]
             precision, recall = {}, {}
             for m in sorted({m for _, m in precision_settings | recall_settings}):
-                with_precision = any(m_ == m for _, m_ in precision_settings)
-                areas = all_areas if with_precision else sorted(a for a, m_ in recall_settings if m_ == m)
-                rows = (np.array(areas)[:, None] * n_thresholds + np.arange(n_thresholds)).ravel()
                 # Matching already cut each (image, category) at max_dets[-1]; smaller caps keep a prefix.
-                keep = chosen if m == len(params.max_dets) - 1 else chosen & (self.rank < params.max_dets[m])
-                area_precision, area_recall = _precision_recall(
-                    self.true_positive[rows].compress(keep, axis=1),
-                    self.false_positive[rows].compress(keep, axis=1),
-                    self.category[keep],
-                    counts[areas],
-                    points[index] if with_precision else None,
-                )
-                for i, area in enumerate(areas):
-                    recall[area, m] = area_recall[i]
+                selected = chosen if m == last else chosen & (self.rank < params.max_dets[m])
+                for area in sorted({a for a, m_ in precision_settings | recall_settings if m_ == m}):
+                    with_precision = (area, m) in precision_settings
+                    cumsum = np.cumsum(selected & self.plain[area]) if with_precision else None
+                    area_precision, area_recall = _true_positive_rates(
+                        self.events[area], selected, cumsum, self.category_first, self.category, npig[area],
+                        n_thresholds, self._points_of(area, npig[area]) if with_precision else None,
+                    )
+                    recall[area, m] = area_recall
                     if area_precision is not None:
-                        precision[area, m] = area_precision[i]
+                        precision[area, m] = area_precision
             yield precision, recall
 
-    def summaries(self, selections: np.ndarray) -> list[dict[str, float]]:
-        """The 12 stats for each [M×I] selection of an [S×M×I] stack, computing only what they read."""
-        resolved = _resolve_stats(self.params)
+    def summaries(self, selections: np.ndarray, keys: Sequence[str] = STAT_KEYS) -> list[dict[str, float]]:
+        """The stats ``keys`` for each [M×I] selection of an [S×M×I] stack, computing only what they read."""
+        resolved = [stat for stat in _resolve_stats(self.params) if stat[0] in keys]
         settings = {"precision": set(), "recall": set()}
         for _, kind, _, area, max_det in resolved:
             if area is not None and max_det is not None:
