@@ -190,8 +190,6 @@ def single_evaluation(ann: str, results: str) -> list[float]:
 
 def run_stage(stage: str, paths: dict, workers: int | None) -> dict:
     """Run one stage in this process; returns its seconds and what it computed."""
-    from tinysaver_det.detection import sweep as detection_sweep
-
     start = time.perf_counter()
     out: dict = {}
     if stage == "fce":
@@ -200,6 +198,7 @@ def run_stage(stage: str, paths: dict, workers: int | None) -> dict:
         out["stats"] = single_evaluation(paths["ann"], paths["saver"])
     elif stage in ("sweep", "plots"):
         from tinysaver_det.core.tables import Table, to_markdown, write_csv
+        from tinysaver_det.detection import sweep as detection_sweep
 
         inputs = detection_sweep.inputs_from_results(paths["ann"], paths["saver"], paths["base"], 8.7, 257.8)
         kwargs = {"workers": workers} if "workers" in detection_sweep.sweep_cascade.__code__.co_varnames else {}

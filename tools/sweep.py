@@ -17,6 +17,7 @@ prints r_match and dC_tr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE
@@ -48,11 +49,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE)
     parser.add_argument("--confidence", type=confidence_argument, default="mean",
                         help=f"one of {', '.join(sorted(CONFIDENCE_FUNCTIONS))} (default mean) or a router file (.json)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes scoring thresholds and r_match's exit sets (default: the machine's cores; "
+                             "results do not depend on it)")
     parser.add_argument("--out", default="runs/sweep")
     args = parser.parse_args(argv)
     json_inputs = (args.saver_json, args.base_json, args.saver_gflops, args.base_gflops)
     if bool(args.records) == any(value is not None for value in json_inputs):
         parser.error("give either --records or --saver-json/--base-json/--saver-gflops/--base-gflops")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     if not args.records and (any(value is None for value in json_inputs) or not args.ann):
         parser.error("--ann, --saver-json, --base-json, --saver-gflops and --base-gflops go together")
     return args
@@ -64,7 +70,7 @@ def main(argv=None) -> int:
         inputs = inputs_from_run(args.records, args.ann)
     else:
         inputs = inputs_from_results(args.ann, args.saver_json, args.base_json, args.saver_gflops, args.base_gflops)
-    result = sweep_cascade(inputs, args.thresholds, args.min_score, args.confidence)
+    result = sweep_cascade(inputs, args.thresholds, args.min_score, args.confidence, workers=args.workers)
     note = f"{len(inputs.image_ids)} images; GFLOPs per image, {FLOPS_CONVENTION}."
     table = Table(list(SWEEP_COLUMNS), sweep_rows_table(result), note)
     write_csv(table, f"{args.out}/sweep.csv")
@@ -77,8 +83,8 @@ def main(argv=None) -> int:
     print(markdown)
     print(f"saver alone: AP {result.saver['AP']:.4f} at {result.saver_gflops:.3f} GFLOPs/img; "
           f"base alone: AP {result.base['AP']:.4f} at {result.base_gflops:.3f} GFLOPs/img")
-    print(f"r_match = {result.r_match.r_match:.4f} (t = {result.r_match.threshold}), "
-          f"dC_tr = C_S/C_B - r_match = {result.delta_cost_tr:.4f}")
+    print(f"r_match = {result.r_match.r_match:.4f} (t = {result.r_match.threshold}), searched "
+          f"{result.r_match.search}; dC_tr = C_S/C_B - r_match = {result.delta_cost_tr:.4f}")
     print(f"wrote {args.out}/sweep.csv, sweep.md, ap_vs_gflops.png, exit_ratio.png, subset_ap.png")
     return 0
 

@@ -35,6 +35,7 @@ Example (one image answered correctly, one missed):
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -737,14 +738,46 @@ class _MergedEvaluations:
                         precision[area, m] = area_precision
             yield precision, recall
 
-    def summaries(self, selections: np.ndarray, keys: Sequence[str] = STAT_KEYS) -> list[dict[str, float]]:
-        """The stats ``keys`` for each [M×I] selection of an [S×M×I] stack, computing only what they read."""
+    def summaries(
+        self, selections: np.ndarray, keys: Sequence[str] = STAT_KEYS, workers: int = 1
+    ) -> list[dict[str, float]]:
+        """The stats ``keys`` for each [M×I] selection of an [S×M×I] stack, computing only what they read.
+
+        With ``workers > 1`` the selections are split into chunks scored by forked processes, which
+        share this object without copying it; each selection's arithmetic is the same, so the
+        results are identical to one process. Where ``fork`` is unavailable one process is used.
+        """
         resolved = [stat for stat in _resolve_stats(self.params) if stat[0] in keys]
         settings = {"precision": set(), "recall": set()}
         for _, kind, _, area, max_det in resolved:
             if area is not None and max_det is not None:
                 settings[kind].add((area, max_det))
-        return [_stats(resolved, *rates) for rates in self.rates(selections, settings["precision"], settings["recall"])]
+        task = (self, selections, resolved, settings["precision"], settings["recall"])
+        workers = min(int(workers), len(selections))
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            global _FORKED_TASK
+            _FORKED_TASK = task
+            chunks = np.array_split(np.arange(len(selections)), min(len(selections), 4 * workers))
+            try:
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    parts = pool.map(_forked_summaries, [(int(c[0]), int(c[-1]) + 1) for c in chunks if len(c)])
+            finally:
+                _FORKED_TASK = None
+            return [stats for part in parts for stats in part]
+        return _summaries_of(task, 0, len(selections))
+
+
+_FORKED_TASK = None  # what forked workers of _MergedEvaluations.summaries read (set only around the pool)
+
+
+def _summaries_of(task, start: int, stop: int) -> list[dict[str, float]]:
+    merged, selections, resolved, precision_settings, recall_settings = task
+    rates = merged.rates(selections[start:stop], precision_settings, recall_settings)
+    return [_stats(resolved, *rate) for rate in rates]
+
+
+def _forked_summaries(bounds: tuple[int, int]) -> list[dict[str, float]]:
+    return _summaries_of(_FORKED_TASK, *bounds)
 
 
 def _check_selections(selections: np.ndarray, n_models: int, n_images: int, name: str) -> np.ndarray:
@@ -881,6 +914,8 @@ class CocoCascadeMetric:
         primary: ``"AP"``, the headline key of :meth:`routed`.
         n_samples: number of images I.
         image_ids: [I] the image id of each mask position.
+        workers: processes that score many masks at once (``routed_many``, ``subset_many``);
+            the results do not depend on it.
 
     >>> from tinysaver_det.detection.types import Detections
     >>> gt = load_ground_truth({"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 1}], "annotations": [
@@ -896,8 +931,9 @@ class CocoCascadeMetric:
     primary = "AP"
     _models = ("saver", "base")
 
-    def __init__(self, saver: PerImageEval, base: PerImageEval):
+    def __init__(self, saver: PerImageEval, base: PerImageEval, workers: int = 1):
         self._merged = _MergedEvaluations((saver, base))
+        self.workers = workers
         self.image_ids = saver.ground_truth.image_ids
         self.n_samples = len(self.image_ids)
 
@@ -922,7 +958,7 @@ class CocoCascadeMetric:
         if exit_masks.ndim != 2:
             raise ValueError(f"exit_masks must have shape (n_masks, {self.n_samples}), got {exit_masks.shape}")
         selections = _check_selections(np.stack([exit_masks, ~exit_masks], axis=1), 2, self.n_samples, "exit_masks")
-        return self._merged.summaries(selections)
+        return self._merged.summaries(selections, workers=self.workers)
 
     def subset(self, model: str, mask: np.ndarray) -> float:
         """AP of ``"saver"`` or ``"base"`` alone on the images where ``mask`` is True (-1 without any gt there).
@@ -938,4 +974,5 @@ class CocoCascadeMetric:
         masks = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
         selections = np.zeros((len(masks), 2, self.n_samples), dtype=bool)
         selections[:, self._models.index(model)] = masks
-        return np.array([stats[self.primary] for stats in self._merged.summaries(selections)], dtype=np.float64)
+        summaries = self._merged.summaries(selections, keys=(self.primary,), workers=self.workers)
+        return np.array([stats[self.primary] for stats in summaries], dtype=np.float64)

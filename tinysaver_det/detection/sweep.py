@@ -177,6 +177,7 @@ def sweep_cascade(
     thresholds: Sequence[float] | None = None,
     min_score: float = DEFAULT_MIN_SCORE,
     confidence: str | ConfidenceFunction | Router = "mean",
+    workers: int = 1,
 ) -> DetectionSweep:
     """Simulate the cascade at every threshold, exactly as pycocotools would score it.
 
@@ -185,12 +186,16 @@ def sweep_cascade(
         thresholds: default 0..1 step 0.01 plus the paper's 0.25, 0.26, 0.34, 0.37, 0.69.
         min_score, confidence: the image-confidence rule: a registered name, a ``(scores, min_score)``
             callable, a router or a router file (``tinysaver_det.core.router.resolve_router``).
+        workers: processes scoring the thresholds and r_match's exit sets; results do not depend on it.
+
+    ``r_match`` is searched over every distinct confidence (exact, paper Eq. 6), whatever ``thresholds``.
     """
     thresholds = default_thresholds() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     ground_truth = load_ground_truth(inputs.annotations)
     metric = CocoCascadeMetric(
         evaluate_images(ground_truth, inputs.evaluation_input("saver")),
         evaluate_images(ground_truth, inputs.evaluation_input("base")),
+        workers=workers,
     )
     if list(metric.image_ids) != list(inputs.image_ids):
         raise TinySaverInputError("ground-truth images and prediction images differ")
@@ -200,7 +205,7 @@ def sweep_cascade(
     everything = np.ones(len(inputs.image_ids), dtype=bool)
     saver_alone, base_alone = metric.routed_many(np.stack([everything, ~everything]))
     cost_saver, cost_base = float(inputs.saver_gflops.mean()), float(inputs.base_gflops.mean())
-    matched = r_match(confidences, metric, thresholds)
+    matched = r_match(confidences, metric)  # every distinct confidence: exact, independent of the grid
     return DetectionSweep(
         rows, saver_alone, base_alone, cost_saver, cost_base, matched,
         delta_cost_tr(matched.r_match, cost_saver, cost_base),

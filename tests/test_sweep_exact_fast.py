@@ -1,0 +1,130 @@
+"""The fast selection accumulation (issue 13): equal to pycocotools, exact r_match, --workers.
+
+The accumulation that scores many selections from sparse events must equal pycocotools on the COCO
+subset at several thresholds (merged results) and on r_match's subsets (``params.imgIds``); r_match
+is searched over every distinct confidence, so the printed grid cannot change it; and any number of
+worker processes gives identical numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from tinysaver_det.core import image_confidence
+from tinysaver_det.core.selection import r_match
+from tinysaver_det.detection.coco_eval import STAT_KEYS
+from tinysaver_det.detection.simulate import BASE_PROFILE, SAVER_PROFILE, simulate_detections
+from tinysaver_det.detection.sweep import inputs_from_results, sweep_cascade
+
+TOLERANCE = 1e-9
+
+
+def pycocotools(data: dict, results: list[dict], image_ids=None) -> np.ndarray:
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = copy.deepcopy(data)
+        gt.createIndex()
+        evaluation = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), "bbox")
+        if image_ids is not None:
+            evaluation.params.imgIds = [int(i) for i in image_ids]
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return evaluation.stats
+
+
+@pytest.fixture(scope="module")
+def case(coco_annotations, tmp_path_factory):
+    data = json.loads(coco_annotations.read_text())
+    known = {c["id"] for c in data["categories"]}
+    folder = tmp_path_factory.mktemp("fast")
+    results, paths = {}, {}
+    for name, profile, seed in (("saver", SAVER_PROFILE, 1), ("base", BASE_PROFILE, 2)):
+        detections = simulate_detections(data, profile, seed=seed)
+        results[name] = [e for d in detections.values() for e in d.to_coco() if e["category_id"] in known]
+        paths[name] = folder / f"{name}.json"
+        paths[name].write_text(json.dumps(results[name]))
+    inputs = inputs_from_results(coco_annotations, paths["saver"], paths["base"], 8.7, 257.8)
+    return data, results, paths, inputs
+
+
+def test_sweep_equals_pycocotools_at_five_thresholds(case):
+    data, results, _, inputs = case
+    confidence = {i: image_confidence(inputs.saver[i].scores) for i in inputs.image_ids}
+    thresholds = np.quantile(list(confidence.values()), [0.1, 0.3, 0.5, 0.7, 0.9]).tolist()
+    result = sweep_cascade(inputs, thresholds, workers=2)
+    for row, t in zip(result.rows, thresholds):
+        merged = [e for e in results["saver"] if confidence[e["image_id"]] >= t]
+        merged += [e for e in results["base"] if confidence[e["image_id"]] < t]
+        reference = pycocotools(data, merged)
+        np.testing.assert_allclose([row.metrics[k] for k in STAT_KEYS], reference, rtol=0, atol=TOLERANCE)
+
+
+def test_r_match_subsets_equal_pycocotools_with_imgIds(case):
+    data, results, _, inputs = case
+    result = sweep_cascade(inputs, [0.5])
+    curve = result.r_match
+    picked = np.unique(np.linspace(0, len(curve.thresholds) - 1, 5).round().astype(int))
+    confidence = {i: image_confidence(inputs.saver[i].scores) for i in inputs.image_ids}
+    for index in picked:
+        exited = [i for i in inputs.image_ids if confidence[i] >= curve.thresholds[index]]
+        assert len(exited) / len(inputs.image_ids) == pytest.approx(curve.exit_ratios[index])
+        for name, values in (("saver", curve.saver), ("base", curve.base)):
+            assert values[index] == pytest.approx(pycocotools(data, results[name], exited)[0], abs=TOLERANCE)
+
+
+def test_r_match_is_exact_over_every_distinct_confidence(case):
+    _, _, _, inputs = case
+    result = sweep_cascade(inputs, [0.2, 0.25, 0.3])
+    confidences = np.array([image_confidence(inputs.saver[i].scores) for i in inputs.image_ids])
+    assert len(result.r_match.thresholds) == len(np.unique(confidences[confidences > 0])) + (confidences == 0).any()
+    assert "every distinct confidence" in result.r_match.search
+    matching = result.r_match.exit_ratios[result.r_match.saver >= result.r_match.base]
+    assert result.r_match.r_match == (matching.max() if matching.size else 0.0)
+
+
+def test_r_match_does_not_depend_on_the_printed_grid(case, coco_annotations, tmp_path, load_script, capsys):
+    _, _, paths, _ = case
+    tool = load_script("tools/sweep.py")
+    printed = []
+    for grid in ([], ["--thresholds", "0.2", "0.25", "0.3"]):
+        argv = ["--ann", str(coco_annotations), "--saver-json", str(paths["saver"]), "--base-json", str(paths["base"]),
+                "--saver-gflops", "8.7", "--base-gflops", "257.8", "--workers", "2", "--out", str(tmp_path / "s"), *grid]
+        assert tool.main(argv) == 0
+        line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("r_match"))
+        assert "every distinct confidence" in line and "exact" in line
+        printed.append(re.match(r"r_match = (\S+) \(t = (\S+)\)", line).groups())
+    assert printed[0] == printed[1]
+
+
+def test_workers_give_identical_results(case):
+    _, _, _, inputs = case
+    grid = np.linspace(0, 1, 11)
+    one, two = (sweep_cascade(inputs, grid, workers=workers) for workers in (1, 2))
+    assert [row.metrics for row in one.rows] == [row.metrics for row in two.rows]
+    assert one.r_match.r_match == two.r_match.r_match and one.r_match.threshold == two.r_match.threshold
+    np.testing.assert_array_equal(one.r_match.saver, two.r_match.saver)
+    np.testing.assert_array_equal(one.r_match.base, two.r_match.base)
+
+
+def test_exact_r_match_equals_the_core_search_on_the_metric(case):
+    """The sweep's r_match is core.r_match over every distinct confidence (no grid passed)."""
+    _, _, _, inputs = case
+    from tinysaver_det.detection.coco_eval import CocoCascadeMetric, evaluate_images, load_ground_truth
+
+    gt = load_ground_truth(inputs.annotations)
+    metric = CocoCascadeMetric(evaluate_images(gt, inputs.evaluation_input("saver")),
+                               evaluate_images(gt, inputs.evaluation_input("base")))
+    confidences = np.array([image_confidence(inputs.saver[i].scores) for i in inputs.image_ids])
+    direct = r_match(confidences, metric)
+    swept = sweep_cascade(inputs, [0.5]).r_match
+    assert (direct.r_match, direct.threshold) == (swept.r_match, swept.threshold)
