@@ -22,7 +22,7 @@ subprocess's ``VmHWM``):
   of the saver json (what a user runs once per threshold);
 - ``single``: tinysaver's single evaluation of the saver json: read the annotation file, load and
   check the results json, match, accumulate, summarize;
-- ``sweep``: ``detection.sweep`` end to end from both jsons: load, check, evaluate both, 101 thresholds
+- ``sweep``: ``detection.studies.thresholds.sweep_cascade`` end to end from both jsons: load, check, evaluate both, 101 thresholds
   plus the paper's five, r_match, the csv/md tables (no plots);
 - ``plots``: the three sweep plots, timed apart.
 
@@ -172,20 +172,9 @@ def _quiet_pycocotools_eval(data: dict, results: list[dict]) -> np.ndarray:
 
 def single_evaluation(ann: str, results: str) -> list[float]:
     """tinysaver's evaluation of one results json: the 12 stats."""
-    from tinysaver_det.detection import sweep as detection_sweep
+    from tinysaver_det.detection.cache import evaluate_results_json
 
-    if hasattr(detection_sweep, "evaluate_results_json"):
-        return list(detection_sweep.evaluate_results_json(ann, results).values())
-    # the code before issue 13 (kept to measure the "before" figures)
-    from tinysaver_det.detection.coco_eval import accumulate, evaluate_images, load_ground_truth, summarize
-    from tinysaver_det.detection.dataset import load_annotation_json
-    from tinysaver_det.detection.results import load_results_json
-
-    annotations = load_annotation_json(ann)
-    image_ids = sorted(image["id"] for image in annotations["images"])
-    entries = load_results_json(results, image_ids, [c["id"] for c in annotations["categories"]])
-    detections = detection_sweep._detections_from_results(entries, image_ids)
-    return list(summarize(accumulate(evaluate_images(load_ground_truth(annotations), detections))).values())
+    return list(evaluate_results_json(ann, results).values())
 
 
 def run_stage(stage: str, paths: dict, workers: int | None) -> dict:
@@ -198,12 +187,12 @@ def run_stage(stage: str, paths: dict, workers: int | None) -> dict:
         out["stats"] = single_evaluation(paths["ann"], paths["saver"])
     elif stage in ("sweep", "plots"):
         from tinysaver_det.core.tables import Table, to_markdown, write_csv
-        from tinysaver_det.detection import sweep as detection_sweep
+        from tinysaver_det.detection.cache import cache_from_results
+        from tinysaver_det.detection.studies.thresholds import SWEEP_COLUMNS, sweep_cascade, sweep_rows_table
 
-        inputs = detection_sweep.inputs_from_results(paths["ann"], paths["saver"], paths["base"], 8.7, 257.8)
-        kwargs = {"workers": workers} if "workers" in detection_sweep.sweep_cascade.__code__.co_varnames else {}
-        result = detection_sweep.sweep_cascade(inputs, **kwargs)
-        table = Table(list(detection_sweep.SWEEP_COLUMNS), detection_sweep.sweep_rows_table(result), "bench")
+        cache = cache_from_results(paths["ann"], paths["saver"], paths["base"], 8.7, 257.8)
+        result = sweep_cascade(cache, workers=workers or os.cpu_count() or 1)
+        table = Table(list(SWEEP_COLUMNS), sweep_rows_table(result), "bench")
         folder = Path(paths["out"])
         write_csv(table, folder / "sweep.csv")
         (folder / "sweep.md").write_text(to_markdown(table) + "\n")
@@ -254,12 +243,13 @@ def merged_results(paths: dict, exits: dict[int, bool]) -> list[dict]:
 
 
 def image_exits(paths: dict, threshold: float) -> dict[int, bool]:
-    from tinysaver_det.detection import sweep as detection_sweep
+    """Which images exit at the saver at ``threshold`` (the sweep's own rule: mean score >= 0.05)."""
     from tinysaver_det.core.policy import ExitPolicy, image_confidence
+    from tinysaver_det.detection.cache import cache_from_results
 
-    inputs = detection_sweep.inputs_from_results(paths["ann"], paths["saver"], paths["base"], 1.0, 2.0)
-    conf = np.array([image_confidence(inputs.saver[i].scores) for i in inputs.image_ids])
-    return dict(zip(inputs.image_ids, ExitPolicy(threshold).exits(conf).tolist()))
+    detections = cache_from_results(paths["ann"], paths["saver"], paths["base"], 1.0, 2.0).detections("saver")
+    conf = np.array([image_confidence(d.scores) for d in detections])
+    return dict(zip([d.image_id for d in detections], ExitPolicy(threshold).exits(conf).tolist()))
 
 
 def restrict(paths: dict, n_images: int, folder: Path) -> dict:
@@ -283,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=5000, help="images to synthesize (default 5000)")
     parser.add_argument("--pycoco-images", type=int, default=500,
                         help="images of the pycocotools comparison (default 500; pycocotools is slow)")
-    parser.add_argument("--workers", type=int, default=None, help="the sweep's --workers (default: its own)")
+    parser.add_argument("--workers", type=int, default=None, help="the sweep's --workers (default: the machine's cores)")
     parser.add_argument("--folder", help="where to write the synthesized inputs (default: a temporary folder)")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the inputs already in --folder (written by an earlier run with the same --images)")

@@ -20,7 +20,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from tinysaver_det.assets import COCO_ANNOTATIONS, asset_path
-from tinysaver_det.detection.coco_eval import (
+from tinysaver_det.detection.coco import (
     STAT_KEYS,
     CocoParams,
     accumulate,
@@ -28,9 +28,10 @@ from tinysaver_det.detection.coco_eval import (
     load_ground_truth,
     summarize,
 )
-from tinysaver_det.detection.results import ResultColumns, load_results_columns
-from tinysaver_det.detection.simulate import BASE_PROFILE, simulate_detections
-from tinysaver_det.detection.sweep import evaluate_results_json, inputs_from_results, sweep_cascade
+from tinysaver_det.detection.coco.results_json import ResultColumns, load_results_columns
+from tinysaver_det.detection.synthetic import BASE_PROFILE, simulate_detections
+from tinysaver_det.detection.cache import cache_from_results, evaluate_results_json
+from tinysaver_det.detection.studies.thresholds import sweep_cascade
 
 TOLERANCE = 1e-9
 
@@ -129,9 +130,9 @@ def test_random_results_through_the_sweep_equal_pycocotools(tmp_path):
     data, saver = random_case(100)
     _, base = random_case(101)
     base = [entry for entry in base if entry["image_id"] in {i["id"] for i in data["images"]}]
-    inputs = inputs_from_results(write(tmp_path, "gt.json", data), write(tmp_path, "s.json", saver),
-                                 write(tmp_path, "b.json", base), 1.0, 2.0)
-    rows = sweep_cascade(inputs, [0.0, 1.01]).rows
+    cache = cache_from_results(write(tmp_path, "gt.json", data), write(tmp_path, "s.json", saver),
+                               write(tmp_path, "b.json", base), 1.0, 2.0)
+    rows = sweep_cascade(cache, [0.0, 1.01]).rows
     for row, results in zip(rows, (saver, base)):
         reference = pycocotools(data, results)
         np.testing.assert_allclose([row.metrics[k] for k in STAT_KEYS], reference.stats, rtol=0, atol=TOLERANCE)

@@ -21,9 +21,10 @@ from pycocotools.cocoeval import COCOeval
 
 from tinysaver_det.core import image_confidence
 from tinysaver_det.core.selection import r_match
-from tinysaver_det.detection.coco_eval import STAT_KEYS
-from tinysaver_det.detection.simulate import BASE_PROFILE, SAVER_PROFILE, simulate_detections
-from tinysaver_det.detection.sweep import inputs_from_results, sweep_cascade
+from tinysaver_det.detection.cache import cache_from_results
+from tinysaver_det.detection.coco import STAT_KEYS
+from tinysaver_det.detection.synthetic import BASE_PROFILE, SAVER_PROFILE, simulate_detections
+from tinysaver_det.detection.studies.thresholds import sweep_cascade
 
 TOLERANCE = 1e-9
 
@@ -53,15 +54,19 @@ def case(coco_annotations, tmp_path_factory):
         results[name] = [e for d in detections.values() for e in d.to_coco() if e["category_id"] in known]
         paths[name] = folder / f"{name}.json"
         paths[name].write_text(json.dumps(results[name]))
-    inputs = inputs_from_results(coco_annotations, paths["saver"], paths["base"], 8.7, 257.8)
-    return data, results, paths, inputs
+    cache = cache_from_results(coco_annotations, paths["saver"], paths["base"], 8.7, 257.8)
+    return data, results, paths, cache
+
+
+def confidence_by_image(cache) -> dict[int, float]:
+    return {d.image_id: image_confidence(d.scores) for d in cache.detections("saver")}
 
 
 def test_sweep_equals_pycocotools_at_five_thresholds(case):
-    data, results, _, inputs = case
-    confidence = {i: image_confidence(inputs.saver[i].scores) for i in inputs.image_ids}
+    data, results, _, cache = case
+    confidence = confidence_by_image(cache)
     thresholds = np.quantile(list(confidence.values()), [0.1, 0.3, 0.5, 0.7, 0.9]).tolist()
-    result = sweep_cascade(inputs, thresholds, workers=2)
+    result = sweep_cascade(cache, thresholds, workers=2)
     for row, t in zip(result.rows, thresholds):
         merged = [e for e in results["saver"] if confidence[e["image_id"]] >= t]
         merged += [e for e in results["base"] if confidence[e["image_id"]] < t]
@@ -70,22 +75,22 @@ def test_sweep_equals_pycocotools_at_five_thresholds(case):
 
 
 def test_r_match_subsets_equal_pycocotools_with_imgIds(case):
-    data, results, _, inputs = case
-    result = sweep_cascade(inputs, [0.5])
+    data, results, _, cache = case
+    result = sweep_cascade(cache, [0.5])
     curve = result.r_match
     picked = np.unique(np.linspace(0, len(curve.thresholds) - 1, 5).round().astype(int))
-    confidence = {i: image_confidence(inputs.saver[i].scores) for i in inputs.image_ids}
+    confidence = confidence_by_image(cache)
     for index in picked:
-        exited = [i for i in inputs.image_ids if confidence[i] >= curve.thresholds[index]]
-        assert len(exited) / len(inputs.image_ids) == pytest.approx(curve.exit_ratios[index])
+        exited = [i for i in confidence if confidence[i] >= curve.thresholds[index]]
+        assert len(exited) / len(confidence) == pytest.approx(curve.exit_ratios[index])
         for name, values in (("saver", curve.saver), ("base", curve.base)):
             assert values[index] == pytest.approx(pycocotools(data, results[name], exited)[0], abs=TOLERANCE)
 
 
 def test_r_match_is_exact_over_every_distinct_confidence(case):
-    _, _, _, inputs = case
-    result = sweep_cascade(inputs, [0.2, 0.25, 0.3])
-    confidences = np.array([image_confidence(inputs.saver[i].scores) for i in inputs.image_ids])
+    _, _, _, cache = case
+    result = sweep_cascade(cache, [0.2, 0.25, 0.3])
+    confidences = np.array(list(confidence_by_image(cache).values()))
     assert len(result.r_match.thresholds) == len(np.unique(confidences[confidences > 0])) + (confidences == 0).any()
     assert "every distinct confidence" in result.r_match.search
     matching = result.r_match.exit_ratios[result.r_match.saver >= result.r_match.base]
@@ -107,9 +112,9 @@ def test_r_match_does_not_depend_on_the_printed_grid(case, coco_annotations, tmp
 
 
 def test_workers_give_identical_results(case):
-    _, _, _, inputs = case
+    _, _, _, cache = case
     grid = np.linspace(0, 1, 11)
-    one, two = (sweep_cascade(inputs, grid, workers=workers) for workers in (1, 2))
+    one, two = (sweep_cascade(cache, grid, workers=workers) for workers in (1, 2))
     assert [row.metrics for row in one.rows] == [row.metrics for row in two.rows]
     assert one.r_match.r_match == two.r_match.r_match and one.r_match.threshold == two.r_match.threshold
     np.testing.assert_array_equal(one.r_match.saver, two.r_match.saver)
@@ -118,13 +123,8 @@ def test_workers_give_identical_results(case):
 
 def test_exact_r_match_equals_the_core_search_on_the_metric(case):
     """The sweep's r_match is core.r_match over every distinct confidence (no grid passed)."""
-    _, _, _, inputs = case
-    from tinysaver_det.detection.coco_eval import CocoCascadeMetric, evaluate_images, load_ground_truth
-
-    gt = load_ground_truth(inputs.annotations)
-    metric = CocoCascadeMetric(evaluate_images(gt, inputs.evaluation_input("saver")),
-                               evaluate_images(gt, inputs.evaluation_input("base")))
-    confidences = np.array([image_confidence(inputs.saver[i].scores) for i in inputs.image_ids])
-    direct = r_match(confidences, metric)
-    swept = sweep_cascade(inputs, [0.5]).r_match
+    _, _, _, cache = case
+    confidences = np.array(list(confidence_by_image(cache).values()))
+    direct = r_match(confidences, cache.pair_metric("saver", "base"))
+    swept = sweep_cascade(cache, [0.5]).r_match
     assert (direct.r_match, direct.threshold) == (swept.r_match, swept.threshold)

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from tinysaver_det.detection.dataset import bbox_problem, is_finite_number, is_int
+from tinysaver_det.detection.types import Detections
 from tinysaver_det.errors import TinySaverInputError
 
 _SHOWN_PROBLEMS = 5
