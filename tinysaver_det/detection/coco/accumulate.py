@@ -149,28 +149,65 @@ class _AreaEvents:
 
     For each IoU threshold t (row), the events are the true positives and the false positives among
     the dts matched at some (area, threshold), by global position. The many dts never matched
-    anywhere are counted apart (``_MergedEvaluations.plain``): they are false positives at every
-    threshold when inside the area range, and ignored otherwise.
+    anywhere are counted apart (:class:`_PlainCounts`): they are false positives at every threshold
+    when inside the area range, and ignored otherwise.
 
     Attributes:
-        position: [V] global position (accumulate's order) of each event's dt.
+        owner: [V] the event dt's (model, image) as an index into a flattened [M×I] selection.
+        rank: [V] its rank within its (image, category) (smaller maxDets keep a prefix).
+        anchor: [V] index of its position among the matched dts' positions (:class:`_PlainCounts`).
         true_positive: [V] True for a true positive, False for a false positive.
         segment: [V] ``t * K + category``: events sorted by segment, then position.
         first: [V] index of the first event of the same segment.
     """
 
-    position: np.ndarray
+    owner: np.ndarray
+    rank: np.ndarray
+    anchor: np.ndarray
     true_positive: np.ndarray
     segment: np.ndarray
     first: np.ndarray
 
 
+class _PlainCounts:
+    """For one (area, maxDets): how many selected never-matched dts precede each matched dt in its category.
+
+    Those dts are false positives at every IoU threshold inside the area range, so one count per
+    matched position serves all thresholds. A never-matched dt q adds 1 to every matched position
+    after it in its category: a range ``[start(q), stop(q))`` of the sorted matched positions. The
+    counts are a running sum over a difference array, updated only for the (model, image) pairs whose
+    selection changed since the previous selection: a sweep moves few images between thresholds,
+    and r_match's exit sets grow a few images at a time.
+    """
+
+    def __init__(self, merged: "_MergedEvaluations", area: int, max_det: int):
+        keep = merged.plain_in_range[area] & (merged.plain_rank < max_det)
+        self._merged = merged
+        self._keep = keep
+        self._difference = np.zeros(len(merged.anchors) + 1, dtype=np.int64)
+        self._selection = np.zeros(merged.n_owners, dtype=bool)
+
+    def update(self, selection: np.ndarray) -> np.ndarray:
+        """Counts [U] at each matched position for the flattened [M×I] ``selection``."""
+        merged = self._merged
+        changed = np.flatnonzero(selection != self._selection)
+        if changed.size:
+            starts, stops = merged.plain_owner_start[changed], merged.plain_owner_start[changed + 1]
+            sizes = stops - starts
+            index = np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+            sign = np.repeat(np.where(selection[changed], 1, -1), sizes)
+            index, sign = index[self._keep[index]], sign[self._keep[index]]
+            n = len(self._difference)
+            self._difference += np.bincount(merged.plain_start[index], weights=sign, minlength=n).astype(np.int64)
+            self._difference -= np.bincount(merged.plain_stop[index], weights=sign, minlength=n).astype(np.int64)
+            self._selection = selection.copy()
+        return np.cumsum(self._difference[:-1])
+
+
 def _true_positive_rates(
     events: _AreaEvents,
     selected: np.ndarray,
-    plain_selected_cumsum: np.ndarray | None,
-    category_first: np.ndarray,
-    category: np.ndarray,
+    plain_before: np.ndarray | None,
     npig: np.ndarray,
     n_thresholds: int,
     points: _RecallPoints | None,
@@ -179,36 +216,30 @@ def _true_positive_rates(
 
     Args:
         events: the area's :class:`_AreaEvents`.
-        selected: [D] the selected dts, in global order (image chosen and rank below maxDets).
-        plain_selected_cumsum: [D] running count of the selected never-matched dts inside the area
-            range (needed with ``points`` only).
-        category_first: [K] global position where each category starts; ``category`` [D] per dt.
+        selected: [V] which events are selected (image chosen, rank below maxDets).
+        plain_before: [U] selected never-matched false positives before each matched position in
+            its category (needed with ``points`` only).
         npig: [K] non-ignored gts; 0 gives -1 entries.
         points: where to read the precision, or None for the recall only.
 
-    A true positive's false positives before it are the plain ones (running count at its position
-    less the count before its category starts) plus the event false positives before it in its
-    segment (running count over the events).
+    A true positive's false positives before it are the plain ones plus the event false positives
+    before it in its segment (a running count over the events).
     """
     n_categories = len(npig)
-    chosen = selected[events.position]
-    true_positive = chosen & events.true_positive
+    true_positive = selected & events.true_positive
     n_true = np.bincount(events.segment[true_positive], minlength=n_thresholds * n_categories)
     recall = n_true.reshape(n_thresholds, n_categories) / np.maximum(npig, 1)
     recall = np.where(npig > 0, recall, -1.0)
     if points is None:
         return None, recall
     true_so_far = np.cumsum(true_positive)
-    false_so_far = np.cumsum(chosen & ~events.true_positive)
+    false_so_far = np.cumsum(selected & ~events.true_positive)
     index = np.flatnonzero(true_positive)
     first = events.first[index]
     before = first - 1
     count = true_so_far[index] - np.where(first > 0, true_so_far[before], 0)
     false_events = false_so_far[index] - np.where(first > 0, false_so_far[before], 0)
-    position = events.position[index]
-    start = category_first[category[position]]
-    false_plain = plain_selected_cumsum[position] - np.where(start > 0, plain_selected_cumsum[start - 1], 0)
-    curve = count / (false_plain + false_events + count + np.spacing(1))
+    curve = count / (plain_before[events.anchor[index]] + false_events + count + np.spacing(1))
     return _envelope_at_recall_points(events.segment[index], count, curve, points), recall
 
 
@@ -234,9 +265,9 @@ class _MergedEvaluations:
     What a selection costs: a true positive's precision needs the selected true and false positives
     before it. The dts matched at some (area, IoU threshold) are few; they are kept per area as
     sparse events (:class:`_AreaEvents`). The rest (most dts of a YOLO-style results list) are never
-    matched, so in an area they are a false positive at every threshold or ignored, and one running
-    count per area over the selected ones serves all ten thresholds. No [A×T×D] array is copied
-    per selection.
+    matched, so in an area they are a false positive at every threshold or ignored; their counts
+    before each matched dt are kept up to date from one selection to the next (:class:`_PlainCounts`).
+    Nothing of the size of all dts is touched per selection once the first one is counted.
     """
 
     def __init__(self, evaluations: Sequence[PerImageEval]):
@@ -246,7 +277,8 @@ class _MergedEvaluations:
         self.params = params = first.params
         gt = first.ground_truth
         self.n_images, self.n_categories = len(gt.image_ids), len(gt.category_ids)
-        n_areas, n_thresholds = len(params.area_ranges), len(params.iou_thresholds)
+        self.n_owners = len(evaluations) * self.n_images
+        n_areas = len(params.area_ranges)
 
         def merged(name: str) -> np.ndarray:
             return np.concatenate([getattr(evaluation, name) for evaluation in evaluations], axis=-1)
@@ -257,12 +289,13 @@ class _MergedEvaluations:
         n_dts = len(order)
         position = np.empty(n_dts, dtype=np.int64)
         position[order] = np.arange(n_dts)
-        self.category, self.rank = category[order], rank[order]
-        self.owner = (model * self.n_images + image)[order]  # index into a flattened [M×I] selection
-        self.category_first = np.searchsorted(self.category, np.arange(self.n_categories))
+        category, rank, owner = category[order], rank[order], (model * self.n_images + image)[order]
+        category_stop = np.searchsorted(category, np.arange(self.n_categories), side="right")
 
-        # Per model (to keep peak memory at one model's [A×T×D] booleans): events and plain dts.
-        self.plain = np.zeros((n_areas, n_dts), dtype=bool)
+        # Per model (to keep peak memory at one model's [A×T×D] booleans): the matched dts' events,
+        # and whether each never-matched dt is inside each area range.
+        special = np.zeros(n_dts, dtype=bool)
+        in_range = np.zeros((n_areas, n_dts), dtype=bool)
         parts = [[] for _ in range(n_areas)]
         offset = 0
         for evaluation in evaluations:
@@ -271,13 +304,15 @@ class _MergedEvaluations:
             offset += size
             matched = evaluation.dt_matches != 0  # [A×T×d]
             counted = ~evaluation.dt_ignore
-            special = matched.any(axis=(0, 1))
-            self.plain[:, where[~special]] = counted[:, 0, ~special]
+            matched_somewhere = matched.any(axis=(0, 1))
+            special[where] = matched_somewhere
+            in_range[:, where] = counted[:, 0, :]  # read for never-matched dts only
             for area in range(n_areas):
-                tp = matched[area] & counted[area] & special
-                fp = ~matched[area] & counted[area] & special
+                tp = matched[area] & counted[area] & matched_somewhere
+                fp = ~matched[area] & counted[area] & matched_somewhere
                 rows, columns = np.nonzero(tp | fp)
                 parts[area].append((rows, where[columns], tp[rows, columns]))
+        self.anchors = np.flatnonzero(special)  # [U] the matched dts' global positions
         self.events = []
         for area in range(n_areas):
             rows = np.concatenate([part[0] for part in parts[area]])
@@ -285,24 +320,40 @@ class _MergedEvaluations:
             true_positive = np.concatenate([part[2] for part in parts[area]])
             by_row = np.lexsort((where, rows))
             rows, where, true_positive = rows[by_row], where[by_row], true_positive[by_row]
-            segment = rows * self.n_categories + self.category[where]
-            segment_first = np.searchsorted(segment, segment, side="left")
-            self.events.append(_AreaEvents(where, true_positive, segment, segment_first))
+            segment = rows * self.n_categories + category[where]
+            self.events.append(_AreaEvents(
+                owner=owner[where], rank=rank[where], anchor=np.searchsorted(self.anchors, where),
+                true_positive=true_positive, segment=segment, first=np.searchsorted(segment, segment, side="left"),
+            ))
+        # The never-matched dts grouped by owner, each with the range of matched positions it precedes.
+        plain = np.flatnonzero(~special)
+        plain = plain[np.argsort(owner[plain], kind="stable")]
+        self.plain_owner_start = np.searchsorted(owner[plain], np.arange(self.n_owners + 1))
+        self.plain_start = np.searchsorted(self.anchors, plain)
+        self.plain_stop = np.searchsorted(self.anchors, category_stop[category[plain]])
+        self.plain_rank = rank[plain]
+        self.plain_in_range = in_range[:, plain]
         # [I×(A·K)] non-ignored gts per image, summed over the selected images into npig. As floats
         # for a BLAS product; sums of small integers are exact.
         counted_gts = np.zeros((self.n_images, n_areas, self.n_categories))
         np.add.at(counted_gts, (gt.image_index, slice(None), gt.category_index), ~first.gt_ignore.T)
         self.counted_gts = counted_gts.reshape(self.n_images, -1)
         self._points: dict = {}
+        self._plain_counts: dict = {}
 
     def _points_of(self, area: int, npig: np.ndarray) -> _RecallPoints:
         """Recall points of one area's npig [K], cached (a sweep's selections mostly share one npig)."""
         key = (area, npig.tobytes())
         if key not in self._points:
-            if len(self._points) > 4096:
+            if len(self._points) >= 16:
                 self._points.clear()
             self._points[key] = _recall_points(npig[None], len(self.params.iou_thresholds), self.params.recall_thresholds)
         return self._points[key]
+
+    def _plain_before(self, area: int, m: int, selection: np.ndarray) -> np.ndarray:
+        if (area, m) not in self._plain_counts:
+            self._plain_counts[area, m] = _PlainCounts(self, area, self.params.max_dets[m])
+        return self._plain_counts[area, m].update(selection)
 
     def rates(
         self, selections: np.ndarray, precision_settings: set, recall_settings: set
@@ -317,21 +368,21 @@ class _MergedEvaluations:
         last = len(params.max_dets) - 1
         for selection in selections:
             npig = np.rint(selection.any(axis=0) @ self.counted_gts).astype(np.int64).reshape(shape)
-            chosen = selection.reshape(-1)[self.owner]
+            flat = selection.reshape(-1)
             precision, recall = {}, {}
-            for m in sorted({m for _, m in precision_settings | recall_settings}):
-                # Matching already cut each (image, category) at max_dets[-1]; smaller caps keep a prefix.
-                selected = chosen if m == last else chosen & (self.rank < params.max_dets[m])
-                for area in sorted({a for a, m_ in precision_settings | recall_settings if m_ == m}):
-                    with_precision = (area, m) in precision_settings
-                    cumsum = np.cumsum(selected & self.plain[area]) if with_precision else None
-                    area_precision, area_recall = _true_positive_rates(
-                        self.events[area], selected, cumsum, self.category_first, self.category, npig[area],
-                        n_thresholds, self._points_of(area, npig[area]) if with_precision else None,
-                    )
-                    recall[area, m] = area_recall
-                    if area_precision is not None:
-                        precision[area, m] = area_precision
+            for area, m in sorted(precision_settings | recall_settings):
+                events = self.events[area]
+                selected = flat[events.owner]
+                if m != last:  # matching already cut at max_dets[-1]; smaller caps keep a prefix
+                    selected &= events.rank < params.max_dets[m]
+                with_precision = (area, m) in precision_settings
+                area_precision, area_recall = _true_positive_rates(
+                    events, selected, self._plain_before(area, m, flat) if with_precision else None,
+                    npig[area], n_thresholds, self._points_of(area, npig[area]) if with_precision else None,
+                )
+                recall[area, m] = area_recall
+                if area_precision is not None:
+                    precision[area, m] = area_precision
             yield precision, recall
 
     def summaries(

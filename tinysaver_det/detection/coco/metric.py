@@ -66,6 +66,7 @@ class CocoCascadeMetric:
         self.image_ids = self._evaluations[0].ground_truth.image_ids
         self.n_samples = len(self.image_ids)
         self.workers = workers
+        self._alone: dict[int, _MergedEvaluations] = {}
 
     @classmethod
     def from_detections(
@@ -112,10 +113,11 @@ class CocoCascadeMetric:
         self._check_pair()
         if model not in self._pair_names:
             raise ValueError(f"model must be one of {self._pair_names}, got {model!r}")
-        masks = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
-        selections = np.zeros((len(masks), 2, self.n_samples), dtype=bool)
-        selections[:, self._pair_names.index(model)] = masks
-        summaries = self._merged.summaries(selections, keys=(self.primary,), workers=self.workers)
+        selections = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")
+        k = self._pair_names.index(model)
+        if k not in self._alone:  # that model's dts only: half the events to scan per mask
+            self._alone[k] = _MergedEvaluations(self._evaluations[k:k + 1])
+        summaries = self._alone[k].summaries(selections, keys=(self.primary,), workers=self.workers)
         return np.array([stats[self.primary] for stats in summaries], dtype=np.float64)
 
     def _check_pair(self) -> None:
