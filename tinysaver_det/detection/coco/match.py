@@ -37,7 +37,9 @@ class PerImageEval:
             which breaks ties by results-list order (``dtScores[:maxDet]`` keeps ``rank < maxDet``).
         dt_id: [D] the id ``loadRes`` assigns: 1 + position in the results list.
         dt_score: [D] ``dtScores``.
-        dt_matches: [A×T×D] ``dtMatches``: the id of the matched gt, 0 when unmatched.
+        dt_match_index: [A×T×D] int32 position of the matched gt in ``ground_truth`` (-1 when
+            unmatched, or matched to a gt whose id is 0, which pycocotools cannot tell from no match);
+            4 bytes where the gt ids would take 8 (``dt_matches`` gives them).
         dt_ignore: [A×T×D] ``dtIgnore``: matched an ignored gt, or unmatched and outside the area range.
     """
 
@@ -49,8 +51,13 @@ class PerImageEval:
     dt_rank: np.ndarray
     dt_id: np.ndarray
     dt_score: np.ndarray
-    dt_matches: np.ndarray
+    dt_match_index: np.ndarray
     dt_ignore: np.ndarray
+
+    @property
+    def dt_matches(self) -> np.ndarray:
+        """[A×T×D] ``dtMatches``: the id of the matched gt, 0 when unmatched."""
+        return np.append(self.ground_truth.ids, 0)[self.dt_match_index]  # -1 reads the appended 0
 
 
 def _results_list(detections: Mapping[int, Detections] | Iterable[Detections]) -> list[Detections]:
@@ -128,7 +135,7 @@ def _greedy_match(
     steps = np.searchsorted(dt_rank[pair_dt], np.arange(params.max_dets[-1] + 1))
 
     free = np.ones((len(ground_truth.ids), n_areas, len(thresholds)), dtype=bool)
-    matched_gt = np.full((n_areas, len(thresholds), n_dts), -1, dtype=np.int64)
+    matched_gt = np.full((n_areas, len(thresholds), n_dts), -1, dtype=np.int32)
     for start, stop in zip(steps[:-1], steps[1:]):
         if start == stop:
             continue
@@ -197,12 +204,14 @@ def evaluate_images(
     gt_ignore = ground_truth.iscrowd | _out_of_range(ground_truth.areas, params)
     matched_gt = _greedy_match(ground_truth, gt_ignore, group, rank, xywh[keep], params)
     matched = matched_gt >= 0
-    column = np.where(matched, matched_gt, len(ground_truth.ids))  # one past the end: "no gt"
-    dt_matches = np.append(ground_truth.ids, 0)[column]
-    padded_ignore = np.concatenate([gt_ignore, np.zeros((len(gt_ignore), 1), dtype=bool)], axis=1)
-    ignored_gt = padded_ignore[np.arange(len(gt_ignore))[:, None, None], column]
+    safe = np.maximum(matched_gt, 0)
+    ignored_gt = gt_ignore[np.arange(len(gt_ignore), dtype=np.int32)[:, None, None], safe] & matched
+    if (ground_truth.ids == 0).any():  # a match to gt id 0 is no match for pycocotools
+        matched &= ground_truth.ids[safe] != 0
+        matched_gt = np.where(matched, matched_gt, -1)
+    del safe
     out_of_range = _out_of_range(xywh[keep, 2] * xywh[keep, 3], params)
-    dt_ignore = (matched & ignored_gt) | ((dt_matches == 0) & out_of_range[:, None, :])
+    dt_ignore = ignored_gt | (~matched & out_of_range[:, None, :])
     return PerImageEval(
         ground_truth=ground_truth,
         params=params,
@@ -212,7 +221,7 @@ def evaluate_images(
         dt_rank=rank,
         dt_id=ids[keep],
         dt_score=scores[keep],
-        dt_matches=dt_matches,
+        dt_match_index=matched_gt,
         dt_ignore=dt_ignore,
     )
 
