@@ -128,3 +128,26 @@ def test_exact_r_match_equals_the_core_search_on_the_metric(case):
     direct = r_match(confidences, cache.pair_metric("saver", "base"))
     swept = sweep_cascade(cache, [0.5]).r_match
     assert (direct.r_match, direct.threshold) == (swept.r_match, swept.threshold)
+
+
+def test_the_compiled_walk_over_exit_sets_equals_the_general_accumulation(case):
+    """r_match's chain of exit sets: the compiled walk (numba) against scoring each set on its own."""
+    pytest.importorskip("numba")
+    from tinysaver_det.core.sweep import exit_masks
+    from tinysaver_det.detection.coco.nested import is_chain, nested_ap
+
+    _, _, _, cache = case
+    confidences = np.array(list(confidence_by_image(cache).values()))
+    masks = exit_masks(confidences, np.unique(confidences)[::-1])
+    assert is_chain(masks) and not is_chain(masks[::-1])
+    metric = cache.pair_metric("saver", "base")
+    for name in ("saver", "base"):
+        walked = metric.subset_many(name, masks)
+        alone = metric._alone[metric._pair_names.index(name)]
+        one_by_one = np.array([s["AP"] for s in alone.summaries(masks[:, None], keys=("AP",))])
+        np.testing.assert_allclose(walked, one_by_one, rtol=0, atol=1e-12)
+        assert np.array_equal(nested_ap(alone, masks, 0, 2), walked)
+    shuffled = masks[np.random.default_rng(0).permutation(len(masks))[:40]]  # not a chain: the general path
+    assert not is_chain(shuffled)
+    np.testing.assert_allclose(metric.subset_many("saver", shuffled), metric.subset_many("saver", masks)[
+        [int(np.flatnonzero((masks == row).all(axis=1))[0]) for row in shuffled]], rtol=0, atol=1e-12)

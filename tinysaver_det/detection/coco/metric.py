@@ -12,9 +12,10 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from tinysaver_det.detection.coco.accumulate import _check_selections, _MergedEvaluations
+from tinysaver_det.detection.coco.accumulate import _check_selections, _MergedEvaluations, _resolve_stats
 from tinysaver_det.detection.coco.ground_truth import CocoGroundTruth, load_ground_truth  # noqa: F401 (doctest)
 from tinysaver_det.detection.coco.match import PerImageEval, evaluate_images
+from tinysaver_det.detection.coco.nested import is_chain, nested_ap
 from tinysaver_det.detection.coco.params import CocoParams
 from tinysaver_det.detection.types import Detections
 
@@ -117,6 +118,11 @@ class CocoCascadeMetric:
         k = self._pair_names.index(model)
         if k not in self._alone:  # that model's dts only: half the events to scan per mask
             self._alone[k] = _MergedEvaluations(self._evaluations[k:k + 1])
+        (_, _, _, area, max_det), = (stat for stat in _resolve_stats(self._alone[k].params) if stat[0] == self.primary)
+        if area is not None and max_det is not None and is_chain(selections[:, 0]):
+            values = nested_ap(self._alone[k], selections[:, 0], area, max_det)  # r_match's exit sets
+            if values is not None:
+                return values
         summaries = self._alone[k].summaries(selections, keys=(self.primary,), workers=self.workers)
         return np.array([stats[self.primary] for stats in summaries], dtype=np.float64)
 
