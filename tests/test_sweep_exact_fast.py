@@ -17,12 +17,12 @@ import re
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from tinysaver_det.core import image_confidence
 from tinysaver_det.core.selection import r_match
 from tinysaver_det.detection.cache import cache_from_results
 from tinysaver_det.detection.coco import STAT_KEYS
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics
 from tinysaver_det.detection.synthetic import BASE_PROFILE, SAVER_PROFILE, simulate_detections
 from tinysaver_det.detection.studies.thresholds import sweep_cascade
 
@@ -30,17 +30,11 @@ TOLERANCE = 1e-9
 
 
 def pycocotools(data: dict, results: list[dict], image_ids=None) -> np.ndarray:
+    ground_truth = COCO()
+    ground_truth.dataset = copy.deepcopy(data)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = copy.deepcopy(data)
-        gt.createIndex()
-        evaluation = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), "bbox")
-        if image_ids is not None:
-            evaluation.params.imgIds = [int(i) for i in image_ids]
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return evaluation.stats
+        ground_truth.createIndex()
+    return np.array(list(coco_bbox_metrics(ground_truth, copy.deepcopy(results), image_ids).values()))
 
 
 @pytest.fixture(scope="module")
