@@ -137,10 +137,12 @@ def test_the_compiled_walk_over_exit_sets_equals_the_general_accumulation(case):
     metric = cache.pair_metric("saver", "base")
     for name in ("saver", "base"):
         walked = metric.subset_many(name, masks)
-        alone = metric._alone[metric._pair_names.index(name)]
-        one_by_one = np.array([s["AP"] for s in alone.summaries(masks[:, None], keys=("AP",))])
+        k = ("saver", "base").index(name)
+        selections = np.zeros((len(masks), 2, masks.shape[1]), dtype=bool)
+        selections[:, k] = masks
+        one_by_one = np.array([s["AP"] for s in metric._merged.summaries(selections, keys=("AP",))])
         np.testing.assert_allclose(walked, one_by_one, rtol=0, atol=1e-12)
-        assert np.array_equal(nested_ap(alone, masks, 0, 2), walked)
+        assert np.array_equal(nested_ap(metric._merged, k, masks, 0, 2), walked)
     shuffled = masks[np.random.default_rng(0).permutation(len(masks))[:40]]  # not a chain: the general path
     assert not is_chain(shuffled)
     np.testing.assert_allclose(metric.subset_many("saver", shuffled), metric.subset_many("saver", masks)[

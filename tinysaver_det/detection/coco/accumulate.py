@@ -287,9 +287,11 @@ class _MergedEvaluations:
         image, category, rank = merged("dt_image"), merged("dt_category"), merged("dt_rank")
         order = np.lexsort((rank, model, image, -merged("dt_score"), category))
         n_dts = len(order)
-        position = np.empty(n_dts, dtype=np.int64)
-        position[order] = np.arange(n_dts)
-        category, rank, owner = category[order], rank[order], (model * self.n_images + image)[order]
+        index = np.int32 if max(n_dts, self.n_owners) < 2**31 - 1 else np.int64  # halves the index arrays
+        position = np.empty(n_dts, dtype=index)
+        position[order] = np.arange(n_dts, dtype=index)
+        category, rank = category[order], rank[order].astype(index)
+        owner = (model * self.n_images + image)[order].astype(index)
         category_stop = np.searchsorted(category, np.arange(self.n_categories), side="right")
 
         # Per model (to keep peak memory at one model's [A×T×D] booleans): the matched dts' events,
@@ -312,7 +314,7 @@ class _MergedEvaluations:
                 fp = ~matched[area] & counted[area] & matched_somewhere
                 rows, columns = np.nonzero(tp | fp)
                 parts[area].append((rows, where[columns], tp[rows, columns]))
-        self.anchors = np.flatnonzero(special)  # [U] the matched dts' global positions
+        self.anchors = np.flatnonzero(special).astype(index)  # [U] the matched dts' global positions
         self.events = []
         for area in range(n_areas):
             rows = np.concatenate([part[0] for part in parts[area]])
@@ -320,17 +322,18 @@ class _MergedEvaluations:
             true_positive = np.concatenate([part[2] for part in parts[area]])
             by_row = np.lexsort((where, rows))
             rows, where, true_positive = rows[by_row], where[by_row], true_positive[by_row]
-            segment = rows * self.n_categories + category[where]
+            segment = (rows * self.n_categories + category[where]).astype(index)
             self.events.append(_AreaEvents(
-                owner=owner[where], rank=rank[where], anchor=np.searchsorted(self.anchors, where),
-                true_positive=true_positive, segment=segment, first=np.searchsorted(segment, segment, side="left"),
+                owner=owner[where], rank=rank[where], anchor=np.searchsorted(self.anchors, where).astype(index),
+                true_positive=true_positive, segment=segment,
+                first=np.searchsorted(segment, segment, side="left").astype(index),
             ))
         # The never-matched dts grouped by owner, each with the range of matched positions it precedes.
         plain = np.flatnonzero(~special)
         plain = plain[np.argsort(owner[plain], kind="stable")]
         self.plain_owner_start = np.searchsorted(owner[plain], np.arange(self.n_owners + 1))
-        self.plain_start = np.searchsorted(self.anchors, plain)
-        self.plain_stop = np.searchsorted(self.anchors, category_stop[category[plain]])
+        self.plain_start = np.searchsorted(self.anchors, plain).astype(index)
+        self.plain_stop = np.searchsorted(self.anchors, category_stop[category[plain]]).astype(index)
         self.plain_rank = rank[plain]
         self.plain_in_range = in_range[:, plain]
         # [I×(A·K)] non-ignored gts per image, summed over the selected images into npig. As floats

@@ -204,12 +204,13 @@ def evaluate_images(
     gt_ignore = ground_truth.iscrowd | _out_of_range(ground_truth.areas, params)
     matched_gt = _greedy_match(ground_truth, gt_ignore, group, rank, xywh[keep], params)
     matched = matched_gt >= 0
-    safe = np.maximum(matched_gt, 0)
-    ignored_gt = gt_ignore[np.arange(len(gt_ignore), dtype=np.int32)[:, None, None], safe] & matched
+    ignored_gt = np.empty(matched.shape, dtype=bool)
+    for area in range(len(gt_ignore)):  # one area at a time: no [A×T×D] index temporary
+        ignored_gt[area] = gt_ignore[area][np.maximum(matched_gt[area], 0)]
+    ignored_gt &= matched
     if (ground_truth.ids == 0).any():  # a match to gt id 0 is no match for pycocotools
-        matched &= ground_truth.ids[safe] != 0
+        matched &= ~np.isin(matched_gt, np.flatnonzero(ground_truth.ids == 0))
         matched_gt = np.where(matched, matched_gt, -1)
-    del safe
     out_of_range = _out_of_range(xywh[keep, 2] * xywh[keep, 3], params)
     dt_ignore = ignored_gt | (~matched & out_of_range[:, None, :])
     return PerImageEval(

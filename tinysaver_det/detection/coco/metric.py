@@ -67,7 +67,6 @@ class CocoCascadeMetric:
         self.image_ids = self._evaluations[0].ground_truth.image_ids
         self.n_samples = len(self.image_ids)
         self.workers = workers
-        self._alone: dict[int, _MergedEvaluations] = {}
 
     @classmethod
     def from_detections(
@@ -114,16 +113,16 @@ class CocoCascadeMetric:
         self._check_pair()
         if model not in self._pair_names:
             raise ValueError(f"model must be one of {self._pair_names}, got {model!r}")
-        selections = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")
+        masks = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
         k = self._pair_names.index(model)
-        if k not in self._alone:  # that model's dts only: half the events to scan per mask
-            self._alone[k] = _MergedEvaluations(self._evaluations[k:k + 1])
-        (_, _, _, area, max_det), = (stat for stat in _resolve_stats(self._alone[k].params) if stat[0] == self.primary)
-        if area is not None and max_det is not None and is_chain(selections[:, 0]):
-            values = nested_ap(self._alone[k], selections[:, 0], area, max_det)  # r_match's exit sets
+        (_, _, _, area, max_det), = (stat for stat in _resolve_stats(self._merged.params) if stat[0] == self.primary)
+        if area is not None and max_det is not None and is_chain(masks):
+            values = nested_ap(self._merged, k, masks, area, max_det)  # r_match's exit sets, in one walk
             if values is not None:
                 return values
-        summaries = self._alone[k].summaries(selections, keys=(self.primary,), workers=self.workers)
+        selections = np.zeros((len(masks), 2, self.n_samples), dtype=bool)
+        selections[:, k] = masks
+        summaries = self._merged.summaries(selections, keys=(self.primary,), workers=self.workers)
         return np.array([stats[self.primary] for stats in summaries], dtype=np.float64)
 
     def _check_pair(self) -> None:

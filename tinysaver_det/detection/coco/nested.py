@@ -95,11 +95,12 @@ def _compiled_walk():
     return _compiled
 
 
-def nested_ap(merged, masks: np.ndarray, area: int, max_det: int) -> np.ndarray | None:
-    """AP (all IoU thresholds, one area, one maxDets) of a one-model evaluation on each set of a chain.
+def nested_ap(merged, model: int, masks: np.ndarray, area: int, max_det: int) -> np.ndarray | None:
+    """AP (all IoU thresholds, one area, one maxDets) of one model alone on each set of a chain.
 
     Args:
-        merged: the model's ``accumulate._MergedEvaluations`` (one model: owners are images).
+        merged: the models' ``accumulate._MergedEvaluations``.
+        model: which of its models answers the images of the sets (the others answer none).
         masks: [P×I] bool, a growing chain (:func:`is_chain`).
         area, max_det: indices into the params' area ranges and maxDets.
 
@@ -112,7 +113,9 @@ def nested_ap(merged, masks: np.ndarray, area: int, max_det: int) -> np.ndarray 
     n_sets, n_images = masks.shape
     params = merged.params
     cap = params.max_dets[max_det]
-    arrival = np.where(masks.any(axis=0), np.argmax(masks, axis=0), n_sets)  # the first set holding each image
+    # The first set holding each (model, image); never for the other models' images.
+    arrival = np.full(merged.n_owners, n_sets, dtype=np.int64)
+    arrival[model * n_images:(model + 1) * n_images] = np.where(masks.any(axis=0), np.argmax(masks, axis=0), n_sets)
     events = merged.events[area]
     n_categories = merged.n_categories
     n_segments = len(params.iou_thresholds) * n_categories
@@ -120,13 +123,13 @@ def nested_ap(merged, masks: np.ndarray, area: int, max_det: int) -> np.ndarray 
     usable = np.flatnonzero((events.rank < cap) & (arrival[events.owner] < n_sets))
     segment_start = np.searchsorted(events.segment[usable], np.arange(n_segments + 1))
     plain = merged.plain_in_range[area] & (merged.plain_rank < cap)
-    plain_arrival = arrival[np.repeat(np.arange(n_images), np.diff(merged.plain_owner_start))]
+    plain_arrival = arrival[np.repeat(np.arange(merged.n_owners), np.diff(merged.plain_owner_start))]
     chosen = np.flatnonzero(plain & (plain_arrival < n_sets))
     chosen = chosen[np.argsort(plain_arrival[chosen], kind="stable")]
     plain_cut_start = np.searchsorted(plain_arrival[chosen], np.arange(n_sets + 1))
     counted = merged.counted_gts.reshape(n_images, len(params.area_ranges), n_categories)[:, area]
     entering = np.zeros((n_sets + 1, n_categories))
-    np.add.at(entering, arrival, counted)
+    np.add.at(entering, arrival[model * n_images:(model + 1) * n_images], counted)
     npig = np.rint(np.cumsum(entering[:n_sets], axis=0)).astype(np.int64)
     return _compiled_walk()(
         arrival[events.owner[usable]].astype(np.int32), events.true_positive[usable],
