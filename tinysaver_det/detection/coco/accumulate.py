@@ -304,7 +304,7 @@ class _MergedEvaluations:
             size = len(evaluation.dt_score)
             where = position[offset:offset + size]
             offset += size
-            matched = evaluation.dt_match_index >= 0  # [A×T×d]
+            matched = evaluation.dt_match_offset >= 0  # [A×T×d]
             counted = ~evaluation.dt_ignore
             matched_somewhere = matched.any(axis=(0, 1))
             special[where] = matched_somewhere

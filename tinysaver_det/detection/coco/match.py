@@ -37,9 +37,11 @@ class PerImageEval:
             which breaks ties by results-list order (``dtScores[:maxDet]`` keeps ``rank < maxDet``).
         dt_id: [D] the id ``loadRes`` assigns: 1 + position in the results list.
         dt_score: [D] ``dtScores``.
-        dt_match_index: [A×T×D] int32 position of the matched gt in ``ground_truth`` (-1 when
-            unmatched, or matched to a gt whose id is 0, which pycocotools cannot tell from no match);
-            4 bytes where the gt ids would take 8 (``dt_matches`` gives them).
+        dt_first_gt: [D] position in ``ground_truth`` of the first gt of the detection's (image, category).
+        dt_match_offset: [A×T×D] the matched gt's position counted from ``dt_first_gt`` (-1 when
+            unmatched, or matched to a gt whose id is 0, which pycocotools cannot tell from no match).
+            Groups hold few gts, so this is int16 (int32 for a group of over 32,767): 2 bytes per
+            entry where the gt ids would take 8 (``dt_matches`` gives them).
         dt_ignore: [A×T×D] ``dtIgnore``: matched an ignored gt, or unmatched and outside the area range.
     """
 
@@ -51,13 +53,16 @@ class PerImageEval:
     dt_rank: np.ndarray
     dt_id: np.ndarray
     dt_score: np.ndarray
-    dt_match_index: np.ndarray
+    dt_first_gt: np.ndarray
+    dt_match_offset: np.ndarray
     dt_ignore: np.ndarray
 
     @property
     def dt_matches(self) -> np.ndarray:
         """[A×T×D] ``dtMatches``: the id of the matched gt, 0 when unmatched."""
-        return np.append(self.ground_truth.ids, 0)[self.dt_match_index]  # -1 reads the appended 0
+        ids = np.append(self.ground_truth.ids, 0)
+        matched = self.dt_match_offset >= 0
+        return ids[np.where(matched, self.dt_first_gt + self.dt_match_offset.astype(np.int64), len(ids) - 1)]
 
 
 def _results_list(detections: Mapping[int, Detections] | Iterable[Detections]) -> list[Detections]:
@@ -211,6 +216,14 @@ def evaluate_images(
     if (ground_truth.ids == 0).any():  # a match to gt id 0 is no match for pycocotools
         matched &= ~np.isin(matched_gt, np.flatnonzero(ground_truth.ids == 0))
         matched_gt = np.where(matched, matched_gt, -1)
+    # The matched gt relative to its group's first gt: a small number, stored in 2 bytes.
+    gt_group = ground_truth.category_index * len(ground_truth.image_ids) + ground_truth.image_index
+    first_gt = np.searchsorted(gt_group, group, side="left")
+    largest = int(np.bincount(gt_group).max()) if len(gt_group) else 0
+    matched_gt -= first_gt.astype(matched_gt.dtype)  # in place: no second [A×T×D] array
+    matched_gt[~matched] = -1
+    offset = matched_gt.astype(np.int16 if largest < 2**15 - 1 else np.int32)
+    del matched_gt
     out_of_range = _out_of_range(xywh[keep, 2] * xywh[keep, 3], params)
     dt_ignore = ignored_gt | (~matched & out_of_range[:, None, :])
     return PerImageEval(
@@ -222,7 +235,8 @@ def evaluate_images(
         dt_rank=rank,
         dt_id=ids[keep],
         dt_score=scores[keep],
-        dt_match_index=matched_gt,
+        dt_first_gt=first_gt,
+        dt_match_offset=offset,
         dt_ignore=dt_ignore,
     )
 
