@@ -238,20 +238,24 @@ def in_subprocess(stage: str, paths: dict, workers: int | None) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def merged_results(paths: dict, exits: dict[int, bool]) -> list[dict]:
+def merged_results(results: dict, exits: dict[int, bool]) -> list[dict]:
     """The results list of the cascade at one threshold: each image's entries from the model it exits to."""
-    saver, base = (json.loads(Path(paths[name]).read_text()) for name in ("saver", "base"))
-    return [e for e in saver if exits[e["image_id"]]] + [e for e in base if not exits[e["image_id"]]]
+    return [dict(e) for e in results["saver"] if exits[e["image_id"]]] + [
+        dict(e) for e in results["base"] if not exits[e["image_id"]]
+    ]
 
 
 def image_exits(paths: dict, threshold: float) -> dict[int, bool]:
     """Which images exit at the saver at ``threshold`` (the sweep's own rule: mean score >= 0.05)."""
     from tinysaver_det.core.policy import ExitPolicy, image_confidence
-    from tinysaver_det.detection.cache import cache_from_results
+    from tinysaver_det.detection.coco.results_json import load_results_columns
 
-    detections = cache_from_results(paths["ann"], paths["saver"], paths["base"], 1.0, 2.0).detections("saver")
-    conf = np.array([image_confidence(d.scores) for d in detections])
-    return dict(zip([d.image_id for d in detections], ExitPolicy(threshold).exits(conf).tolist()))
+    data = json.loads(Path(paths["ann"]).read_text())
+    image_ids = sorted(image["id"] for image in data["images"])
+    columns = load_results_columns(paths["saver"], image_ids, [c["id"] for c in data["categories"]])
+    detections = columns.by_image(image_ids)
+    conf = np.array([image_confidence(detections[i].scores) for i in image_ids])
+    return dict(zip(image_ids, ExitPolicy(threshold).exits(conf).tolist()))
 
 
 def restrict(paths: dict, n_images: int, folder: Path) -> dict:
@@ -321,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = np.array(figures["sweep"]["rows"])
         checked = [rows[i] for i in np.linspace(0, len(rows) - 1, 5).round().astype(int)[1:4]]
         fce_difference = 0.0
+        results = {name: json.loads(Path(paths[name]).read_text()) for name in ("saver", "base")}
         for row in checked:
-            merged = merged_results(paths, image_exits(paths, row[0]))
+            merged = merged_results(results, image_exits(paths, row[0]))
             fce_difference = max(fce_difference, float(np.abs(row[1:] - _quiet_fce_eval(paths["ann"], merged)).max()))
         print(f"max |difference| vs faster-coco-eval: single evaluation {single_difference:.3g}; "
               f"sweep at t = {[float(r[0]) for r in checked]} {fce_difference:.3g}")
@@ -332,8 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         small_data = json.loads(Path(small["ann"]).read_text())
         picked = [small_rows[i] for i in np.linspace(0, len(small_rows) - 1, 5).round().astype(int)[1:4]]
         pycoco_difference = 0.0
+        small_results = {name: json.loads(Path(small[name]).read_text()) for name in ("saver", "base")}
         for row in picked:
-            merged = merged_results(small, image_exits(small, row[0]))
+            merged = merged_results(small_results, image_exits(small, row[0]))
             pycoco_difference = max(pycoco_difference,
                                     float(np.abs(row[1:] - _quiet_pycocotools_eval(small_data, merged)).max()))
         print(f"max |difference| vs pycocotools (first {args.pycoco_images} images, "
