@@ -127,12 +127,11 @@ def test_exact_r_match_equals_the_core_search_on_the_metric(case):
 def test_the_compiled_walk_over_exit_sets_equals_the_general_accumulation(case):
     """r_match's chain of exit sets: the compiled walk (numba) against scoring each set on its own."""
     pytest.importorskip("numba")
-    from tinysaver_det.core.sweep import exit_masks
     from tinysaver_det.detection.coco.nested import is_chain, nested_ap
 
     _, _, _, cache = case
     confidences = np.array(list(confidence_by_image(cache).values()))
-    masks = exit_masks(confidences, np.unique(confidences)[::-1])
+    masks = confidences[None, :] >= np.unique(confidences)[::-1, None]  # the exit rule, conf >= t
     assert is_chain(masks) and not is_chain(masks[::-1])
     metric = cache.pair_metric("saver", "base")
     for name in ("saver", "base"):
