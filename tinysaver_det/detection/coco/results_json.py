@@ -85,7 +85,6 @@ class ResultColumns:
     def from_detections(cls, detections: Sequence) -> "ResultColumns":
         """The results list ``Detections.to_coco`` writes for each item, concatenated: ``w = x2 - x1``.
 
-        >>> from tinysaver_det.detection.types import Detections
         >>> ResultColumns.from_detections([Detections(7, [[1, 2, 4, 6]], [0.5], [3])]).boxes_xywh.tolist()
         [[1.0, 2.0, 3.0, 4.0]]
         """
@@ -98,11 +97,9 @@ class ResultColumns:
             scores=np.concatenate([np.zeros(0), *(d.scores for d in detections)]),
         )
 
-    def by_image(self, image_ids: Sequence[int]) -> dict[int, "Detections"]:
+    def by_image(self, image_ids: Sequence[int]) -> dict[int, Detections]:
         """One :class:`~tinysaver_det.detection.types.Detections` per image id (xyxy, list order kept);
         images without entries get an empty one. Every entry's image must be among ``image_ids``."""
-        from tinysaver_det.detection.types import Detections
-
         order = np.argsort(self.image_ids, kind="stable")
         ids = self.image_ids[order]
         boxes = self.boxes_xywh[order]
