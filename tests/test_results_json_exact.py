@@ -177,3 +177,28 @@ def test_custom_max_dets_equal_pycocotools_positions(coco_case, tmp_path, max_de
 def test_fewer_than_three_max_dets_are_refused():
     with pytest.raises(ValueError, match="at least 3 values"):
         CocoParams(max_dets=(1, 100))
+
+
+@pytest.mark.parametrize("bad", [
+    {"image_id": True, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5},
+    {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": "0.5"},
+    {"image_id": 1, "category_id": 1, "bbox": [0, 0, float("nan"), 1], "score": 0.5},
+    {"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 0.5},
+    {"image_id": 1, "category_id": 7, "bbox": [0, 0, 1, 1], "score": 0.5},
+    {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1], "score": 0.5},
+    {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.5},
+    {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]},
+    [1, 1, [0, 0, 1, 1], 0.5],
+])
+def test_the_column_checks_refuse_what_the_entry_checks_refuse_with_the_same_message(tmp_path, bad):
+    from tinysaver_det.detection.coco.results_json import load_results_json
+    from tinysaver_det.errors import TinySaverInputError
+
+    good = {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}
+    path = write(tmp_path, "r.json", [good, bad, good])
+    messages = []
+    for load in (load_results_json, load_results_columns):
+        with pytest.raises(TinySaverInputError) as error:
+            load(path, [1], [1])
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "[1]" in messages[0]

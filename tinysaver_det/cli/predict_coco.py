@@ -32,10 +32,14 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.adapters import create_detector
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.runner import predict_dataset
+    from tinysaver_det.io import read_jsonl
 
     dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
     weights = assets.demo_weights(args.weights) if args.weights.startswith("demo:") else args.weights
     detector = create_detector(weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device)
     path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet)
     print(f"wrote {len(dataset)} images' predictions of {detector.name} to {path}")
+    skipped = sum(1 for row in read_jsonl(path) if row.get("status", "ok") != "ok")
+    if skipped:
+        print(f"note: {skipped} images could not be read: their rows have no detection, and their status and error")
     return 0
