@@ -37,16 +37,15 @@ TOLERANCE = 1e-9
 
 
 def pycocotools(data: dict, results: list[dict], max_dets=None) -> COCOeval:
+    """loadRes + COCOeval on copies of the inputs, quietly; ``max_dets`` replaces params.maxDets."""
+    ground_truth = COCO()
+    ground_truth.dataset = copy.deepcopy(data)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = copy.deepcopy(data)
-        gt.createIndex()
-        evaluation = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), "bbox")
-        if max_dets is not None:
-            evaluation.params.maxDets = list(max_dets)
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
+        ground_truth.createIndex()
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(copy.deepcopy(results)), "bbox")
+        evaluation.params.maxDets = list(max_dets or evaluation.params.maxDets)
+        for step in (evaluation.evaluate, evaluation.accumulate, evaluation.summarize):
+            step()
     return evaluation
 
 
