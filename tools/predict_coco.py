@@ -32,6 +32,9 @@ def main(argv=None) -> int:
     parser.add_argument("--imgsz", type=int, help="inference size; default: the model's own")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, 0, cuda:0 ...")
     parser.add_argument("--limit", type=int, help="only the first N images (by id)")
+    parser.add_argument("--features", action="store_true",
+                        help="also cache the saver's own features (pooled neck maps, candidate statistics; "
+                             "Ultralytics only) for a feature post-evaluator")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -41,7 +44,8 @@ def main(argv=None) -> int:
         limit=args.limit,
     )
     weights = assets.demo_weights(args.weights) if args.weights.startswith("demo:") else args.weights
-    detector = create_detector(weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device)
+    detector = create_detector(weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device,
+                               features=args.features or None)
     path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet)
     print(f"wrote {len(dataset)} images' predictions of {detector.name} to {path}")
     return 0
