@@ -5,7 +5,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-VERSION = re.search(r'__version__ = "(.+?)"', Path(__file__).with_name("tinysaver_det").joinpath("__init__.py").read_text())[1]
+VERSION = re.search(r'__version__ = "(.+?)"', Path(__file__).with_name("tinysaver_det").joinpath("version.py").read_text())[1]
 
 setup(
     name="tinysaver_det",

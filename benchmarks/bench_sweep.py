@@ -2,7 +2,7 @@
 
 Data: the 500-image COCO val2017 subset of the shared assets (3,842 annotations, 43 crowd, 6 images
 without any). Two detectors are simulated from its ground truth by
-``tinysaver_det.detection.simulate.simulate_detections``. The values come from ``SAVER_PROFILE``
+``tinysaver_det.detection.synthetic.simulate_detections``. The values come from ``SAVER_PROFILE``
 (seed 1) and ``BASE_PROFILE`` (seed 2), and the script prints both profiles.
 
 - For each non-crowd object: reported with probability ``recall`` (saver 0.65, base 0.9). Its box
@@ -49,8 +49,8 @@ from pycocotools.cocoeval import COCOeval
 
 from tinysaver_det.assets import COCO_ANNOTATIONS, asset_path
 from tinysaver_det.core.policy import ExitPolicy, image_confidence
-from tinysaver_det.detection.coco_eval import STAT_KEYS, CocoCascadeMetric, evaluate_images, load_ground_truth
-from tinysaver_det.detection.simulate import BASE_PROFILE, SAVER_PROFILE, simulate_detections
+from tinysaver_det.detection.coco import STAT_KEYS, CocoCascadeMetric, evaluate_images, load_ground_truth
+from tinysaver_det.detection.synthetic import BASE_PROFILE, SAVER_PROFILE, simulate_detections
 
 
 def naive_stats(coco: COCO, per_image: dict, exit_mask: np.ndarray, image_ids: list[int]) -> np.ndarray:

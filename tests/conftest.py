@@ -73,7 +73,7 @@ def demo_slice(tmp_path_factory, demo_dataset, demo_saver, demo_n, demo_base):
     from types import SimpleNamespace
 
     from tinysaver_det.detection.dataset import restrict_annotations
-    from tinysaver_det.detection.run import predict_dataset
+    from tinysaver_det.detection.runner import predict_dataset
 
     root = tmp_path_factory.mktemp("demo_slice")
     dataset = demo_dataset.subset(demo_dataset.image_ids[:32])

@@ -17,8 +17,8 @@ from tinysaver_det import assets
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.images import ImageSizeMismatchError, UnreadableImageError, load_image
-from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
-from tinysaver_det.detection.run import evaluate_cascade
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
+from tinysaver_det.detection.runner import evaluate_cascade
 from tinysaver_det.io import read_jsonl
 
 EASY_IMAGE = "val_00006.jpg"  # difficulty 0.08, 4 objects: the demo base finds them all

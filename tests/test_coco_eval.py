@@ -1,7 +1,7 @@
-"""tinysaver_det.detection.coco_eval against pycocotools, the reference it must equal.
+"""tinysaver_det.detection.coco against pycocotools, the reference it must equal.
 
 The main data is the real COCO val2017 subset, with two detectors simulated from its ground truth
-(tinysaver_det.detection.simulate: jittered, missed, duplicated and mislabelled boxes, false
+(tinysaver_det.detection.synthetic: jittered, missed, duplicated and mislabelled boxes, false
 positives also on images without gt, crowd hits, >100 boxes in one image-category, a category
 the gt lacks, one it lists without any gt, score ties). Small hand-made datasets pin the edge
 cases one by one. Every comparison covers all 12 stats, to 1e-9.
@@ -22,7 +22,7 @@ from pycocotools.cocoeval import COCOeval
 
 from tinysaver_det.assets import COCO_ANNOTATIONS, asset_path
 from tinysaver_det.core.policy import ExitPolicy
-from tinysaver_det.detection.coco_eval import (
+from tinysaver_det.detection.coco import (
     STAT_KEYS,
     CocoCascadeMetric,
     CocoParams,
@@ -32,7 +32,7 @@ from tinysaver_det.detection.coco_eval import (
     summarize,
     summarize_selections,
 )
-from tinysaver_det.detection.simulate import BASE_PROFILE, SAVER_PROFILE, simulate_detections
+from tinysaver_det.detection.synthetic import BASE_PROFILE, SAVER_PROFILE, simulate_detections
 from tinysaver_det.detection.types import Detections
 
 TOLERANCE = 1e-9

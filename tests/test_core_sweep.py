@@ -11,7 +11,7 @@ import pytest
 
 from tinysaver_det.classification import AccuracyMetric
 from tinysaver_det.core import (
-    DEFAULT_MAX_DROPS,
+    TABLE1_MAX_DROPS,
     PAPER_THRESHOLDS,
     ExitPolicy,
     SaverCandidate,
@@ -103,7 +103,7 @@ def test_table1_columns_match_hand_values(metric):
     rows = sweep(CONF, default_thresholds(), metric, C_S, C_B)
     base_top1 = metric.routed(np.zeros(10, bool))["top1"]
     assert base_top1 == pytest.approx(0.8)
-    row = table1_row(rows, "top1", base_top1, C_B, max_drops=(*DEFAULT_MAX_DROPS, 0.1, 0.2, 0.3))
+    row = table1_row(rows, "top1", base_top1, C_B, max_drops=(*TABLE1_MAX_DROPS, 0.1, 0.2, 0.3))
     # Within 1, 0.5, 0.01 and 0 points of 0.8 only top1 = 0.8 qualifies; the cheapest is r = 0.5
     # (cost 6), first reached at t = 0.61. Ten points: cost 3 (t = 0.31); twenty: 2 (t = 0.01); thirty: 1 (t = 0).
     expected = [(6.0, 0.61)] * 4 + [(3.0, 0.31), (2.0, 0.01), (1.0, 0.0)]

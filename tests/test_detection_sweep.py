@@ -12,9 +12,10 @@ import pytest
 
 from tinysaver_det import assets
 from tinysaver_det.core import image_confidence
-from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
-from tinysaver_det.detection.simulate import BASE_PROFILE, SAVER_PROFILE, simulate_detections
-from tinysaver_det.detection.sweep import inputs_from_results, inputs_from_run, sweep_cascade
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
+from tinysaver_det.detection.synthetic import BASE_PROFILE, SAVER_PROFILE, simulate_detections
+from tinysaver_det.detection.cache import cache_from_results, cache_from_run
+from tinysaver_det.detection.studies.thresholds import sweep_cascade
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,18 +32,19 @@ def coco_inputs(coco_annotations, tmp_path_factory):
         results = [e for d in detections.values() for e in d.to_coco() if e["category_id"] in known]
         paths.append(folder / f"{name}.json")
         paths[-1].write_text(json.dumps(results))
-    return inputs_from_results(coco_annotations, *paths, saver_gflops=8.7, base_gflops=257.8), paths
+    return cache_from_results(coco_annotations, *paths, saver_gflops=8.7, base_gflops=257.8), paths
 
 
 def test_sweep_equals_pycocotools_on_merged_results(coco_inputs, coco_annotations):
     inputs, _ = coco_inputs
-    confidences = {i: image_confidence(inputs.saver[i].scores) for i in inputs.image_ids}
+    saver, base = (dict(zip(inputs.image_ids.tolist(), inputs.detections(m))) for m in ("saver", "base"))
+    confidences = {i: image_confidence(saver[i].scores) for i in saver}
     thresholds = [0.0, *np.quantile(list(confidences.values()), [0.2, 0.5, 0.8]).tolist(), 0.37, 1.01]
     result = sweep_cascade(inputs, thresholds)
     ground_truth = load_coco(coco_annotations)
     for row, t in zip(result.rows, thresholds):
-        merged = [e for i in inputs.image_ids
-                  for e in (inputs.saver[i] if confidences[i] >= t else inputs.base[i]).to_coco()]
+        merged = [e for i in saver
+                  for e in (saver[i] if confidences[i] >= t else base[i]).to_coco()]
         reference = coco_bbox_metrics(ground_truth, merged)
         for key, value in reference.items():
             assert row.metrics[key] == pytest.approx(value, abs=1e-9), (t, key)
@@ -64,7 +66,7 @@ def test_r_match_and_delta_cost_tr_are_consistent(coco_inputs):
 
 def test_sweep_at_the_run_threshold_reproduces_the_real_cascade(full_run, small_set):
     summary = json.loads((full_run / "summary.json").read_text())
-    result = sweep_cascade(inputs_from_run(full_run), [summary["threshold"]])
+    result = sweep_cascade(cache_from_run(full_run), [summary["threshold"]])
     cascade = summary["rows"][0]
     assert result.rows[0].exit_ratio == pytest.approx(cascade["exit_ratio"])
     assert result.rows[0].cost == pytest.approx(cascade["gflops_per_image"])
@@ -91,7 +93,7 @@ def test_records_without_full_are_refused(small_set, tmp_path, eval_coco_tool):
     eval_coco_tool.main(["--images", str(small_set / "images"), "--ann", str(small_set / "ann.json"),
                                             "--t", "0.0", "--out", str(out), "--quiet"])
     with pytest.raises(ValueError, match="sweeps need a run made with --full"):
-        inputs_from_run(out, small_set / "ann.json")
+        cache_from_run(out, small_set / "ann.json")
     command = subprocess.run([sys.executable, "tools/sweep.py", "--records", str(out)], cwd=REPO,
                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert command.returncode == 2
@@ -111,7 +113,7 @@ def test_results_json_with_a_bad_entry_is_refused_naming_it(coco_inputs, coco_an
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(entries))
     with pytest.raises(ValueError, match=r"bad\.json.*score 1\.5"):
-        inputs_from_results(coco_annotations, bad, base_path, 1.0, 2.0)
+        cache_from_results(coco_annotations, bad, base_path, 1.0, 2.0)
 
 
 @pytest.fixture(scope="module")

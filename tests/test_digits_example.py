@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinysaver_det.cli import select_saver
+
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory, load_script):
@@ -53,7 +55,8 @@ def test_select_saver_tool_reproduces_the_study(example, tmp_path, capsys, load_
     argv = ["--base", module.BASE, repr(study.selection.base_cost), *_files(out, module.BASE), "--out", str(tmp_path)]
     for name, cost in costs.items():
         argv += ["--saver", name, repr(cost), *_files(out, name)]
-    tool_study = load_script("tools/select_saver.py").main(argv)
+    tool = load_script("tools/select_saver.py")
+    tool_study = select_saver.select(tool.parse_args(argv))
     assert tool_study.selection == study.selection
     assert tool_study.table1 == study.table1
     printed = capsys.readouterr().out

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
 from tinysaver_det.io import read_jsonl
 
 

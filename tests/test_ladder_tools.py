@@ -6,17 +6,19 @@ import json
 import numpy as np
 import pytest
 
-from tinysaver_det.core import LogisticRouter, load_router
-from tinysaver_det.detection.ladder import load_ladder, load_splits, parse_model_specs, split_image_ids
-from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
-from tinysaver_det.detection.run import read_predictions
+from tinysaver_det.detection.routers import LogisticRouter, load_router
+from tinysaver_det.cli.options import parse_model_specs
+from tinysaver_det.detection.cache import load_cache, load_splits, split_image_ids
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
+from tinysaver_det.detection.cache import read_predictions
 from tinysaver_det.core import Target
-from tinysaver_det.detection.stage_study import front_auc, pick_operating_points, simulate
+from tinysaver_det.detection.studies.depths import front_auc, simulate_chain
+from tinysaver_det.detection.studies.operating_points import pick_operating_points
 
 
 @pytest.fixture(scope="module")
 def ladder(demo_slice):
-    return load_ladder(demo_slice.annotations, demo_slice.predictions)
+    return load_cache(demo_slice.annotations, demo_slice.predictions)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,7 @@ def test_picked_thresholds_are_applied_unchanged_to_held_out(demo_slice):
     targets = [Target("budget", 1.5, "GFLOPs"), Target("max_drop", 0.05, "GFLOPs"), Target("budget", 0.01, "GFLOPs")]
     budget, drop, impossible = pick_operating_points(calibration, held_out, chain, targets, levels=6)
     assert budget.calibration.costs["GFLOPs"] <= 1.5
-    again = simulate(held_out, chain, [budget.calibration.thresholds])[0]
+    again = simulate_chain(held_out, chain, [budget.calibration.thresholds])[0]
     assert budget.held_out.metrics["AP"] == again.metrics["AP"]
     assert budget.held_out.costs["GFLOPs"] == again.costs["GFLOPs"]
     assert budget.held_out.costs["ms"] == pytest.approx(again.costs["ms"], rel=1e-2)  # the router's own time is measured
@@ -122,7 +124,7 @@ def test_picked_thresholds_are_applied_unchanged_to_held_out(demo_slice):
 
 
 def test_multistage_front_tool_writes_a_figure_and_the_deep_front_dominates(demo_slice, load_script, tmp_path):
-    from tinysaver_det.detection.stage_study import compare_depths
+    from tinysaver_det.detection.studies.depths import compare_depths
 
     out = tmp_path / "fronts"
     assert load_script("tools/multistage_front.py").main(ladder_args(demo_slice) + ["--levels", "6", "--out", str(out)]) == 0
@@ -141,7 +143,7 @@ def test_run_multistage_tool_matches_the_simulation(demo_slice, load_script, tmp
     assert load_script("tools/run_multistage.py").main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     _, held_out = load_splits(demo_slice.annotations, demo_slice.predictions)
-    simulated = simulate(held_out, ["pico", "n", "s"], [(0.15, 0.2)])[0]
+    simulated = simulate_chain(held_out, ["pico", "n", "s"], [(0.15, 0.2)])[0]
     assert summary["n_images"] == 16
     assert summary["stage_ratios"] == pytest.approx(list(simulated.stage_ratios))
     assert summary["gflops_per_image"] == pytest.approx(simulated.costs["GFLOPs"])
@@ -151,21 +153,15 @@ def test_run_multistage_tool_matches_the_simulation(demo_slice, load_script, tmp
 
 def test_detection_sweep_takes_a_router_file_through_the_same_hook(demo_slice, tmp_path):
     from tinysaver_det.core import router_confidences
-    from tinysaver_det.detection.router_study import train_router
-    from tinysaver_det.detection.sweep import CascadeInputs, sweep_cascade
+    from tinysaver_det.detection.studies.router_comparison import train_router
+    from tinysaver_det.detection.studies.thresholds import sweep_cascade
 
-    ladder = load_ladder(demo_slice.annotations, {m: demo_slice.predictions[m] for m in ("pico", "s")})
+    ladder = load_cache(demo_slice.annotations, {m: demo_slice.predictions[m] for m in ("pico", "s")})
     router = train_router(ladder, "pico", "s")
     path = router.save(tmp_path / "router.json")
-    ids = ladder.image_ids.tolist()
-    inputs = CascadeInputs(
-        json.loads(demo_slice.annotations.read_text()), ids,
-        dict(zip(ids, ladder.detections("pico"))), dict(zip(ids, ladder.detections("s"))),
-        ladder.cost("pico", "GFLOPs"), ladder.cost("s", "GFLOPs"),
-    )
     confidences = router_confidences(router, ladder.detections("pico"))
     thresholds = np.quantile(confidences, [0.25, 0.5, 0.75]).tolist()
-    result = sweep_cascade(inputs, thresholds, confidence=str(path))
+    result = sweep_cascade(ladder, thresholds, confidence=str(path), saver="pico", base="s")
     assert [row.exit_ratio for row in result.rows] == [pytest.approx((confidences >= t).mean()) for t in thresholds]
     metric = ladder.pair_metric("pico", "s")
     for row, t in zip(result.rows, thresholds):

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from tinysaver_det.detection.metrics import METRIC_KEYS, coco_bbox_metrics, load_coco
+from tinysaver_det.detection.coco import STAT_KEYS
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
 from tinysaver_det.detection.types import Detections
 
 
@@ -46,7 +47,7 @@ def test_results_round_trip_through_json_keeps_ap(ground_truth, tmp_path):
 
 def test_no_detections_scores_zero_not_an_error(ground_truth):
     metrics = coco_bbox_metrics(ground_truth, [])
-    assert set(metrics) == set(METRIC_KEYS)
+    assert set(metrics) == set(STAT_KEYS)
     assert metrics["AP"] == 0.0 and metrics["AR100"] == 0.0
 
 

@@ -24,8 +24,8 @@ from tinysaver_det.core import image_confidence
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.images import load_image
-from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
-from tinysaver_det.detection.run import evaluate_cascade
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
+from tinysaver_det.detection.runner import evaluate_cascade
 from tinysaver_det.detection.types import Detections
 from tinysaver_det.io import read_jsonl
 
@@ -37,7 +37,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-from tinysaver_det.mmdet.runner import run_test  # noqa: E402  (registers the plug-in)
+from tinysaver_det.mmdet.evaluate_config import run_test  # noqa: E402  (registers the plug-in)
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -127,7 +127,7 @@ import sys
 for name in ("mmdet", "mmcv", "mmengine"):
     sys.modules[name] = None  # importing any of them now raises ModuleNotFoundError
 import tinysaver_det, tinysaver_det.adapters, tinysaver_det.adapters.ultralytics
-import tinysaver_det.detection.cascade, tinysaver_det.detection.run, tinysaver_det.detection.metrics
+import tinysaver_det.detection.cascade, tinysaver_det.detection.runner, tinysaver_det.detection.coco.reference
 try:
     import tinysaver_det.mmdet
 except ModuleNotFoundError as error:

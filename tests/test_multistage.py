@@ -13,18 +13,18 @@ from tinysaver_det.core import (
     multistage_cost,
     multistage_sweep,
     pick,
-    resolve_router,
     stage_indices,
     stage_indices_many,
     sweep,
     threshold_grid,
 )
 from tinysaver_det.detection.cascade import Cascade, MultiStageCascade
+from tinysaver_det.detection.routers import resolve_router
 from tinysaver_det.detection.images import load_image
-from tinysaver_det.detection.ladder import load_ladder
-from tinysaver_det.detection.metrics import coco_bbox_metrics, load_coco
-from tinysaver_det.detection.run import read_predictions
-from tinysaver_det.detection.stage_study import simulate
+from tinysaver_det.detection.cache import load_cache
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
+from tinysaver_det.detection.cache import read_predictions
+from tinysaver_det.detection.studies.depths import simulate_chain
 
 
 def brute_force_stage(confidences, thresholds):
@@ -151,10 +151,10 @@ def test_real_three_stage_cascade_stops_at_the_first_confident_stage(demo_slice,
 
 def test_simulated_cascade_equals_pycocotools_on_the_real_answers(demo_slice, slice_images, cached):
     images, ids = slice_images
-    ladder = load_ladder(demo_slice.annotations, demo_slice.predictions)
+    ladder = load_cache(demo_slice.annotations, demo_slice.predictions)
     conf = np.array([ladder.confidences(m, resolve_router("mean")) for m in ("pico", "n")])
     thresholds = (float(np.quantile(conf[0], 0.6)), float(np.quantile(conf[1], 0.4)))
-    simulated = simulate(ladder, ["pico", "n", "s"], [thresholds])[0]
+    simulated = simulate_chain(ladder, ["pico", "n", "s"], [thresholds])[0]
     stages = stage_indices(conf, thresholds)
     answers = [cached[("pico", "n", "s")[k]][i].detections for k, i in zip(stages, ids)]
     reference = coco_bbox_metrics(load_coco(demo_slice.annotations), [e for d in answers for e in d.to_coco()])

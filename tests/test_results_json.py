@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tinysaver_det.detection.results import load_results_json
+from tinysaver_det.detection.coco.results_json import load_results_json
 from tinysaver_det.errors import TinySaverInputError
 
 IMAGES, CATEGORIES = [1, 2], [3, 5]

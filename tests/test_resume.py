@@ -18,8 +18,8 @@ import pytest
 from tinysaver_det import assets
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
-from tinysaver_det.detection.run import evaluate_cascade
-from tinysaver_det.detection.run_dir import describe_run, open_run
+from tinysaver_det.detection.runner import evaluate_cascade
+from tinysaver_det.detection.run_directory import describe_run, open_run
 from tinysaver_det.io import read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent

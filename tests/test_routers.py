@@ -8,26 +8,24 @@ import pytest
 
 from tinysaver_det.core import (
     CONFIDENCE_FUNCTIONS,
-    FEATURE_NAMES,
-    LogisticRouter,
     Router,
     ScoreRouter,
-    detection_features,
     entropy_confidence,
     high_score_share,
     image_confidence,
-    load_router,
     max_score,
-    resolve_router,
     topk_mean_score,
 )
-from tinysaver_det.core.router import feature_flops
-from tinysaver_det.detection.router_study import (
-    curve_auc,
-    curve_thresholds,
-    evaluator_condition,
-    oracle_confidences,
+from tinysaver_det.detection.routers import (
+    FEATURE_NAMES,
+    LogisticRouter,
+    detection_features,
+    feature_flops,
+    load_router,
+    resolve_router,
 )
+from tinysaver_det.core.curves import curve_auc, curve_thresholds
+from tinysaver_det.detection.studies.router_comparison import evaluator_condition, oracle_confidences
 from tinysaver_det.core.sweep import SweepRow
 from tinysaver_det.detection.types import Detections
 

@@ -6,9 +6,7 @@ their modules, so that importing the package loads neither torch, Ultralytics no
 and the mmdet plug-in ``tinysaver_det.mmdet``.
 """
 
-__version__ = "0.1.0"  # the one place: setup.py reads it, run.json records it
-
-from tinysaver_det.core import (  # noqa: E402  (after __version__, which submodules read)
+from tinysaver_det.core import (
     ExitPolicy,
     delta_cost_tr,
     expected_cost,
@@ -18,8 +16,9 @@ from tinysaver_det.core import (  # noqa: E402  (after __version__, which submod
     select_saver,
     sweep,
 )
-from tinysaver_det.detection.cascade import Cascade, MultiStageCascade  # noqa: E402
-from tinysaver_det.detection.types import Detections, Detector, Prediction  # noqa: E402
+from tinysaver_det.detection.cascade import Cascade, MultiStageCascade
+from tinysaver_det.detection.types import Detections, Detector, Prediction
+from tinysaver_det.version import __version__
 
 __all__ = [
     "Cascade",

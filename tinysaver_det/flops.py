@@ -18,7 +18,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-FLOPS_CONVENTION = "FLOPs = 2 * MACs (torch.utils.flop_counter: convolutions and matrix products)"
+from tinysaver_det.core.cost import FLOPS_CONVENTION  # noqa: E402,F401  (re-exported: the counting lives here)
 
 # aten ops that do no arithmetic: layout, copies, creation, indexing. Not worth listing as uncounted.
 _NO_ARITHMETIC = {

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from tinysaver_det.core.selection import RMatch
 from tinysaver_det.core.sweep import SweepRow
+
+if TYPE_CHECKING:  # the study module is detection's; plots only reads its fields
+    from tinysaver_det.detection.studies.depths import DepthStudy
 
 
 def pyplot():
@@ -82,3 +85,30 @@ def plot_subset_performance(matched: RMatch, path: str | Path, metric: str = "AP
     ax.set_xlabel("exit ratio r (images with the highest confidence)")
     ax.set_ylabel(f"{metric} on the exited subset")
     return _save(fig, ax, path, f"Subset {metric}: saver vs base", None)
+
+
+def plot_depths(study: DepthStudy, path: str | Path) -> Path:
+    """PNG: each chain's calibration points, both fronts, the single models (left); the fronts on held-out (right)."""
+    unit, primary = study.unit, "AP"
+    figure, axes = pyplot().subplots(1, 2, figsize=(13, 5), sharey=True)
+    for sweep_ in study.sweeps:
+        axes[0].scatter([r.costs[unit] for r in sweep_.calibration], [r.metrics[primary] for r in sweep_.calibration],
+                        s=6, alpha=0.35, label="->".join(sweep_.models))
+    for ax, split in zip(axes, ("calibration", "held_out")):
+        for front, style, label in ((study.two_stage_front, "-o", "best 2-stage front"),
+                                    (study.deep_front, "--s", "front with deeper chains")):
+            rows = [getattr(p, split) for p in front]
+            ax.plot([r.costs[unit] for r in rows], [r.metrics[primary] for r in rows], style, ms=3, lw=1.5, label=label)
+        statics = [pair[0 if split == "calibration" else 1] for pair in study.static]
+        ax.scatter([r.costs[unit] for r in statics], [r.metrics[primary] for r in statics], marker="*", s=160,
+                   color="black", zorder=5, label="single models")
+        for name, row in zip(study.names, statics):
+            ax.annotate(name, (row.costs[unit], row.metrics[primary]), textcoords="offset points", xytext=(6, -12))
+        ax.set_xlabel(f"{unit} per image")
+        ax.set_title("calibration (fronts chosen here)" if split == "calibration" else "held-out (same thresholds)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("COCO AP")
+    axes[0].legend(fontsize=8, loc="lower right")
+    axes[1].legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return save_figure(figure, path, dpi=120)

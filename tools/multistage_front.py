@@ -1,61 +1,9 @@
-"""Do cascades of more than two stages beat the best two-stage cascade? Pareto fronts, table and PNG.
-
-Every chain of the ladder (models kept cheapest first) is simulated from cached predictions on a
-grid of thresholds (``--levels`` exit ratios per stage, gridded on the calibration split): all
-2-stage chains and the longer ones (pico -> n -> s on the demo ladder). The calibration Pareto
-front of the single models and 2-stage chains is compared with the front that also has the longer
-chains, at a set of budgets; the held-out columns apply the same thresholds to the other half.
-
-    python tools/multistage_front.py                      # demo ladder, GFLOPs
-    python tools/multistage_front.py --cost latency       # measured ms per image instead
-"""
-
-from __future__ import annotations
-
-import argparse
+"""``python tools/multistage_front.py ...`` is ``python -m tinysaver_det multistage-front ...`` (same flags; see its --help)."""
 import sys
-from pathlib import Path
 
-import numpy as np
+from tinysaver_det.cli import tool
 
-from tinysaver_det.core.router import confidence_argument
-from tinysaver_det.core.tables import to_markdown, write_csv
-from tinysaver_det.detection.ladder import COST_UNITS, add_ladder_arguments, ladder_inputs, load_splits
-from tinysaver_det.detection.stage_study import compare_depths, depth_table, front_table, plot_depths
-from tinysaver_det.errors import exit_code_of
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_ladder_arguments(parser)
-    parser.add_argument("--confidence", type=confidence_argument, default="mean",
-                        help="confidence of every exiting stage: a registered name or a router .json (default mean)")
-    parser.add_argument("--levels", type=int, default=21, help="exit-ratio levels per stage (default 21: steps of 5%%)")
-    parser.add_argument("--budgets", type=float, nargs="+",
-                        help="budgets of the table (default: 6 between the cheapest and the costliest model)")
-    parser.add_argument("--out", default="runs/multistage", help="folder for fronts.png and the CSV tables")
-    args = parser.parse_args(argv)
-
-    unit = COST_UNITS[args.cost]
-    calibration, held_out = load_splits(*ladder_inputs(args), args.split, args.seed)
-    study = compare_depths(calibration, held_out, args.confidence, unit, args.levels)
-    costs = [row.costs[unit] for row, _ in study.static]
-    budgets = args.budgets or np.linspace(min(costs), max(costs), 7)[1:].round(3).tolist()
-    out = Path(args.out)
-    tables = {
-        "depths": depth_table(study, budgets),
-        "two_stage_front": front_table(study.two_stage_front, unit),
-        "deep_front": front_table(study.deep_front, unit),
-    }
-    png = plot_depths(study, out / "fronts.png")
-    print(f"# {' -> '.join(calibration.names)}: best 2-stage front vs the front with deeper chains "
-          f"(confidence {args.confidence}; calibration {calibration.n_images} / held-out {held_out.n_images} images)\n")
-    print(to_markdown(tables["depths"]), "\n")
-    for name, table in tables.items():
-        write_csv(table, out / f"{name}.csv")
-    print(f"figure: {png}; fronts point by point: {out}/two_stage_front.csv, {out}/deep_front.csv")
-    return 0
-
+main, parse_args = tool("multistage-front")
 
 if __name__ == "__main__":
-    sys.exit(exit_code_of(main))
+    sys.exit(main())

@@ -1,77 +1,9 @@
-"""Pick a cascade's threshold(s) for a target on a calibration split; report what they give on held-out data.
-
-Targets (repeat each flag for several; all are printed in one table):
-    --max-drop 0.01      the cheapest point whose AP is at most 1 point below the last model alone
-                         (cheapest in the --cost unit)
-    --gflops 2.0         the best AP at no more than 2.0 GFLOPs per image
-    --latency-ms 40      the best AP at no more than 40 ms per image (measured model time, see below)
-
-The chain is given with --models (cheapest first, >= 2; default: the first and the last model of the
-ladder, the paper's saver -> base). One threshold per stage but the last is chosen on a grid of
---levels exit ratios per stage of the calibration split; the last model alone is also a candidate.
-The same thresholds are then applied to the held-out split: the table shows both, the gap, and
-whether the target still holds there. Latency is the model milliseconds per image recorded when the
-predictions were cached (batch time / batch size, on that machine and batch size).
-
-    python tools/pick_threshold.py                                   # demo pico -> s, default targets
-    python tools/pick_threshold.py --models pico n s --max-drop 0.02 --gflops 1.5 --latency-ms 40
-"""
-
-from __future__ import annotations
-
-import argparse
+"""``python tools/pick_threshold.py ...`` is ``python -m tinysaver_det pick ...`` (same flags; see its --help)."""
 import sys
-from pathlib import Path
 
-from tinysaver_det.core.picker import Target
-from tinysaver_det.core.router import confidence_argument
-from tinysaver_det.core.tables import to_markdown, write_csv
-from tinysaver_det.detection.ladder import COST_UNITS, add_ladder_arguments, ladder_inputs, load_splits
-from tinysaver_det.detection.stage_study import UNITS, pick_operating_points, picker_table
-from tinysaver_det.errors import exit_code_of
+from tinysaver_det.cli import tool
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_ladder_arguments(parser, cost_help="the cost a --max-drop target minimises: gflops (default) or latency")
-    parser.add_argument("--models", nargs="+", help="the chain to tune, cheapest first (default: first and last model)")
-    parser.add_argument("--confidence", type=confidence_argument, default="mean",
-                        help="a registered confidence name or a router .json (default mean)")
-    parser.add_argument("--levels", type=int,
-                        help="exit-ratio levels per stage (default 101 for 2 stages, 21 for more)")
-    parser.add_argument("--max-drop", type=float, action="append", default=[], help="largest AP drop vs the last model")
-    parser.add_argument("--gflops", type=float, action="append", default=[], help="GFLOPs budget per image")
-    parser.add_argument("--latency-ms", type=float, action="append", default=[], help="latency budget, ms per image")
-    parser.add_argument("--out", default="runs/pick_threshold", help="folder for picks.csv")
-    args = parser.parse_args(argv)
-
-    ann, predictions = ladder_inputs(args)
-    names = list(predictions)
-    chain = args.models or [names[0], names[-1]]
-    unknown = [m for m in chain if m not in predictions]
-    if unknown or len(chain) < 2:
-        parser.error(f"--models needs >= 2 of {names}, got {chain}")
-    calibration, held_out = load_splits(ann, {m: predictions[m] for m in chain}, args.split, args.seed)
-
-    targets = [Target("max_drop", d, COST_UNITS[args.cost]) for d in args.max_drop]
-    targets += [Target("budget", b, "GFLOPs") for b in args.gflops]
-    targets += [Target("budget", b, "ms") for b in args.latency_ms]
-    if not targets:  # defaults: two AP drops and half of the last model's cost in each unit
-        last = chain[-1]
-        targets = [Target("max_drop", d, COST_UNITS[args.cost]) for d in (0.01, 0.05)] + [
-            Target("budget", round(float(calibration.cost(last, u).mean()) / 2, 3 if u == "GFLOPs" else 1), u)
-            for u in UNITS
-        ]
-    levels = args.levels or (101 if len(chain) == 2 else 21)
-    points = pick_operating_points(calibration, held_out, chain, targets, args.confidence, levels)
-    table = picker_table(points)
-    print(f"# Operating points of {' -> '.join(chain)} (confidence {args.confidence}): picked on calibration "
-          f"({calibration.n_images} images), checked on held-out ({held_out.n_images}, {args.split} split)\n")
-    print(to_markdown(table))
-    path = write_csv(table, Path(args.out) / "picks.csv")
-    print(f"\nwrote {path}")
-    return 0
-
+main, parse_args = tool("pick")
 
 if __name__ == "__main__":
-    sys.exit(exit_code_of(main))
+    sys.exit(main())

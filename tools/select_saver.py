@@ -1,71 +1,9 @@
-"""Choose a saver for a base classifier from saved records, and report its cascade (paper Tables 2 and 1).
-
-Every model is given as NAME COST TRAIN TEST: its cost per sample (FLOPs, FLOPs = 2 * MACs, or any
-unit shared by all models, see --cost-label) and its records on the training split (used to choose
-the saver, lowest dC_tr = C_S/C_B - r_match) and on the test split (used for Table 1). Records are
-the authors' npz (confs, preds, label) or plain npz/CSV of probabilities or logits with labels.
-
-Example::
-
-    python tools/select_saver.py \\
-        --base resnet50 8.2e9 base_train.npz base_test.npz \\
-        --saver mobilenet 0.6e9 mnv3_train.npz mnv3_test.npz \\
-        --saver resnet18 3.6e9 r18_train.npz r18_test.npz --out runs/select_saver
-"""
-
-from __future__ import annotations
-
-import argparse
+"""``python tools/select_saver.py ...`` is ``python -m tinysaver_det select-saver ...`` (same flags; see its --help)."""
 import sys
-from pathlib import Path
 
-from tinysaver_det.classification import (
-    ModelRecords,
-    SaverStudy,
-    load_record,
-    study_markdown,
-    study_savers,
-    write_study_csv,
-)
-from tinysaver_det.errors import exit_code_of
+from tinysaver_det.cli import tool
 
-_MODEL_FIELDS = ("NAME", "COST", "TRAIN", "TEST")
-
-
-def _model(fields: list[str], kind: str) -> ModelRecords:
-    name, cost, train, test = fields
-    try:
-        cost_value = float(cost)
-    except ValueError:
-        raise SystemExit(f"cost of {name!r} must be a number, got {cost!r}") from None
-    return ModelRecords(name, cost_value, load_record(train, kind), load_record(test, kind))
-
-
-def main(argv=None) -> SaverStudy:
-    """Parse the arguments, run :func:`~tinysaver_det.classification.study_savers`, print markdown, write CSV."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", nargs=4, metavar=_MODEL_FIELDS, required=True, help="the base model")
-    parser.add_argument(
-        "--saver", nargs=4, metavar=_MODEL_FIELDS, action="append", required=True, help="a candidate saver (repeat)"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="folder for selection.csv, table1.csv, sweep_*.csv")
-    parser.add_argument(
-        "--kind", choices=("auto", "probs", "logits"), default="auto", help="plain score files: probabilities or logits"
-    )
-    parser.add_argument("--cost-label", default="FLOPs", help="unit of the costs, for the table headers")
-    parser.add_argument(
-        "--cost-note",
-        default="Costs per sample; FLOPs = 2 * MACs. C/C_B: cascade cost relative to the base alone.",
-        help="line printed under each table",
-    )
-    args = parser.parse_args(argv)
-
-    study = study_savers(_model(args.base, args.kind), [_model(fields, args.kind) for fields in args.saver])
-    print(study_markdown(study, args.cost_label, args.cost_note))
-    for path in write_study_csv(study, args.out, args.cost_label):
-        print(f"wrote {path}")
-    return study
-
+main, parse_args = tool("select-saver")
 
 if __name__ == "__main__":
-    sys.exit(exit_code_of(main))
+    sys.exit(main())

@@ -13,7 +13,7 @@ from typing import Sequence
 from tinysaver_det.classification.metric import AccuracyMetric
 from tinysaver_det.classification.records import ClassifierRecord
 from tinysaver_det.core.selection import SaverCandidate, SelectionReport, select_saver
-from tinysaver_det.core.summary import DEFAULT_MAX_DROPS, Table1Row, table1_row
+from tinysaver_det.core.summary import TABLE1_MAX_DROPS, Table1Row, table1_row
 from tinysaver_det.core.sweep import SweepRow, default_thresholds, sweep
 from tinysaver_det.core.tables import selection_table, sweep_table, table1_table, to_markdown, write_csv
 
@@ -56,7 +56,7 @@ def study_savers(
     base: ModelRecords,
     savers: Sequence[ModelRecords],
     thresholds=None,
-    max_drops: Sequence[float] = DEFAULT_MAX_DROPS,
+    max_drops: Sequence[float] = TABLE1_MAX_DROPS,
 ) -> SaverStudy:
     """Choose the saver with the lowest ``dC_tr`` on the training split, then sweep every candidate on the test split.
 

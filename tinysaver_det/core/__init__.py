@@ -28,16 +28,7 @@ from tinysaver_det.core.policy import (
     resolve_confidence,
     topk_mean_score,
 )
-from tinysaver_det.core.router import (
-    FEATURE_NAMES,
-    LogisticRouter,
-    Router,
-    ScoreRouter,
-    detection_features,
-    load_router,
-    resolve_router,
-    router_confidences,
-)
+from tinysaver_det.core.router import Router, ScoreRouter, router_confidences, score_router
 from tinysaver_det.core.selection import (
     CandidateReport,
     RMatch,
@@ -47,7 +38,7 @@ from tinysaver_det.core.selection import (
     r_match,
     select_saver,
 )
-from tinysaver_det.core.summary import DEFAULT_MAX_DROPS, CostAtDrop, Table1Row, cost_at_drop, table1_row
+from tinysaver_det.core.summary import TABLE1_MAX_DROPS, CostAtDrop, Table1Row, cost_at_drop, table1_row
 from tinysaver_det.core.sweep import (
     PAPER_THRESHOLDS,
     SweepRow,
@@ -62,14 +53,12 @@ from tinysaver_det.core.tables import Table, selection_table, sweep_table, table
 
 __all__ = [
     "CONFIDENCE_FUNCTIONS",
-    "DEFAULT_MAX_DROPS",
+    "TABLE1_MAX_DROPS",
     "DEFAULT_MIN_SCORE",
-    "FEATURE_NAMES",
     "PAPER_THRESHOLDS",
     "CandidateReport",
     "CostAtDrop",
     "ExitPolicy",
-    "LogisticRouter",
     "OperatingPoint",
     "RMatch",
     "Router",
@@ -87,14 +76,12 @@ __all__ = [
     "cost_at_drop",
     "default_thresholds",
     "delta_cost_tr",
-    "detection_features",
     "entropy_confidence",
     "exit_masks",
     "expected_cost",
     "held_out_gap",
     "high_score_share",
     "image_confidence",
-    "load_router",
     "max_score",
     "multistage_cost",
     "multistage_sweep",
@@ -102,8 +89,8 @@ __all__ = [
     "pick",
     "r_match",
     "resolve_confidence",
-    "resolve_router",
     "router_confidences",
+    "score_router",
     "select_saver",
     "selection_table",
     "stage_front",

@@ -1,6 +1,10 @@
-"""Expected cost of a two-model cascade (TinySaver, Eq. 1)."""
+"""Expected cost of a two-model cascade (TinySaver, Eq. 1), and how costs are counted."""
 
 from __future__ import annotations
+
+#: How every GFLOPs figure of the package is counted (:mod:`tinysaver_det.flops` does the counting). A
+#: string here, so that offline tables can print it without importing torch.
+FLOPS_CONVENTION = "FLOPs = 2 * MACs (torch.utils.flop_counter: convolutions and matrix products)"
 
 
 def expected_cost(exit_ratio, cost_saver, cost_base):

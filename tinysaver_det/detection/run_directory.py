@@ -23,11 +23,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from tinysaver_det import __version__
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, remove_stale_temporaries, sha256_file, truncate_jsonl
+from tinysaver_det.version import __version__
 
 RUN_JSON = "run.json"
 RECORDS = "records.jsonl"

@@ -21,7 +21,7 @@ from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from tinysaver_det.flops import FLOPS_CONVENTION
+from tinysaver_det.core.cost import FLOPS_CONVENTION
 from tinysaver_det.io import atomic_write_json
 
 ROUTING_FILE = "routing.json"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from tinysaver_det.detection.dataset import bbox_problem, is_finite_number, is_int
+from tinysaver_det.detection.types import Detections
 from tinysaver_det.errors import TinySaverInputError
 
 _SHOWN_PROBLEMS = 5
@@ -85,3 +86,19 @@ def load_results_json(path: str | Path, image_ids: Iterable[int], category_ids: 
         plural = "entry" if len(problems) == 1 else "entries"
         raise TinySaverInputError(f"results file {path}: {len(problems)} invalid {plural}: {shown}{more}")
     return entries
+
+
+def detections_from_results(results: list[dict], image_ids: Sequence[int]) -> dict[int, Detections]:
+    """COCO results entries (xywh boxes) grouped into one xyxy :class:`Detections` per image of ``image_ids``."""
+    by_image: dict[int, list[dict]] = {i: [] for i in image_ids}
+    for entry in results:
+        by_image[entry["image_id"]].append(entry)
+    return {
+        image_id: Detections(
+            image_id,
+            [[x, y, x + w, y + h] for x, y, w, h in (e["bbox"] for e in entries)],
+            [e["score"] for e in entries],
+            [e["category_id"] for e in entries],
+        )
+        for image_id, entries in by_image.items()
+    }

@@ -10,10 +10,7 @@ from typing import Sequence
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tinysaver_det.detection.coco_eval import STAT_KEYS
-
-# pycocotools' 12 summary stats, in its order, under the stable names the exact port defines.
-METRIC_KEYS = STAT_KEYS
+from tinysaver_det.detection.coco.accumulate import STAT_KEYS  # pycocotools' 12 stats, in its order
 
 
 def load_coco(annotation_file: str | Path) -> COCO:
@@ -49,7 +46,7 @@ def coco_bbox_metrics(ground_truth: COCO, results: list[dict], image_ids: Sequen
             Images among them with no result count as images with no detection.
 
     Returns:
-        ``{key: value}`` for :data:`METRIC_KEYS`; -1 where COCO has no value (no gt in that range).
+        ``{key: value}`` for :data:`STAT_KEYS`; -1 where COCO has no value (no gt in that range).
     """
     evaluator = COCOeval(ground_truth, _results_coco(ground_truth, results), "bbox")
     if image_ids is not None:
@@ -58,4 +55,4 @@ def coco_bbox_metrics(ground_truth: COCO, results: list[dict], image_ids: Sequen
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return dict(zip(METRIC_KEYS, (float(v) for v in evaluator.stats)))
+    return dict(zip(STAT_KEYS, (float(v) for v in evaluator.stats)))

@@ -1,35 +1,35 @@
-"""Multi-stage cascades simulated from cached predictions: sweeps, Pareto fronts, and the operating-point picker.
+"""Multi-stage cascades simulated from cached predictions: sweeps and Pareto fronts of chains of every depth.
 
-Every study here splits the images in two (:func:`~tinysaver_det.detection.ladder.split_image_ids`):
+Every study here splits the images in two (:func:`~tinysaver_det.detection.cache.split_image_ids`):
 threshold vectors are gridded and chosen on the **calibration** split, and the same vectors are then
 evaluated on the **held-out** split, so that what a table promises is checked on images that played
 no part in the choice (TinySaver Sec. 3.3: thresholds drift between splits).
 
-* :func:`simulate`: a chain of models (cheapest first) at given threshold vectors, on one split.
-* :func:`compare_depths`: every 2-stage chain and the K-stage chain over a ladder, their Pareto
-  fronts on calibration, and the held-out values of the front points.
-* :func:`pick_operating_points`: targets (largest AP drop vs the last model, a GFLOPs or a latency
-  budget) -> thresholds on calibration -> held-out result and gap.
+* :func:`simulate_chain`: a chain of models (cheapest first) at given threshold vectors, on one split.
+* :func:`compare_depths`: every 2-stage chain and the K-stage chain over a prediction cache, their
+  Pareto fronts on calibration, and the held-out values of the front points (figure:
+  :func:`tinysaver_det.plots.plot_depths`).
+
+The operating-point picker built on :func:`simulate_chain` is in
+:mod:`tinysaver_det.detection.studies.operating_points`.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from tinysaver_det.core.multistage import StageRow, multistage_sweep, threshold_grid
-from tinysaver_det.core.picker import OperatingPoint, Target, held_out_gap
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
-from tinysaver_det.core.router import resolve_router
+from tinysaver_det.detection.routers import resolve_router
 from tinysaver_det.core.sweep import pareto_front
 from tinysaver_det.core.tables import Table
-from tinysaver_det.detection.ladder import Ladder
-from tinysaver_det.detection.router_study import curve_thresholds, router_cost
-from tinysaver_det.plots import pyplot, save_figure
+from tinysaver_det.detection.cache import PredictionCache
+from tinysaver_det.core.curves import curve_thresholds
+from tinysaver_det.detection.studies.router_comparison import router_cost
 
 PRIMARY = "AP"
 UNITS = ("GFLOPs", "ms")
@@ -42,14 +42,14 @@ def _routers(confidence, n: int, min_score: float) -> list:
     return [resolve_router(option, min_score) for option in options]
 
 
-def stage_confidences(ladder: Ladder, models: Sequence, confidence="mean", min_score: float = DEFAULT_MIN_SCORE):
+def stage_confidences(ladder: PredictionCache, models: Sequence, confidence="mean", min_score: float = DEFAULT_MIN_SCORE):
     """``(K-1, N)`` confidences of each exiting stage of the chain ``models``, and the routers used."""
     routers = _routers(confidence, len(models) - 1, min_score)
     return np.stack([ladder.confidences(m, r) for m, r in zip(models[:-1], routers)]), routers
 
 
-def simulate(
-    ladder: Ladder,
+def simulate_chain(
+    ladder: PredictionCache,
     models: Sequence,
     threshold_vectors,
     confidence="mean",
@@ -72,16 +72,16 @@ def simulate(
 
 
 def calibration_grid(
-    ladder: Ladder, models: Sequence, confidence="mean", levels: int = 21, min_score: float = DEFAULT_MIN_SCORE
+    ladder: PredictionCache, models: Sequence, confidence="mean", levels: int = 21, min_score: float = DEFAULT_MIN_SCORE
 ) -> np.ndarray:
     """``(P, K-1)`` threshold vectors: per stage, the confidences at ``levels`` exit ratios of ``ladder``, and inf."""
     conf, _ = stage_confidences(ladder, list(models), confidence, min_score)
     return threshold_grid(*(curve_thresholds(row, levels) for row in conf))
 
 
-def static_rows(ladder: Ladder, units: Sequence[str] = UNITS) -> list[StageRow]:
+def static_rows(ladder: PredictionCache, units: Sequence[str] = UNITS) -> list[StageRow]:
     """Each model alone on every image, as a row with no threshold."""
-    return [_alone(ladder, m, units) for m in ladder.names]
+    return [alone_row(ladder, m, units) for m in ladder.names]
 
 
 def chains(names: Sequence[str], lengths: Sequence[int]) -> list[tuple[str, ...]]:
@@ -108,8 +108,8 @@ class ChainSweep:
 
 
 def sweep_chain(
-    calibration: Ladder,
-    held_out: Ladder,
+    calibration: PredictionCache,
+    held_out: PredictionCache,
     models: Sequence[str],
     confidence="mean",
     levels: int = 21,
@@ -120,8 +120,8 @@ def sweep_chain(
     grid = calibration_grid(calibration, models, confidence, levels, min_score)
     return ChainSweep(
         tuple(models),
-        tuple(simulate(calibration, models, grid, confidence, units, min_score)),
-        tuple(simulate(held_out, models, grid, confidence, units, min_score)),
+        tuple(simulate_chain(calibration, models, grid, confidence, units, min_score)),
+        tuple(simulate_chain(held_out, models, grid, confidence, units, min_score)),
     )
 
 
@@ -162,8 +162,8 @@ def _front(candidates: list[FrontPoint], unit: str) -> tuple[FrontPoint, ...]:
 
 
 def compare_depths(
-    calibration: Ladder,
-    held_out: Ladder,
+    calibration: PredictionCache,
+    held_out: PredictionCache,
     confidence="mean",
     unit: str = "GFLOPs",
     levels: int = 21,
@@ -197,38 +197,8 @@ def compare_depths(
     return DepthStudy(unit, tuple(names), static, sweeps, *fronts)
 
 
-def pick_operating_points(
-    calibration: Ladder,
-    held_out: Ladder,
-    models: Sequence[str],
-    targets: Sequence[Target],
-    confidence="mean",
-    levels: int = 21,
-    min_score: float = DEFAULT_MIN_SCORE,
-) -> list[OperatingPoint]:
-    """For each target: thresholds chosen on calibration, and what they give on held-out.
-
-    The reference of a ``max_drop`` target is the chain's last model alone on the same split. That
-    model alone is also a candidate (a row with no thresholds): when no cascade point is cheaper at
-    the same target, the picker says so instead of returning a cascade that costs more.
-    """
-    units = sorted({t.unit for t in targets} | set(UNITS))
-    grid = calibration_grid(calibration, models, confidence, levels, min_score)
-    rows = simulate(calibration, models, grid, confidence, units, min_score)
-    last = models[-1]
-    reference = (calibration.model_metrics(last)[PRIMARY], held_out.model_metrics(last)[PRIMARY])
-
-    alone = {split: _alone(split, last, units) for split in (calibration, held_out)}
-
-    def evaluate_held_out(thresholds) -> StageRow:
-        if not thresholds:  # the fallback: the last model alone
-            return alone[held_out]
-        return simulate(held_out, models, [thresholds], confidence, units, min_score)[0]
-
-    return [held_out_gap(t, rows, evaluate_held_out, PRIMARY, *reference, alone[calibration]) for t in targets]
-
-
-def _alone(ladder: Ladder, model, units: Sequence[str]) -> StageRow:
+def alone_row(ladder: PredictionCache, model, units: Sequence[str]) -> StageRow:
+    """One model alone on every image of ``ladder``, as a row with no thresholds."""
     return StageRow((), (1.0,), {u: float(ladder.cost(model, u).mean()) for u in units}, ladder.model_metrics(model))
 
 
@@ -300,57 +270,3 @@ def front_table(points: Sequence[FrontPoint], unit: str) -> Table:
         for p in points
     )
     return Table(header, body)
-
-
-def plot_depths(study: DepthStudy, path) -> Path:
-    """PNG: each chain's calibration points, both fronts, the single models (left); the fronts on held-out (right)."""
-    unit = study.unit
-    figure, axes = pyplot().subplots(1, 2, figsize=(13, 5), sharey=True)
-    for sweep_ in study.sweeps:
-        axes[0].scatter([r.costs[unit] for r in sweep_.calibration], [r.metrics[PRIMARY] for r in sweep_.calibration],
-                        s=6, alpha=0.35, label=_chain_label(sweep_.models))
-    for ax, split in zip(axes, ("calibration", "held_out")):
-        for front, style, label in ((study.two_stage_front, "-o", "best 2-stage front"),
-                                    (study.deep_front, "--s", "front with deeper chains")):
-            rows = [getattr(p, split) for p in front]
-            ax.plot([r.costs[unit] for r in rows], [r.metrics[PRIMARY] for r in rows], style, ms=3, lw=1.5, label=label)
-        statics = [pair[0 if split == "calibration" else 1] for pair in study.static]
-        ax.scatter([r.costs[unit] for r in statics], [r.metrics[PRIMARY] for r in statics], marker="*", s=160,
-                   color="black", zorder=5, label="single models")
-        for name, row in zip(study.names, statics):
-            ax.annotate(name, (row.costs[unit], row.metrics[PRIMARY]), textcoords="offset points", xytext=(6, -12))
-        ax.set_xlabel(f"{unit} per image")
-        ax.set_title("calibration (fronts chosen here)" if split == "calibration" else "held-out (same thresholds)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("COCO AP")
-    axes[0].legend(fontsize=8, loc="lower right")
-    axes[1].legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    return save_figure(figure, path, dpi=120)
-
-
-def picker_table(points: Sequence[OperatingPoint], units: Sequence[str] = UNITS) -> Table:
-    """One line per target: thresholds picked on calibration, both splits' AP and costs, the gap, whether it holds."""
-    header = ("target", "thresholds", "cal AP", *(f"cal {u}" for u in units), "held AP", *(f"held {u}" for u in units),
-              "AP gap", *(f"{u} gap" for u in units), "met on held-out")
-    body = []
-    for point in points:
-        label = (f"AP drop <= {point.target.value * 100:g}pt, cheapest {point.target.unit}"
-                 if point.target.kind == "max_drop" else f"{point.target.unit} <= {point.target.value:g}")
-        if point.calibration is None:
-            body.append((label, "not reachable on calibration", *["-"] * (2 + 2 * len(units) + len(units) + 1)))
-            continue
-        cal, held = point.calibration, point.held_out
-        thresholds = _thresholds_label(cal) if cal.thresholds else "last model alone"
-        body.append((
-            label, thresholds, cal.metrics[PRIMARY], *(cal.costs[u] for u in units), held.metrics[PRIMARY],
-            *(held.costs[u] for u in units), held.metrics[PRIMARY] - cal.metrics[PRIMARY],
-            *(held.costs[u] - cal.costs[u] for u in units), "yes" if point.met_held_out else "NO",
-        ))
-    reference = points[0] if points else None
-    note = None
-    if reference is not None:
-        note = (f"Reference (last model alone) AP {reference.reference_calibration:.4f} (cal) / "
-                f"{reference.reference_held_out:.4f} (held-out); a drop target is checked against each split's own "
-                "reference. Gap = held-out - calibration.")
-    return Table(header, tuple(body), note)

@@ -1,6 +1,6 @@
 """Which router should decide when the saver answers? Score functions, a learned post-evaluator, the oracle.
 
-For one saver/base pair of a :class:`~tinysaver_det.detection.ladder.Ladder`, every router gives
+For one saver/base pair of a :class:`~tinysaver_det.detection.cache.PredictionCache`, every router gives
 one confidence per image; sweeping the threshold over all its distinct values traces the cascade's
 AP-vs-cost curve (:func:`router_curve`). Routers are ranked on a calibration split and reported on
 a held-out split (:func:`compare_routers`).
@@ -15,7 +15,7 @@ could in principle score a little higher, and the oracle uses the labels of the 
 evaluated on, so no deployable router can be expected to reach it.
 
 The **learned router** (:func:`train_router`) is the paper's post-evaluator (Sec. 3.2): a logistic
-regression over features of the saver's output (:func:`~tinysaver_det.core.router.detection_features`),
+regression over features of the saver's output (:func:`~tinysaver_det.detection.routers.detection_features`),
 trained on the calibration split to predict "the saver's per-image AP is >= the base's". Eq. 5 of
 the paper says such an evaluator of cost ``C_E`` pays for itself at matched performance only when
 ``C_S + C_E + (1 - r_E) C_B < C_S + (1 - r) C_B``, i.e. ``C_E < (r_E - r) * C_B``, where ``r`` and
@@ -31,11 +31,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE
-from tinysaver_det.core.router import LogisticRouter, Router, detection_features, resolve_router
+from tinysaver_det.core.router import Router
+from tinysaver_det.detection.routers import LogisticRouter, feature_matrix, resolve_router
 from tinysaver_det.core.selection import r_match
 from tinysaver_det.core.sweep import SweepRow, sweep
+from tinysaver_det.core.curves import ap_at_budget, cost_to_reach, curve_auc, curve_thresholds
 from tinysaver_det.core.tables import Table
-from tinysaver_det.detection.ladder import Ladder
+from tinysaver_det.detection.cache import PredictionCache
 
 ORACLE = "oracle"
 
@@ -62,19 +64,14 @@ def oracle_confidences(saver_quality, base_quality) -> np.ndarray:
     return confidences
 
 
-def router_labels(ladder: Ladder, saver, base) -> np.ndarray:
+def router_labels(ladder: PredictionCache, saver, base) -> np.ndarray:
     """``(N,)`` True where the saver's per-image AP is >= the base's (images without ground truth: True)."""
     saver_ap, base_ap = ladder.per_image_ap(saver), ladder.per_image_ap(base)
     return (saver_ap >= base_ap) | (saver_ap < 0) | (base_ap < 0)
 
 
-def feature_matrix(detections: Sequence, min_score: float = DEFAULT_MIN_SCORE) -> np.ndarray:
-    """``(N, F)`` :func:`~tinysaver_det.core.router.detection_features` of each image."""
-    return np.stack([detection_features(d, min_score) for d in detections])
-
-
 def train_router(
-    ladder: Ladder, saver, base, l2: float = 1.0, min_score: float = DEFAULT_MIN_SCORE, name: str = "learned"
+    ladder: PredictionCache, saver, base, l2: float = 1.0, min_score: float = DEFAULT_MIN_SCORE, name: str = "learned"
 ) -> LogisticRouter:
     """Fit the learned post-evaluator on ``ladder`` (the calibration split): saver features -> saver as good as base."""
     labels = router_labels(ladder, saver, base)
@@ -85,28 +82,6 @@ def train_router(
         "n_images": ladder.n_images,
     }
     return LogisticRouter.fit(feature_matrix(ladder.detections(saver), min_score), labels, l2, min_score, name, info)
-
-
-def curve_thresholds(confidences, levels: int | None = None) -> np.ndarray:
-    """Thresholds tracing a router's curve, rising, ending with ``inf`` (nothing exits).
-
-    ``levels=None``: every distinct confidence, so each reachable routing appears exactly once.
-    ``levels=L``: the confidences at which about ``0, 1/(L-1), ..., 1`` of the images exit (the
-    confidence ranked ``round(q * N)``-th), for long lists; ties still exit together.
-
-    >>> curve_thresholds([0.2, 0.9, 0.5, 0.5]).tolist()
-    [0.2, 0.5, 0.9, inf]
-    >>> curve_thresholds([0.1, 0.2, 0.3, 0.4, 0.5], levels=3).tolist()  # exit 0, 2 (2.5 rounds to 2), 5 images
-    [0.1, 0.4, inf]
-    """
-    conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
-    if levels is None or not conf.size:
-        return np.append(np.unique(conf), np.inf)
-    if levels < 2:
-        raise ValueError(f"levels must be >= 2 (or None for every distinct confidence), got {levels!r}")
-    falling = np.sort(conf)[::-1]
-    counts = np.round(np.linspace(0, 1, levels) * len(conf)).astype(np.int64)
-    return np.append(np.unique(falling[counts[counts > 0] - 1]), np.inf)
 
 
 def router_cost(router: Router, detections: Sequence, unit: str) -> np.ndarray:
@@ -141,32 +116,8 @@ class CurveSummary:
     cost_to_reach: float | None
 
 
-def ap_at_budget(rows: Sequence[SweepRow], budget: float, primary: str = "AP") -> float | None:
-    """Best ``primary`` among rows costing at most ``budget`` (None when none does)."""
-    values = [r.metrics[primary] for r in rows if r.cost <= budget + 1e-12]
-    return max(values) if values else None
-
-
-def cost_to_reach(rows: Sequence[SweepRow], level: float, primary: str = "AP") -> float | None:
-    """Cheapest cost among rows with ``primary >= level`` (None when none reaches it)."""
-    costs = [r.cost for r in rows if r.metrics[primary] >= level - 1e-12]
-    return min(costs) if costs else None
-
-
-def curve_auc(rows: Sequence[SweepRow], primary: str = "AP") -> float:
-    """Area under the metric-vs-cost curve divided by its cost range (a mean metric over that range)."""
-    cost = np.array([r.cost for r in rows])
-    perf = np.array([r.metrics[primary] for r in rows])
-    order = np.lexsort((perf, cost))
-    cost, perf = cost[order], perf[order]
-    width = cost[-1] - cost[0]
-    if width <= 0:
-        return float(perf.max())
-    return float(np.sum((cost[1:] - cost[:-1]) * (perf[1:] + perf[:-1]) / 2) / width)
-
-
 def router_curve(
-    ladder: Ladder,
+    ladder: PredictionCache,
     saver,
     base,
     confidences,
@@ -245,8 +196,8 @@ class RouterComparison:
 
 
 def compare_routers(
-    calibration: Ladder,
-    held_out: Ladder,
+    calibration: PredictionCache,
+    held_out: PredictionCache,
     saver,
     base,
     unit: str = "GFLOPs",
@@ -264,7 +215,7 @@ def compare_routers(
         calibration, held_out: the two splits (same models).
         saver, base: the pair (names or indices).
         unit: the cost unit.
-        routers: ``{name: confidence option}`` (see :func:`~tinysaver_det.core.router.resolve_router`);
+        routers: ``{name: confidence option}`` (see :func:`~tinysaver_det.detection.routers.resolve_router`);
             default: every registered confidence function.
         learned: also train and compare the learned post-evaluator.
         reference: a model whose cost and AP (per split) are the comparison points, e.g. a mid-size
@@ -289,7 +240,7 @@ def compare_routers(
         ]
     budgets = tuple(float(b) for b in budgets)
 
-    def summary(split: Ladder, confidences, extra, reference_level, split_budgets) -> CurveSummary:
+    def summary(split: PredictionCache, confidences, extra, reference_level, split_budgets) -> CurveSummary:
         return router_curve(split, saver, base, confidences, unit, extra, split_budgets, reference_level, levels)
 
     results = []
@@ -447,9 +398,9 @@ class ContextRow:
 
 
 def context_rows(
-    full: Ladder,
-    calibration: Ladder,
-    held_out: Ladder,
+    full: PredictionCache,
+    calibration: PredictionCache,
+    held_out: PredictionCache,
     saver,
     base,
     reference,

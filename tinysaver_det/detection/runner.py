@@ -1,4 +1,4 @@
-"""A cascade run over a COCO-format dataset: per-image records, COCO results, metrics, tables.
+"""The one batched runner: a cascade (or one model, or K stages) over a COCO-format dataset.
 
 Layout of a run directory (``--out``):
 
@@ -17,7 +17,7 @@ Layout of a run directory (``--out``):
 ===========================  ===============================================================
 
 The json-lines files are appended and fsynced after each batch, records last, so a killed run can
-be resumed (:mod:`tinysaver_det.detection.run_dir`). The final files are built from the files on
+be resumed (:mod:`tinysaver_det.detection.run_directory`). The final files are built from the files on
 disk, in dataset order, and written atomically (:mod:`tinysaver_det.io`): a resumed run writes the
 same ``records.jsonl`` and ``results*.json`` as an uninterrupted one. Timing fields (``seconds``,
 img/s, wall-clock) differ between any two runs.
@@ -25,33 +25,36 @@ img/s, wall-clock) differ between any two runs.
 An image that cannot be read (missing, empty, truncated, not an image, or a size its annotation
 does not give) is not fed to the models. It keeps a record with its ``status`` and ``error``, is
 listed in ``errors.json``, and stays in the evaluation as an image with no detections
-(:data:`UNREADABLE_POLICY`).
+(:data:`~tinysaver_det.detection.summaries.UNREADABLE_POLICY`).
 
 A :class:`~tinysaver_det.detection.cascade.MultiStageCascade` run (:func:`evaluate_multistage`) writes
 ``records.jsonl`` (per image: the answering stage, the confidences, GFLOPs and seconds spent),
 ``results.json`` and ``summary.json``.
 
 One model alone can also be cached in the same per-image format with :func:`predict_dataset`
-(``tools/predict_coco.py``): a ``<name>_predictions.jsonl`` file, read back by
-:func:`read_predictions` like the saver/base files of a cascade run.
+(``predict-coco``): a ``<name>_predictions.jsonl`` file, read back by
+:func:`~tinysaver_det.detection.cache.read_predictions` like the saver/base files of a cascade run.
+
+The summaries (what a run measured) are in :mod:`tinysaver_det.detection.summaries`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 
 import numpy as np
 from tqdm import tqdm
 
-from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput, MultiStageCascade, model_outputs
+from tinysaver_det.core.cost import FLOPS_CONVENTION
+from tinysaver_det.detection.cache import prediction_row
+from tinysaver_det.detection.cascade import Cascade, CascadeOutput, MultiStageCascade, model_outputs
 from tinysaver_det.detection.dataset import CocoDataset, ImageInfo
 from tinysaver_det.detection.images import UnreadableImageError, load_image
-from tinysaver_det.detection.metrics import METRIC_KEYS, coco_bbox_metrics, load_coco
-from tinysaver_det.detection.run_dir import (
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
+from tinysaver_det.detection.run_directory import (
     BASE_PREDICTIONS,
     ERRORS,
     RECORDS,
@@ -59,97 +62,10 @@ from tinysaver_det.detection.run_dir import (
     describe_run,
     open_run,
 )
+from tinysaver_det.detection.summaries import UNREADABLE_POLICY, EvalRow, MultiStageSummary, RunSummary
 from tinysaver_det.detection.types import Detections, Detector
 from tinysaver_det.errors import TinySaverInputError
-from tinysaver_det.flops import FLOPS_CONVENTION
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl
-
-UNREADABLE_POLICY = (
-    "an image that cannot be read stays in the evaluation as an image with no detections (AP over every "
-    "annotated image, comparable with full-set numbers); exit ratio, GFLOPs/img and img/s count the images "
-    "the models ran on"
-)
-
-
-@dataclass(frozen=True)
-class EvalRow:
-    """One line of the summary table: a system (the cascade, or one model alone) and its numbers.
-
-    ``images_per_second`` counts model time (pre-processing, forward, NMS), not image decoding.
-    """
-
-    name: str
-    metrics: dict
-    gflops_per_image: float
-    exit_ratio: float | None
-    images_per_second: float
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What a run measured; ``rows[0]`` is the cascade.
-
-    ``n_images`` counts every image of the dataset, ``skipped_images`` those that could not be read,
-    by status (``missing``, ``unreadable``, ``size_mismatch``); ``wall_seconds`` is the last session's.
-    """
-
-    saver: str
-    base: str
-    threshold: float
-    min_score: float
-    confidence: str
-    n_images: int
-    batch_size: int
-    rows: list[EvalRow]
-    wall_seconds: float
-    flops_convention: str
-    uncounted_ops: dict
-    skipped_images: dict
-    unannotated_files: int
-    unreadable_policy: str = UNREADABLE_POLICY
-
-    @property
-    def cascade(self) -> EvalRow:
-        return self.rows[0]
-
-    def to_markdown(self) -> str:
-        """The summary table, with the FLOPs convention and what it leaves out."""
-        header = ["system", *METRIC_KEYS[:6], "GFLOPs/img", "exit ratio", "img/s"]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in self.rows:
-            exit_ratio = "-" if row.exit_ratio is None else f"{row.exit_ratio:.3f}"
-            cells = [row.name, *(f"{row.metrics[k]:.4f}" for k in METRIC_KEYS[:6])]
-            cells += [f"{row.gflops_per_image:.3f}", exit_ratio, f"{row.images_per_second:.1f}"]
-            lines.append("| " + " | ".join(cells) + " |")
-        not_counted = "; ".join(f"{model}: {', '.join(ops) or 'none'}" for model, ops in self.uncounted_ops.items())
-        lines += [
-            "",
-            f"{self.n_images} images, threshold t = {self.threshold:g} ({self.confidence} score of boxes >= "
-            f"{self.min_score:g}), batch {self.batch_size}, {self.wall_seconds:.1f} s wall-clock.",
-            f"GFLOPs per image at the input shapes actually run; {FLOPS_CONVENTION}. Not counted: {not_counted}.",
-            "img/s: model time only (pre-processing, forward, NMS), image decoding excluded.",
-            self._skipped_line(),
-        ]
-        if self.unannotated_files:
-            lines.append(
-                f"{self.unannotated_files} image file(s) in the image folder are not in the annotation file: "
-                "not evaluated, listed in errors.json."
-            )
-        if self.threshold > 1:
-            lines.append("t > 1: no image can exit (confidences are in [0, 1]); every image went to the base.")
-        return "\n".join(lines) + "\n"
-
-    def _skipped_line(self) -> str:
-        count = sum(self.skipped_images.values())
-        by_status = ", ".join(f"{n} {status}" for status, n in sorted(self.skipped_images.items()))
-        return (
-            f"Skipped: {count} image(s) that could not be read{f' ({by_status})' if count else ''}, "
-            f"listed in errors.json; {self.unreadable_policy}."
-        )
-
-
-def _prediction_row(output: ModelOutput) -> dict:
-    return {**output.detections.to_dict(), "gflops": output.gflops, "seconds": output.seconds}
 
 
 def _record(info: ImageInfo, output: CascadeOutput) -> dict:
@@ -234,9 +150,9 @@ def evaluate_cascade(
             ran = cascade([rows[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
             for i, out in zip(readable, ran):
                 rows[i] = _record(infos[i], out)
-            saver_file.write_many(_prediction_row(out.saver) for out in ran)
-            base_file.write_many(_prediction_row(out.base) for out in ran if out.base is not None)
-            records.write_many(rows)  # last: a record commits its image (see run_dir)
+            saver_file.write_many(prediction_row(out.saver) for out in ran)
+            base_file.write_many(prediction_row(out.base) for out in ran if out.base is not None)
+            records.write_many(rows)  # last: a record commits its image (see run_directory)
     wall_seconds = perf_counter() - start
     summary = _summarize(cascade, dataset, batch_size, wall_seconds, out_dir)
     atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
@@ -311,25 +227,6 @@ def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_sec
     )
 
 
-def read_predictions(path: str | Path) -> dict[int, ModelOutput]:
-    """Per-image predictions of one model from a ``*_predictions.jsonl`` file, by image id."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
-    rows = read_jsonl(path)
-    return {r["image_id"]: ModelOutput(Detections.from_dict(r), r["gflops"], r["seconds"]) for r in rows}
-
-
-def load_predictions(out_dir: str | Path, model: str) -> dict[int, ModelOutput]:
-    """A run directory's cached predictions of ``model`` (``"saver"`` or ``"base"``) by image id."""
-    if model not in ("saver", "base"):
-        raise ValueError(f"model must be 'saver' or 'base', got {model!r}")
-    path = Path(out_dir) / (SAVER_PREDICTIONS if model == "saver" else BASE_PREDICTIONS)
-    if not path.is_file():
-        raise FileNotFoundError(f"no {model} predictions in {out_dir}: {path.name} is missing")
-    return read_predictions(path)
-
-
 def predict_dataset(
     detector: Detector, dataset: CocoDataset, path: str | Path, batch_size: int = 32, progress: bool = True
 ) -> Path:
@@ -347,41 +244,8 @@ def predict_dataset(
         for infos in _image_batches(dataset, batch_size, detector.name, progress):
             images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
             prediction = detector.predict(images, [info.image_id for info in infos])
-            writer.write_many(_prediction_row(output) for output in model_outputs(prediction))
+            writer.write_many(prediction_row(output) for output in model_outputs(prediction))
     return path
-
-
-@dataclass(frozen=True)
-class MultiStageSummary:
-    """What a multi-stage run measured (COCO metrics by pycocotools on the images run).
-
-    ``gflops_per_image`` and ``ms_per_image`` count the stages each image went through (model time
-    only, image decoding excluded); ``stage_ratios`` is the share of images answered at each stage.
-    """
-
-    models: list[str]
-    thresholds: list[float]
-    confidences: list[str]
-    n_images: int
-    batch_size: int
-    metrics: dict
-    gflops_per_image: float
-    ms_per_image: float
-    stage_ratios: list[float]
-    wall_seconds: float
-    flops_convention: str
-
-    def to_markdown(self) -> str:
-        header = ["cascade", *METRIC_KEYS[:3], "GFLOPs/img", "ms/img", "stage ratios"]
-        cells = [" -> ".join(self.models), *(f"{self.metrics[k]:.4f}" for k in METRIC_KEYS[:3]),
-                 f"{self.gflops_per_image:.3f}", f"{self.ms_per_image:.1f}",
-                 " / ".join(f"{r:.3f}" for r in self.stage_ratios)]
-        thresholds = ", ".join(f"{t:g}" for t in self.thresholds)
-        return "\n".join([
-            "| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(cells) + " |", "",
-            f"{self.n_images} images, thresholds ({thresholds}), confidences ({', '.join(self.confidences)}), "
-            f"batch {self.batch_size}, {self.wall_seconds:.1f} s wall-clock; {FLOPS_CONVENTION}.",
-        ]) + "\n"
 
 
 def evaluate_multistage(

@@ -1,22 +1,27 @@
 """A Table 4-style comparison: several saver/base pairs and the static models, AP against GFLOPs.
 
-Every number comes from the cached sweeps (:mod:`tinysaver_det.detection.sweep`), so a table over
-many pairs and thresholds costs one model run per pair (``tools/eval_coco.py --full``).
+Every number comes from the cached sweeps (:mod:`tinysaver_det.detection.studies.thresholds`), so a table over
+many pairs and thresholds costs one model run per pair (``eval --full``, read by :func:`pair_from_run`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
+from tinysaver_det.core.cost import FLOPS_CONVENTION
 from tinysaver_det.core.summary import cost_at_drop
-from tinysaver_det.core.sweep import SweepRow
+from tinysaver_det.core.sweep import SweepRow, default_thresholds
 from tinysaver_det.core.tables import Table
-from tinysaver_det.detection.sweep import DetectionSweep
-from tinysaver_det.flops import FLOPS_CONVENTION
+from tinysaver_det.detection.cache import cache_from_run
+from tinysaver_det.detection.run_directory import RUN_JSON
+from tinysaver_det.detection.studies.thresholds import DetectionSweep, sweep_cascade
 
 COLUMNS = ("system", "operating point", "t", "exit ratio", "AP", "AP50", "AP75", "GFLOPs/img", "GFLOPs vs base")
-DEFAULT_MAX_DROPS = (0.01, 0.005, 0.0)
+#: The AP drops of the detection benchmark table (1 and 0.5 COCO AP points, and none).
+BENCHMARK_MAX_DROPS = (0.01, 0.005, 0.0)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,14 @@ class PairSweep:
     @property
     def name(self) -> str:
         return f"{self.saver} -> {self.base}"
+
+
+def pair_from_run(run_dir: str | Path, thresholds: Sequence[float]) -> PairSweep:
+    """Sweep one ``--full`` run directory over the default grid plus ``thresholds``, with the run's own rule."""
+    described = json.loads((Path(run_dir) / RUN_JSON).read_text())
+    grid = sorted(set(default_thresholds().tolist()) | set(thresholds))
+    sweep = sweep_cascade(cache_from_run(run_dir), grid, described["min_score"], described["confidence"])
+    return PairSweep(described["saver"]["name"], described["base"]["name"], sweep)
 
 
 def _row(system: str, point: str, row: SweepRow | None, metrics: dict, gflops: float, base_gflops: float | None) -> list:
@@ -47,7 +60,7 @@ def _row(system: str, point: str, row: SweepRow | None, metrics: dict, gflops: f
 
 
 def benchmark_table(
-    pairs: Sequence[PairSweep], thresholds: Sequence[float] = (0.25,), max_drops: Sequence[float] = DEFAULT_MAX_DROPS
+    pairs: Sequence[PairSweep], thresholds: Sequence[float] = (0.25,), max_drops: Sequence[float] = BENCHMARK_MAX_DROPS
 ) -> Table:
     """One row per static model, then per pair: the cascade at each threshold and the cheapest
     threshold within each allowed AP drop of its base (absolute AP points; ``None`` cells when no

@@ -1,0 +1,68 @@
+"""``multistage-run``: run a real K-stage cascade (cheapest model first) on a COCO-format dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from tinysaver_det.cli.options import (
+    add_confidence_options,
+    add_dataset_options,
+    add_run_options,
+    dataset_paths,
+    positive_int_argument,
+)
+from tinysaver_det.detection.cache import SPLITS
+
+DESCRIPTION = """\
+Run a real K-stage cascade (cheapest model first) on a COCO-format dataset and print its COCO numbers.
+
+An image stops at the first stage whose confidence reaches that stage's threshold; the last stage
+answers the rest. One threshold per stage but the last. On the demo ladder, on the held-out half::
+
+    python -m tinysaver_det multistage-run --weights demo:pico demo:n demo:s --t 0.211 0.066 --part held-out
+
+(``pick --models pico n s`` picks such thresholds on the calibration half and
+prints the simulated held-out numbers this real run can be compared with.)
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", nargs="+", required=True,
+                        help="the stages' weights, cheapest first (paths, official names, or demo:pico/n/s)")
+    parser.add_argument("--t", type=float, nargs="+", required=True, help="one threshold per stage but the last")
+    add_confidence_options(parser, per_stage=True)
+    add_dataset_options(parser, limit=False)
+    parser.add_argument("--part", choices=("all", "calibration", "held-out"), default="all",
+                        help="run on all images (default) or one half of --split")
+    parser.add_argument("--split", choices=SPLITS, default="parity", help="split behind --part (default parity)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
+    parser.add_argument("--imgsz", type=positive_int_argument, help="inference size for every model; default: each model's own")
+    add_run_options(parser, out="runs/multistage_run")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysaver_det import assets
+    from tinysaver_det.adapters import create_detector
+    from tinysaver_det.detection.cache import split_image_ids
+    from tinysaver_det.detection.cascade import MultiStageCascade
+    from tinysaver_det.detection.dataset import CocoDataset
+    from tinysaver_det.detection.runner import evaluate_multistage
+    from tinysaver_det.errors import TinySaverInputError
+
+    dataset = CocoDataset(*dataset_paths(args))
+    if args.part != "all":
+        calibration, held_out = split_image_ids(dataset.image_ids, args.split, args.seed)
+        dataset = dataset.subset(calibration if args.part == "calibration" else held_out)
+    stages = [
+        create_detector(assets.demo_weights(w) if w.startswith("demo:") else w, dataset.category_ids_by_name,
+                        imgsz=args.imgsz, device=args.device)
+        for w in args.weights
+    ]
+    confidence = args.confidence[0] if len(args.confidence) == 1 else args.confidence
+    try:
+        cascade = MultiStageCascade(stages, args.t, args.min_score, confidence)
+    except ValueError as error:
+        raise TinySaverInputError(str(error)) from None
+    summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet)
+    print(summary.to_markdown())
+    return 0

@@ -1,0 +1,176 @@
+"""The option groups shared by the subcommands, each defined once, and the ``argparse`` types that check
+values early (a wrong value is a usage error naming the option: ``error: argument --t: ...``, exit 2).
+
+Groups:
+
+* :func:`add_dataset_options`: ``--images --ann [--limit]`` (default: the demo val split);
+* :func:`add_detector_options`: ``--saver --base --imgsz`` (default: demo pico and s);
+* :func:`add_confidence_options`: ``--confidence --min-score`` (the exit rule's confidence);
+* :func:`add_run_options`: ``--batch --device --out [--resume --overwrite] --quiet``;
+* :func:`add_cache_options`: ``--ann --model --split --seed --cost``, the cached predictions of the
+  offline studies (:mod:`tinysaver_det.detection.cache`).
+
+Nothing here imports a framework: the offline subcommands build their parsers from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Sequence
+
+from tinysaver_det import assets
+from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE, validate_threshold
+from tinysaver_det.detection.cache import COST_UNITS, SPLITS
+from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.errors import TinySaverInputError
+
+#: Where ``predict-coco`` writes the demo ladder's records by default (see its docstring).
+DEMO_RECORDS = "runs/demo"
+
+
+def threshold_argument(text: str) -> float:
+    """argparse type of ``--t``: a number >= 0 (above 1: nothing exits), NaN refused."""
+    try:
+        return validate_threshold(float(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def fraction_argument(text: str) -> float:
+    """argparse type of a score in [0, 1].
+
+    >>> fraction_argument("0.05")
+    0.05
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def positive_int_argument(text: str) -> int:
+    """argparse type of a count >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def confidence_argument(text: str) -> str:
+    """argparse type of a ``--confidence`` option: a registered name or a router file, checked early.
+
+    >>> confidence_argument("entropy")
+    'entropy'
+    """
+    try:
+        resolve_router(text)
+    except (ValueError, FileNotFoundError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def add_dataset_options(parser: argparse.ArgumentParser, limit: bool = True) -> None:
+    """``--images``, ``--ann`` and (with ``limit``) ``--limit``."""
+    parser.add_argument("--images", help="image folder; default: demo val images")
+    parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
+    if limit:
+        parser.add_argument("--limit", type=positive_int_argument, help="evaluate only the first N images (by id)")
+
+
+def dataset_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The annotation file and image folder named by :func:`add_dataset_options` (demo val split by default)."""
+    return (Path(args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS)),
+            Path(args.images or assets.asset_path(assets.DEMO_IMAGES)))
+
+
+def add_detector_options(parser: argparse.ArgumentParser) -> None:
+    """``--saver``, ``--base`` and ``--imgsz``."""
+    parser.add_argument("--saver", help="saver weights (.pt/.yaml or official name); default: demo pico")
+    parser.add_argument("--base", help="base weights, or an mmdet config (.py); default: demo s")
+    parser.add_argument("--imgsz", type=positive_int_argument,
+                        help="inference size of the Ultralytics models; default: each model's own "
+                             "(an mmdet base's comes from its config's test pipeline)")
+
+
+def add_confidence_options(parser: argparse.ArgumentParser, per_stage: bool = False) -> None:
+    """``--confidence`` (one, or with ``per_stage`` one per exiting stage) and ``--min-score``."""
+    names = ", ".join(sorted(CONFIDENCE_FUNCTIONS))
+    if per_stage:
+        parser.add_argument("--confidence", nargs="+", type=confidence_argument, default=["mean"],
+                            help=f"one confidence for every exiting stage, or one per exiting stage: one of {names} "
+                                 "(default: mean, the paper's) or a router file (.json)")
+    else:
+        parser.add_argument("--confidence", type=confidence_argument, default="mean",
+                            help=f"image confidence: one of {names} (default: mean, the paper's) or a router file "
+                                 "(.json, e.g. from the routers subcommand)")
+    parser.add_argument("--min-score", type=fraction_argument, default=DEFAULT_MIN_SCORE,
+                        help=f"score floor of the confidence (default {DEFAULT_MIN_SCORE:g})")
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser, out: str | None, resume: bool = False, out_help: str = "run directory"
+) -> None:
+    """``--batch``, ``--device``, ``--out`` (default ``out``; required when None), ``--quiet`` and, with
+    ``resume``, the mutually exclusive ``--resume`` / ``--overwrite``."""
+    parser.add_argument("--batch", type=positive_int_argument, default=32, help="images per batch (default 32)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, 0, cuda:0 ...")
+    if out is None:
+        parser.add_argument("--out", required=True, help=out_help)
+    else:
+        parser.add_argument("--out", default=out, help=f"{out_help} (default {out})")
+    if resume:
+        existing = parser.add_mutually_exclusive_group()
+        existing.add_argument("--resume", action="store_true",
+                              help="continue the run in --out where it stopped (same settings required); "
+                                   "starts one when --out holds none")
+        existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def parse_model_specs(specs: Sequence[str] | None, default_names: Sequence[str] = ("pico", "n", "s"),
+                      default_dir: str | os.PathLike = DEMO_RECORDS) -> dict[str, Path]:
+    """``["name=path.jsonl", ...]`` -> ``{name: path}`` in the given order; None -> the demo ladder's records.
+
+    >>> parse_model_specs(["tiny=a.jsonl", "big=b.jsonl"])
+    {'tiny': PosixPath('a.jsonl'), 'big': PosixPath('b.jsonl')}
+    >>> list(parse_model_specs(None))
+    ['pico', 'n', 's']
+    """
+    if not specs:
+        return {name: Path(default_dir) / f"{name}_predictions.jsonl" for name in default_names}
+    models = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise TinySaverInputError(f"a model is given as NAME=PREDICTIONS.jsonl, got {spec!r}")
+        if name in models:
+            raise TinySaverInputError(f"model {name!r} is given twice")
+        models[name] = Path(path)
+    return models
+
+
+def add_cache_options(
+    parser: argparse.ArgumentParser, cost_help: str = "cost: counted GFLOPs (default) or measured latency (ms per image)"
+) -> None:
+    """The dataset, models, split and cost options of the offline studies over cached predictions."""
+    parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
+    parser.add_argument("--model", action="append", metavar="NAME=PREDICTIONS.jsonl",
+                        help=f"a model's cached predictions, cheapest first (repeat); default: {DEMO_RECORDS} "
+                             "pico, n, s")
+    parser.add_argument("--split", choices=SPLITS, default="parity",
+                        help="calibration/held-out split: parity (odd ids calibrate; default) or a seeded permutation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
+    parser.add_argument("--cost", choices=sorted(COST_UNITS), default="gflops", help=cost_help)
+
+
+def cache_inputs(args: argparse.Namespace) -> tuple[Path, dict[str, Path]]:
+    """The annotation file and ``{name: predictions file}`` named by :func:`add_cache_options`."""
+    return Path(args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS)), parse_model_specs(args.model)

@@ -1,0 +1,45 @@
+"""``predict-coco``: cache one detector's per-image predictions on a COCO-format dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from tinysaver_det.cli.options import add_dataset_options, add_run_options, dataset_paths, positive_int_argument
+
+DESCRIPTION = """\
+Cache one detector's per-image predictions on a COCO-format dataset (for sweeps, routers, the picker).
+
+Writes one json-lines file in the run-directory format (``saver_predictions.jsonl`` rows: xyxy
+detections, per-image GFLOPs and model seconds at the batch size used). With no dataset flag it
+runs on the demo val split. The demo ladder's three records:
+
+    python -m tinysaver_det predict-coco --weights demo:pico --features --out runs/demo/pico_predictions.jsonl
+    python -m tinysaver_det predict-coco --weights demo:n --out runs/demo/n_predictions.jsonl
+    python -m tinysaver_det predict-coco --weights demo:s --out runs/demo/s_predictions.jsonl
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True,
+                        help="weights (.pt/.yaml, an official name) or demo:pico / demo:n / demo:s")
+    add_dataset_options(parser)
+    parser.add_argument("--imgsz", type=positive_int_argument, help="inference size; default: the model's own")
+    parser.add_argument("--features", action="store_true",
+                        help="also cache the saver's own features from the same forward pass (pooled neck maps, "
+                             "candidate statistics; Ultralytics only), the input of a `features` post-evaluator")
+    add_run_options(parser, out=None, out_help="the predictions file to write (*.jsonl)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysaver_det import assets
+    from tinysaver_det.adapters import create_detector
+    from tinysaver_det.detection.dataset import CocoDataset
+    from tinysaver_det.detection.runner import predict_dataset
+
+    dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
+    weights = assets.demo_weights(args.weights) if args.weights.startswith("demo:") else args.weights
+    detector = create_detector(weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device,
+                               features=args.features or None)
+    path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet)
+    print(f"wrote {len(dataset)} images' predictions of {detector.name} to {path}")
+    return 0

@@ -1,0 +1,44 @@
+"""``table``: a Table 4-style benchmark of several saver/base pairs and the static models, AP against GFLOPs."""
+
+from __future__ import annotations
+
+import argparse
+
+from tinysaver_det.detection.studies.benchmark_table import BENCHMARK_MAX_DROPS
+
+DESCRIPTION = """\
+Table 4-style benchmark: AP against GFLOPs for several saver/base pairs and the static models.
+
+Each pair is a run directory of `eval --full` (same image set for all):
+
+    python -m tinysaver_det table --runs runs/p_s runs/n_s --thresholds 0.25 0.34 --out runs/table
+
+Writes table.md, table.csv and ap_vs_gflops.png (every pair's cascade curve, static models as points).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", nargs="+", required=True, help="run directories written with --full")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.25], help="operating points to list")
+    parser.add_argument("--max-drops", type=float, nargs="+", default=list(BENCHMARK_MAX_DROPS),
+                        help="allowed AP drops vs the base, absolute (0.01 = one point)")
+    parser.add_argument("--out", default="runs/benchmark_table", help="output folder (default runs/benchmark_table)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysaver_det.core.tables import to_markdown, write_csv
+    from tinysaver_det.detection.studies.benchmark_table import benchmark_table, pair_from_run
+    from tinysaver_det.io import atomic_write_text
+    from tinysaver_det.plots import plot_performance_vs_cost
+
+    pairs = [pair_from_run(run, args.thresholds) for run in args.runs]
+    table = benchmark_table(pairs, args.thresholds, args.max_drops)
+    markdown = to_markdown(table, digits=4)
+    atomic_write_text(f"{args.out}/table.md", markdown + "\n")
+    write_csv(table, f"{args.out}/table.csv")
+    statics = {row[0]: (row[7], row[4]) for row in table.rows if row[1] == "static"}
+    plot_performance_vs_cost({p.name: p.sweep.rows for p in pairs}, statics, f"{args.out}/ap_vs_gflops.png",
+                             note=table.note)
+    print(markdown)
+    print(f"wrote {args.out}/table.md, table.csv, ap_vs_gflops.png")
+    return 0

@@ -1,0 +1,118 @@
+"""The one cascade metric object over cached matchings: any routing of images to K models, scored exactly.
+
+:class:`CocoCascadeMetric` is both protocols of :mod:`tinysaver_det.core`: the K-stage
+``SelectionMetric`` (:meth:`~CocoCascadeMetric.selected_many`, per image the index of the answering
+model) and, for a saver/base pair, the two-model ``SystemMetric``
+(:meth:`~CocoCascadeMetric.routed_many`, exit masks; :meth:`~CocoCascadeMetric.subset_many`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from tinysaver_det.detection.coco.accumulate import _check_selections, _MergedEvaluations
+from tinysaver_det.detection.coco.ground_truth import CocoGroundTruth, load_ground_truth  # noqa: F401 (doctest)
+from tinysaver_det.detection.coco.match import PerImageEval, evaluate_images
+from tinysaver_det.detection.coco.params import CocoParams
+from tinysaver_det.detection.types import Detections
+
+
+class CocoCascadeMetric:
+    """COCO bbox metrics of a cascade of K models for any per-image choice of model.
+
+    Every model is matched once (:func:`evaluate_images`) and all are merged once. After that, each
+    routing only picks and counts cached entries. Routings are over ``image_ids`` (sorted image ids
+    of the ground truth): an ``(S, I)`` array of model indices (:meth:`selected_many`), or, for two
+    models (saver, base), [I] exit masks: True takes the saver's detections, False the base's
+    (:meth:`routed_many`).
+
+    Args:
+        evaluations: each model's :class:`PerImageEval`, in cascade order (cheapest first).
+
+    Attributes:
+        primary: ``"AP"``, the headline key of :meth:`routed`.
+        n_models: number of models K.
+        n_samples: number of images I.
+        image_ids: [I] the image id of each mask position.
+
+    >>> from tinysaver_det.detection.types import Detections
+    >>> gt = load_ground_truth({"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 1}], "annotations": [
+    ...     {"id": i, "image_id": i, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100} for i in (1, 2)]})
+    >>> hit = {i: Detections(i, [[0, 0, 10, 10]], [0.9], [1]) for i in (1, 2)}
+    >>> metric = CocoCascadeMetric.from_detections(gt, saver={1: hit[1]}, base=hit)
+    >>> [round(stats["AP"], 3) for stats in metric.routed_many(np.array([[True, True], [False, False]]))]
+    [0.505, 1.0]
+    >>> [round(stats["AP"], 3) for stats in metric.selected_many(np.array([[0, 0], [1, 1]]))]
+    [0.505, 1.0]
+    >>> metric.subset("saver", np.array([True, False])) == metric.subset("base", np.array([True, False]))
+    True
+    """
+
+    primary = "AP"
+    _pair_names = ("saver", "base")
+
+    def __init__(self, *evaluations: PerImageEval):
+        if len(evaluations) == 1 and not isinstance(evaluations[0], PerImageEval):
+            evaluations = tuple(evaluations[0])  # one sequence of evaluations
+        if not evaluations:
+            raise ValueError("a cascade metric needs at least one model's evaluation")
+        self._evaluations = tuple(evaluations)
+        self._merged = _MergedEvaluations(self._evaluations)
+        self.n_models = len(self._evaluations)
+        self.image_ids = self._evaluations[0].ground_truth.image_ids
+        self.n_samples = len(self.image_ids)
+
+    @classmethod
+    def from_detections(
+        cls,
+        ground_truth: CocoGroundTruth,
+        saver: Mapping[int, Detections] | Iterable[Detections],
+        base: Mapping[int, Detections] | Iterable[Detections],
+        params: CocoParams | None = None,
+    ) -> "CocoCascadeMetric":
+        """Evaluate both models' detections (:func:`evaluate_images`) and merge them."""
+        return cls(evaluate_images(ground_truth, saver, params), evaluate_images(ground_truth, base, params))
+
+    def routed(self, exit_mask: np.ndarray) -> dict[str, float]:
+        """The 12 stats of the cascade: True -> the saver's detections, False -> the base's."""
+        return self.routed_many(np.asarray(exit_mask)[None])[0]
+
+    def selected_many(self, stages: np.ndarray) -> list[dict[str, float]]:
+        """The 12 COCO stats for each row of an ``(S, I)`` array of model indices (the ``SelectionMetric``)."""
+        stages = np.asarray(stages)
+        if stages.ndim != 2 or stages.shape[1] != self.n_samples:
+            raise ValueError(f"stages must have shape (S, {self.n_samples}), got {stages.shape}")
+        one_hot = np.stack([stages == k for k in range(self.n_models)], axis=1)
+        return self._merged.summaries(_check_selections(one_hot, self.n_models, self.n_samples, "stages"))
+
+    def routed_many(self, exit_masks: np.ndarray) -> list[dict[str, float]]:
+        """:meth:`routed` for each row of an [S×I] stack of exit masks (e.g. one per threshold)."""
+        self._check_pair()
+        exit_masks = np.asarray(exit_masks)
+        if exit_masks.ndim != 2:
+            raise ValueError(f"exit_masks must have shape (n_masks, {self.n_samples}), got {exit_masks.shape}")
+        selections = _check_selections(np.stack([exit_masks, ~exit_masks], axis=1), 2, self.n_samples, "exit_masks")
+        return self._merged.summaries(selections)
+
+    def subset(self, model: str, mask: np.ndarray) -> float:
+        """AP of ``"saver"`` or ``"base"`` alone on the images where ``mask`` is True (-1 without any gt there).
+
+        This equals pycocotools with ``params.imgIds`` set to those images.
+        """
+        return float(self.subset_many(model, np.asarray(mask)[None])[0])
+
+    def subset_many(self, model: str, masks: np.ndarray) -> np.ndarray:
+        """:meth:`subset` for each row of a [P×I] stack of masks, in one evaluation (``core.r_match`` uses it)."""
+        self._check_pair()
+        if model not in self._pair_names:
+            raise ValueError(f"model must be one of {self._pair_names}, got {model!r}")
+        masks = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
+        selections = np.zeros((len(masks), 2, self.n_samples), dtype=bool)
+        selections[:, self._pair_names.index(model)] = masks
+        return np.array([stats[self.primary] for stats in self._merged.summaries(selections)], dtype=np.float64)
+
+    def _check_pair(self) -> None:
+        if self.n_models != 2:
+            raise ValueError(f"exit masks route between a saver and a base: this metric has {self.n_models} models")
