@@ -61,15 +61,22 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.adapters import create_detector, is_mmdet_config
     from tinysaver_det.detection.cascade import Cascade
     from tinysaver_det.detection.dataset import CocoDataset
+    from tinysaver_det.detection.post_evaluator import router_needs_saver_features
     from tinysaver_det.detection.runner import evaluate_cascade
+    from tinysaver_det.errors import TinySaverInputError
 
     if args.t > 1:
         print(f"note: --t {args.t:g} > 1: no image can exit (confidences are in [0, 1]); every image goes to the base",
               file=sys.stderr)
     try:
         dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
-        saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
-                                imgsz=args.imgsz, device=args.device)
+        saver_weights = args.saver or assets.asset_path(assets.DEMO_SAVER)
+        features = router_needs_saver_features(args.confidence)
+        if features and is_mmdet_config(saver_weights):
+            raise TinySaverInputError(f"--confidence {args.confidence} reads a YOLO saver's own features; "
+                                      f"the mmdet saver {saver_weights} captures none")
+        saver = create_detector(saver_weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device,
+                                features=features or None)
         base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
         base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
         base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)

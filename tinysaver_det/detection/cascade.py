@@ -133,6 +133,10 @@ class MultiStageCascade:
         self.min_score = float(min_score)
         options = _per_stage(confidence, len(self.policies), "confidence")
         self.routers = [resolve_router(option, self.min_score) for option in options]
+        for router, stage in zip(self.routers, self.stages):  # a router bound to one saver refuses another
+            check = getattr(router, "check_saver", None)
+            if check is not None:
+                check(getattr(stage, "settings", None))
         self.run_all = run_all
 
     @property
