@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", type=positive_int_argument, default=5,
                         help="random calibration/held-out splits of the comparison (permutation seeds 0..N-1)")
     parser.add_argument("--no-ablation", action="store_true",
-                        help="skip features[outputs], the same regression on the output statistics alone")
+                        help="skip the ablations: the same regression forced onto the output statistics alone "
+                             "(features[outputs]), the saver-internal blocks alone (features[candidates+pooled]) "
+                             "and every block (features[all])")
     parser.add_argument("--out", default="runs/post_evaluator", help="folder for the router file and the CSV tables")
 
 
@@ -57,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     names = list(models)
     saver, base = args.saver or names[0], args.base or names[-1]
     out = Path(args.out)
-    ablations = {} if args.no_ablation else {"features[outputs]": ("outputs",)}
+    ablations = {} if args.no_ablation else {"features[outputs]": ("outputs",),
+                                             "features[candidates+pooled]": ("candidates", "pooled"),
+                                             "features[all]": ("outputs", "candidates", "pooled")}
 
     calibration, _ = load_splits(ann, models, args.split, args.seed)
     gain = gain_target(calibration.per_image_ap(saver), calibration.per_image_ap(base))
