@@ -63,6 +63,7 @@ def test_a_missing_image_is_named(tmp_path):
         load_image(tmp_path / "nope.jpg")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -206,6 +207,7 @@ EXPECTED_STATUS = {
 }
 
 
+@pytest.mark.slow
 def test_every_annotated_image_has_exactly_one_record_with_its_status(zoo, zoo_run):
     _, ids = zoo
     records = read_jsonl(zoo_run[0] / "records.jsonl")
@@ -219,6 +221,7 @@ def test_every_annotated_image_has_exactly_one_record_with_its_status(zoo, zoo_r
             assert record["exited"] is None and record["n_boxes"] == record["base_gflops"] == 0
 
 
+@pytest.mark.slow
 def test_errors_json_lists_the_skipped_images_and_the_unannotated_file(zoo_run):
     errors = json.loads((zoo_run[0] / "errors.json").read_text())
     assert {e["file_name"]: e["status"] for e in errors["skipped"]} == EXPECTED_STATUS
@@ -231,6 +234,7 @@ def test_errors_json_lists_the_skipped_images_and_the_unannotated_file(zoo_run):
     assert "no detections" in errors["policy"]
 
 
+@pytest.mark.slow
 def test_the_summary_reports_the_skipped_images_the_policy_and_t_above_one(zoo_run):
     out, summary = zoo_run
     assert summary.skipped_images == {"missing": 1, "size_mismatch": 1, "unreadable": 3}
@@ -245,6 +249,7 @@ def test_the_summary_reports_the_skipped_images_the_policy_and_t_above_one(zoo_r
     assert summary.cascade.exit_ratio == 0.0
 
 
+@pytest.mark.slow
 def test_an_unreadable_image_counts_in_the_ap_as_an_image_with_no_detections(zoo, zoo_run):
     root, ids = zoo
     out, summary = zoo_run
@@ -257,6 +262,7 @@ def test_an_unreadable_image_counts_in_the_ap_as_an_image_with_no_detections(zoo
     assert coco_bbox_metrics(ground_truth, results, readable)["AP"] > everything["AP"]  # missing.jpg's boxes count
 
 
+@pytest.mark.slow
 def test_boxes_of_an_exif_rotated_photo_land_where_its_annotation_expects_them(zoo, zoo_run):
     root, ids = zoo
     ground_truth = load_coco(root / "ann.json")
@@ -266,6 +272,7 @@ def test_boxes_of_an_exif_rotated_photo_land_where_its_annotation_expects_them(z
     assert exif_ap > 0.6 and exif_ap == pytest.approx(upright_ap, abs=0.1)
 
 
+@pytest.mark.slow
 def test_odd_but_valid_images_are_detected_like_the_plain_one(zoo, zoo_run):
     root, ids = zoo
     ground_truth = load_coco(root / "ann.json")
@@ -310,6 +317,7 @@ def test_an_annotation_file_with_a_wrong_entry_names_it(eval_coco_tool, capsys, 
     assert code == 2 and err.startswith("error: annotation file ") and message in err
 
 
+@pytest.mark.slow
 def test_categories_that_do_not_cover_the_model_classes_are_named(eval_coco_tool, capsys, tmp_path):
     data = json.loads(assets.asset_path(assets.DEMO_ANNOTATIONS).read_text())
     for category in data["categories"][:2]:
@@ -321,11 +329,13 @@ def test_categories_that_do_not_cover_the_model_classes_are_named(eval_coco_tool
                           "['circle', 'octagon']")
 
 
+@pytest.mark.slow
 def test_an_image_folder_with_none_of_the_images_is_named(eval_coco_tool, capsys, tmp_path):
     code, err = run_cli(eval_coco_tool, capsys, "--images", str(tmp_path), "--out", str(tmp_path / "o"))
     assert code == 2 and "none of the 500 images of" in err and f"is in {tmp_path}" in err
 
 
+@pytest.mark.slow
 def test_a_missing_weights_file_is_named(eval_coco_tool, capsys, tmp_path):
     code, err = run_cli(eval_coco_tool, capsys, "--base", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o"))
     assert code == 2 and err == f"error: weights file not found: {tmp_path / 'nope.pt'}\n"
@@ -338,6 +348,7 @@ def test_a_weights_file_that_is_not_a_checkpoint_is_named(eval_coco_tool, capsys
     assert code == 2 and err.startswith(f"error: cannot load {tmp_path / 'bad.pt'} as an Ultralytics YOLO model")
 
 
+@pytest.mark.slow
 def test_a_file_ultralytics_loads_but_cannot_run_is_refused(eval_coco_tool, capsys, tmp_path):
     ann = assets.asset_path(assets.DEMO_ANNOTATIONS)
     code, err = run_cli(eval_coco_tool, capsys, "--saver", str(ann), "--out", str(tmp_path / "o"))
@@ -362,6 +373,7 @@ def test_a_setting_out_of_range_is_a_usage_error_naming_it(eval_coco_tool, capsy
     assert exit_.value.code == 2 and f"error: argument {flag}: {message}" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_threshold_above_one_runs_and_says_nothing_exits(eval_coco_tool, capsys, tmp_path):
     code = eval_coco_tool.main(["--t", "1.5", "--limit", "4", "--out", str(tmp_path), "--quiet"])
     captured = capsys.readouterr()

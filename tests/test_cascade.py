@@ -7,6 +7,8 @@ from tinysaver_det.core import image_confidence, max_score
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.images import load_image
 
+pytestmark = pytest.mark.slow  # every test here runs real models
+
 N_IMAGES = 48
 
 

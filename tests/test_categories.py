@@ -21,6 +21,7 @@ def ultralytics_coco_names():
         return yaml.safe_load(handle)["names"]
 
 
+@pytest.mark.slow
 def test_adapter_maps_all_80_coco_names_to_official_ids(coco_categories, ultralytics_coco_names):
     detector = UltralyticsDetector("yolov8n.yaml", coco_categories, class_names=ultralytics_coco_names)
     lookup = detector.category_ids.tolist()

@@ -64,6 +64,7 @@ def test_r_match_and_delta_cost_tr_are_consistent(coco_inputs):
                   < matched.base[np.asarray(matched.exit_ratios) > matched.r_match])
 
 
+@pytest.mark.slow
 def test_sweep_at_the_run_threshold_reproduces_the_real_cascade(full_run, small_set):
     summary = json.loads((full_run / "summary.json").read_text())
     result = sweep_cascade(cache_from_run(full_run), [summary["threshold"]])
@@ -74,6 +75,7 @@ def test_sweep_at_the_run_threshold_reproduces_the_real_cascade(full_run, small_
         assert result.rows[0].metrics[key] == pytest.approx(value, abs=1e-9), key
 
 
+@pytest.mark.slow
 def test_sweep_tool_on_demo_records_writes_tables_and_plots(full_run, small_set, tmp_path, capsys, load_script):
     out = tmp_path / "sweep"
     assert load_script("tools/sweep.py").main(["--records", str(full_run), "--out", str(out)]) == 0
@@ -88,6 +90,7 @@ def test_sweep_tool_on_demo_records_writes_tables_and_plots(full_run, small_set,
     assert "r_match = " in printed and "dC_tr = " in printed
 
 
+@pytest.mark.slow
 def test_records_without_full_are_refused(small_set, tmp_path, eval_coco_tool):
     out = tmp_path / "partial"
     eval_coco_tool.main(["--images", str(small_set / "images"), "--ann", str(small_set / "ann.json"),
@@ -127,6 +130,7 @@ def second_pair_run(small_set, tmp_path_factory, eval_coco_tool):
     return out
 
 
+@pytest.mark.slow
 def test_benchmark_table_over_two_pairs(full_run, second_pair_run, tmp_path, load_script):
     out = tmp_path / "table"
     tool = load_script("tools/benchmark_table.py")

@@ -7,6 +7,8 @@ import pytest
 
 from tinysaver_det.cli import select_saver
 
+pytestmark = pytest.mark.slow  # every test here runs real models
+
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory, load_script):

@@ -8,6 +8,8 @@ import pytest
 from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
 from tinysaver_det.io import read_jsonl
 
+pytestmark = pytest.mark.slow  # every test here runs real models
+
 
 def test_every_image_has_a_record_including_zero_box_images(full_run, small_set):
     records = read_jsonl(full_run / "records.jsonl")

@@ -15,6 +15,8 @@ from tinysaver_det.core import Target
 from tinysaver_det.detection.studies.depths import front_auc, simulate_chain
 from tinysaver_det.detection.studies.operating_points import pick_operating_points
 
+pytestmark = pytest.mark.slow  # every test here runs real models
+
 
 @pytest.fixture(scope="module")
 def ladder(demo_slice):

@@ -141,6 +141,8 @@ print("ok")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("tinysaver_*.py")), ids=lambda path: path.stem)
 def test_every_config_loads_and_names_its_parts(config):
     cfg = Config.fromfile(config)
@@ -225,6 +227,7 @@ def test_runner_matches_the_python_cascade(base, batch_size, images, checkpoints
         assert "grid_sampler_2d" in written["uncounted_ops"]["base"]
 
 
+@pytest.mark.slow
 def test_coco_metric_and_ours_agree_where_ap_is_not_zero(images):
     """Random bases score AP 0 in the runs above, so pin the two evaluations together here on detections
     with real AP: jittered ground-truth boxes, handed to CocoMetric as mmdet labels (the plug-in's label
@@ -263,6 +266,7 @@ def test_coco_metric_and_ours_agree_where_ap_is_not_zero(images):
         assert mmdet_metrics[f"coco/bbox_{name}"] == round(ours[key], 3), key
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_metrics_and_routing(images, checkpoints, tmp_path):
     cfg = subset_config("rtmdet")
     threshold = median_confidence(cfg, images, batch_size=1)
@@ -289,6 +293,7 @@ def test_two_processes_give_the_one_process_metrics_and_routing(images, checkpoi
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
 
 
+@pytest.mark.slow
 def test_plugin_reads_arrays_kept_by_the_pipeline_and_honours_rescale(images):
     """Arrays (no img_path) need KeepOriginalImage; without it the error says so. rescale=False
     returns the saver's boxes in the resized image's pixels, as mmdet heads do."""
@@ -321,6 +326,7 @@ def test_plugin_reads_arrays_kept_by_the_pipeline_and_honours_rescale(images):
         model.test_step(pseudo_collate([bare(dict(img=image, img_id=1))]))
 
 
+@pytest.mark.slow
 def test_plugin_checks_its_classes_against_the_base():
     cfg = subset_config("rtmdet")
     cfg.model.classes = ["person", "car"]

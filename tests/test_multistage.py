@@ -131,6 +131,7 @@ def cached(demo_slice):
     return {name: read_predictions(path) for name, path in demo_slice.predictions.items()}
 
 
+@pytest.mark.slow
 def test_real_three_stage_cascade_stops_at_the_first_confident_stage(demo_slice, slice_images, cached):
     images, ids = slice_images
     conf = np.array([[image_confidence(cached[m][i].detections.scores) for i in ids] for m in ("pico", "n")])
@@ -149,6 +150,7 @@ def test_real_three_stage_cascade_stops_at_the_first_confident_stage(demo_slice,
         assert out.gflops == pytest.approx(sum(cached[m][image_id].gflops for m in ("pico", "n", "s")[: stage + 1]))
 
 
+@pytest.mark.slow
 def test_simulated_cascade_equals_pycocotools_on_the_real_answers(demo_slice, slice_images, cached):
     images, ids = slice_images
     ladder = load_cache(demo_slice.annotations, demo_slice.predictions)
@@ -165,6 +167,7 @@ def test_simulated_cascade_equals_pycocotools_on_the_real_answers(demo_slice, sl
     assert simulated.costs["GFLOPs"] == pytest.approx(np.mean(np.cumsum(gflops, axis=0)[stages, np.arange(len(ids))]))
 
 
+@pytest.mark.slow
 def test_two_stage_cascade_accepts_a_router_that_sees_the_whole_detections(demo_slice, slice_images, cached):
     images, ids = slice_images
 

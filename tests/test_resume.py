@@ -22,6 +22,8 @@ from tinysaver_det.detection.runner import evaluate_cascade
 from tinysaver_det.detection.run_directory import describe_run, open_run
 from tinysaver_det.io import read_jsonl
 
+pytestmark = pytest.mark.slow  # every test here runs real models
+
 REPO = Path(__file__).resolve().parent.parent
 
 N_IMAGES, BATCH = 40, 4

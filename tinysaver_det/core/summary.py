@@ -18,7 +18,6 @@ from typing import Sequence
 from tinysaver_det.core.sweep import SweepRow
 
 #: Table 1's columns as absolute drops of a fraction-valued metric: 1, 0.5, 0.01 and 0 points.
-#: The AP drops of the paper's Table 1 (classification: 1, 0.5 and 0.01 points, and none).
 TABLE1_MAX_DROPS = (0.01, 0.005, 0.0001, 0.0)
 
 #: Absorbs float rounding in ``base - drop`` (e.g. ``0.95 - 0.01``); far below one sample in 1e9.

@@ -1,0 +1,182 @@
+"""The cascade's bookkeeping with fake detectors (no model, no torch): routing, what runs on which image,
+costs and records, for two and three stages, ``run_all``, routers, and the batched runner's files.
+
+A :class:`FakeDetector` answers from a table keyed by image id and records every batch it was given,
+so each test can say exactly which images each model saw.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from tinysaver_det.core import stage_indices
+from tinysaver_det.detection.cascade import Cascade, MultiStageCascade
+from tinysaver_det.detection.types import Detections, Prediction
+
+
+class FakeDetector:
+    """Answers ``answers[image_id]`` (a list of scores; one box per score, category 1) at a fixed cost."""
+
+    def __init__(self, name, answers, gflops, seconds=0.001):
+        self.name, self.answers, self.gflops, self.seconds = name, answers, gflops, seconds
+        self.calls = []
+
+    def predict(self, images, image_ids):
+        assert len(images) == len(image_ids)
+        self.calls.append(list(image_ids))
+        detections = [
+            Detections(i, [[k, k, k + 10, k + 10] for k in range(len(self.answers[i]))], self.answers[i],
+                       [1] * len(self.answers[i]))
+            for i in image_ids
+        ]
+        return Prediction(detections, [self.gflops] * len(image_ids), [self.seconds] * len(image_ids))
+
+
+IMAGES = [np.zeros((4, 4, 3), np.uint8)] * 4
+IDS = [1, 2, 3, 4]
+# Mean of the scores >= 0.05: image 1 -> 0.9, 2 -> 0.3 (0.01 is below the floor), 3 -> 0.0 (no box), 4 -> 0.6.
+SAVER = {1: [0.9], 2: [0.3, 0.01], 3: [], 4: [0.8, 0.4]}
+BASE = {i: [0.99] * 3 for i in IDS}
+
+
+def pair(threshold, **options):
+    saver, base = FakeDetector("saver", SAVER, 1.0, 0.01), FakeDetector("base", BASE, 10.0, 0.1)
+    return Cascade(saver, base, threshold, **options), saver, base
+
+
+def test_exited_images_keep_the_savers_whole_answer_and_the_base_sees_only_the_rest_in_one_batch():
+    cascade, saver, base = pair(0.5)
+    outputs = cascade(IMAGES, IDS)
+    assert saver.calls == [IDS] and base.calls == [[2, 3]]
+    assert [o.record.exited for o in outputs] == [True, False, False, True]
+    assert [o.record.confidence for o in outputs] == pytest.approx([0.9, 0.3, 0.0, 0.6])
+    assert list(outputs[1].detections.scores) == pytest.approx(BASE[2])
+    assert list(outputs[3].detections.scores) == pytest.approx([0.8, 0.4])  # the saver's answer, not filtered
+    assert [o.record.n_boxes for o in outputs] == [1, 3, 3, 2]
+    assert [o.record.saver_gflops for o in outputs] == [1.0] * 4
+    assert [o.record.base_gflops for o in outputs] == [0.0, 10.0, 10.0, 0.0]
+    assert [o.record.seconds for o in outputs] == pytest.approx([0.01, 0.11, 0.11, 0.01])
+    assert [o.base is None for o in outputs] == [True, False, False, True]
+
+
+def test_threshold_zero_exits_every_image_even_one_without_boxes_and_above_one_none():
+    cascade, saver, base = pair(0.0)
+    assert all(o.record.exited for o in cascade(IMAGES, IDS)) and base.calls == []
+    cascade, saver, base = pair(1.5)
+    assert not any(o.record.exited for o in cascade(IMAGES, IDS)) and base.calls == [IDS]
+
+
+def test_run_base_on_all_caches_both_answers_but_routes_and_costs_as_without():
+    plain = [o.record for o in pair(0.5)[0](IMAGES, IDS)]
+    cascade, saver, base = pair(0.5, run_base_on_all=True)
+    outputs = cascade(IMAGES, IDS)
+    assert base.calls == [IDS] and all(o.base is not None for o in outputs)
+    assert [o.record for o in outputs] == plain
+
+
+def test_a_router_object_sees_the_whole_detections_and_a_callable_sees_scores_and_floor():
+    class MostBoxes:
+        name = "most_boxes"
+
+        def __call__(self, detections):
+            return len(detections) / 2
+
+        def gflops(self, detections):
+            return 0.0
+
+    cascade, _, base = pair(1.0, confidence=MostBoxes())
+    assert [o.record.exited for o in cascade(IMAGES, IDS)] == [False, True, False, True]
+    assert cascade.confidence_name == "most_boxes" and base.calls == [[1, 3]]
+    seen = []
+    cascade, _, _ = pair(0.5, confidence=lambda scores, floor: seen.append(floor) or max(scores, default=0.0), min_score=0.2)
+    assert [o.record.exited for o in cascade(IMAGES, IDS)] == [True, False, False, True] and set(seen) == {0.2}
+
+
+def three_stages(thresholds, run_all=False):
+    answers = [
+        {1: [0.9], 2: [0.1], 3: [0.2], 4: []},  # stage 0: image 1 exits at t0 = 0.5
+        {i: [0.7] if i in (2, 4) else [0.1] for i in IDS},  # stage 1: images 2 and 4 exit at t1 = 0.5
+        {i: [0.99] for i in IDS},
+    ]
+    models = [FakeDetector(f"m{k}", a, 10.0 ** k, 0.001 * 10 ** k) for k, a in enumerate(answers)]
+    return MultiStageCascade(models, thresholds, run_all=run_all), models
+
+
+def test_each_stage_runs_once_per_batch_on_the_pending_images_and_the_first_confident_stage_answers():
+    cascade, models = three_stages([0.5, 0.5])
+    outputs = cascade.run(IMAGES, IDS)
+    assert [m.calls for m in models] == [[IDS], [[2, 3, 4]], [[3]]]
+    assert [o.stage for o in outputs] == [0, 1, 2, 1]
+    assert [o.confidences for o in outputs] == [(0.9,), (0.1, 0.7), (0.2, 0.1), (0.0, 0.7)]
+    assert [o.gflops for o in outputs] == [1.0, 11.0, 111.0, 11.0]
+    assert [o.seconds for o in outputs] == pytest.approx([0.001, 0.011, 0.111, 0.011])
+    # The offline rule (core) routes the same confidences the same way.
+    conf = np.array([[0.9, 0.1, 0.2, 0.0], [0.0, 0.7, 0.1, 0.7]])  # stage 1 of image 1 never ran: any value
+    assert stage_indices(conf, [0.5, 0.5]).tolist() == [o.stage for o in outputs]
+
+
+def test_run_all_runs_every_stage_on_every_image_and_counts_only_the_stages_used():
+    routed = three_stages([0.5, 0.5])[0].run(IMAGES, IDS)
+    cascade, models = three_stages([0.5, 0.5], run_all=True)
+    outputs = cascade.run(IMAGES, IDS)
+    assert [m.calls for m in models] == [[IDS]] * 3 and all(None not in o.outputs for o in outputs)
+    assert [(o.stage, o.gflops, o.confidences) for o in outputs] == [(o.stage, o.gflops, o.confidences) for o in routed]
+
+
+def test_a_wrong_number_of_thresholds_or_confidences_is_refused():
+    models = three_stages([0.5, 0.5])[1]
+    with pytest.raises(ValueError, match="one per stage but the last"):
+        MultiStageCascade(models, [0.5])
+    with pytest.raises(ValueError, match="confidence: 3 given for 2 stages"):
+        MultiStageCascade(models, [0.5, 0.5], confidence=["mean", "max", "mean"])
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """Four 8x8 PNGs (image 3 missing on disk), one box each, written with cv2 only to make the files."""
+    cv2 = pytest.importorskip("cv2")
+    from tinysaver_det.detection.dataset import CocoDataset
+
+    (tmp_path / "images").mkdir()
+    for i in IDS:
+        if i != 3:
+            cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), np.full((8, 8, 3), 40 * i, np.uint8))
+    box = {"bbox": [0, 0, 10, 10], "area": 100.0, "iscrowd": 0, "category_id": 1}
+    annotations = {
+        "images": [{"id": i, "file_name": f"{i}.png", "width": 8, "height": 8} for i in IDS],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{**box, "id": i, "image_id": i} for i in IDS],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(annotations))
+    return CocoDataset(tmp_path / "ann.json", tmp_path / "images")
+
+
+def test_the_runner_writes_one_record_per_image_skips_the_unreadable_one_and_resumes(tiny_dataset, tmp_path):
+    from tinysaver_det.detection.runner import evaluate_cascade
+    from tinysaver_det.io import read_jsonl
+
+    cascade, saver, base = pair(0.5, run_base_on_all=True)
+    summary = evaluate_cascade(cascade, tiny_dataset, tmp_path / "run", batch_size=2, progress=False)
+    records = read_jsonl(tmp_path / "run" / "records.jsonl")
+    assert [(r["image_id"], r["status"], r["exited"]) for r in records] == [
+        (1, "ok", True), (2, "ok", False), (3, "missing", None), (4, "ok", True)]
+    assert saver.calls == [[1, 2], [4]]  # image 3 is never fed to a model
+    assert summary.cascade.exit_ratio == pytest.approx(2 / 3) and summary.skipped_images == {"missing": 1}
+    assert json.loads((tmp_path / "run" / "errors.json").read_text())["skipped"][0]["image_id"] == 3
+    # A finished run resumed runs nothing more and writes the same records.
+    again, saver_again, _ = pair(0.5, run_base_on_all=True)
+    evaluate_cascade(again, tiny_dataset, tmp_path / "run", batch_size=2, progress=False, resume=True)
+    assert saver_again.calls == [] and read_jsonl(tmp_path / "run" / "records.jsonl") == records
+
+
+def test_the_multistage_runner_records_the_answering_stage_of_every_image(tiny_dataset, tmp_path):
+    from tinysaver_det.detection.runner import evaluate_multistage
+    from tinysaver_det.io import read_jsonl
+
+    (tiny_dataset.image_dir / "3.png").write_bytes((tiny_dataset.image_dir / "1.png").read_bytes())
+    cascade, models = three_stages([0.5, 0.5])
+    summary = evaluate_multistage(cascade, tiny_dataset, tmp_path / "multi", batch_size=4, progress=False)
+    records = read_jsonl(tmp_path / "multi" / "records.jsonl")
+    assert [r["stage"] for r in records] == [0, 1, 2, 1]
+    assert summary.stage_ratios == [0.25, 0.5, 0.25] and summary.gflops_per_image == pytest.approx((1 + 11 + 111 + 11) / 4)
