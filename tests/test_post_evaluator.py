@@ -185,6 +185,10 @@ def test_real_cascade_routes_as_the_simulation_from_the_cached_predictions(tmp_p
     exited = np.array([o.record.exited for o in outputs])
     np.testing.assert_array_equal(exited, simulated >= threshold)
     assert 0 < exited.sum() < len(exited)
+    # the evaluator's own cost (capture + statistics + model) is counted into the cascade's, as simulated
+    expected = np.array([router.gflops(d) for d in detections])
+    assert (expected > 0).all()
+    np.testing.assert_allclose([o.record.router_gflops for o in outputs], expected, rtol=1e-9)
 
 
 @pytest.mark.slow
