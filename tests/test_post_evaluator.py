@@ -199,3 +199,38 @@ def test_a_cascade_refuses_a_feature_router_of_another_saver(tmp_path, demo_data
 
     with pytest.raises(TinySaverInputError, match="sha256"):
         Cascade(feature_saver, demo_base, 0.5, confidence=str(path))
+
+
+@pytest.mark.slow
+def test_post_evaluator_command_writes_one_row_per_router_split_and_budget(tmp_path, demo_slice, feature_saver,
+                                                                           capsys):
+    import csv
+
+    from tinysaver_det.cli import main
+    from tinysaver_det.detection.runner import predict_dataset
+
+    pico = predict_dataset(feature_saver, demo_slice.dataset, tmp_path / "pico.jsonl", batch_size=32, progress=False)
+    out = tmp_path / "post"
+    argv = ["post-evaluator", "--ann", str(demo_slice.annotations), "--model", f"pico={pico}",
+            "--model", f"n={demo_slice.predictions['n']}", "--model", f"s={demo_slice.predictions['s']}",
+            "--splits", "2", "--out", str(out)]
+    assert main(argv) == 0
+    assert "gap closed @ n" in capsys.readouterr().out
+    with open(out / "routers.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["router", "split", "budget", "ap", "gap_closed"]
+    routers = ["mean", "outputs", "features", "features[outputs]", "features[candidates+pooled]", "features[all]",
+               "oracle"]
+    assert [(r["router"], r["split"], r["budget"]) for r in rows] == [
+        (router, split, budget) for split in ("perm0", "perm1") for router in routers for budget in ("pico", "n", "s")
+    ]
+    by_key = {(r["router"], r["split"], r["budget"]): r for r in rows}
+    for (router, split, budget), row in by_key.items():
+        low, high = by_key[("mean", split, budget)]["ap"], by_key[("oracle", split, budget)]["ap"]
+        if row["gap_closed"] not in ("", "-", None):
+            expected = (float(row["ap"]) - float(low)) / (float(high) - float(low))
+            assert float(row["gap_closed"]) == pytest.approx(expected, abs=1e-3)
+    router = load_router(out / "features_router.json")
+    assert isinstance(router, FeatureRouter) and router.info["n_images"] == 16
+    if router.needs_saver_features:
+        assert router.saver == feature_saver.settings["sha256"]
