@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--saver", help="saver model name (default: the first model)")
     parser.add_argument("--base", help="base model name (default: the last model)")
     parser.add_argument("--splits", type=positive_int_argument, default=5,
-                        help="random calibration/held-out splits of the comparison (permutation seeds 0..N-1)")
+                        help="random calibration/held-out splits of the comparison (permutation seeds F..F+N-1)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="F, the first permutation seed (fresh seeds give splits unseen while designing)")
     parser.add_argument("--no-ablation", action="store_true",
                         help="skip the ablations: the same regression forced onto the output statistics alone "
                              "(features[outputs]), the saver-internal blocks alone (features[candidates+pooled]) "
@@ -70,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     router_path = router.save(out / "features_router.json")
 
     outcomes = []
-    for seed in range(args.splits):
+    for k, seed in enumerate(range(args.first_seed, args.first_seed + args.splits)):
         cal, held = load_splits(ann, models, "permutation", seed)
         outcomes.append(compare_split(cal, held, saver, base, split_label("permutation", seed), ablations))
-        print(f"split {seed + 1}/{args.splits} done", flush=True)
+        print(f"split {k + 1}/{args.splits} done", flush=True)
     tables = {"summary": summary_table(outcomes), "routers": budget_table(outcomes),
               "eq5": eq5_table(outcomes), "selection": selection_table(outcomes)}
     print(f"\n# Post-evaluator, {saver} -> {base}: {args.splits} random splits, held-out halves\n")
