@@ -93,6 +93,20 @@ def test_a_router_object_sees_the_whole_detections_and_a_callable_sees_scores_an
     assert [o.record.exited for o in cascade(IMAGES, IDS)] == [True, False, False, True] and set(seen) == {0.2}
 
 
+def test_an_exit_policy_carries_the_whole_rule_as_one_value():
+    from tinysaver_det.core import ExitPolicy
+
+    loose = [o.record for o in pair(0.5, confidence="max", min_score=0.2)[0](IMAGES, IDS)]
+    cascade, _, _ = pair(ExitPolicy(0.5, "max", 0.2))
+    assert [o.record for o in cascade(IMAGES, IDS)] == loose
+    assert (cascade.policy.threshold, cascade.min_score, cascade.confidence_name) == (0.5, 0.2, "max")
+    # One rule per exiting stage, each with its own confidence.
+    models = three_stages([0.5, 0.5])[1]
+    mixed = MultiStageCascade(models, [ExitPolicy(0.5), ExitPolicy(0.65, "max")])
+    assert [r.name for r in mixed.routers] == ["mean", "max"] and mixed.thresholds == (0.5, 0.65)
+    assert [o.stage for o in mixed.run(IMAGES, IDS)] == [0, 1, 2, 1]
+
+
 def three_stages(thresholds, run_all=False):
     answers = [
         {1: [0.9], 2: [0.1], 3: [0.2], 4: []},  # stage 0: image 1 exits at t0 = 0.5
@@ -180,3 +194,24 @@ def test_the_multistage_runner_records_the_answering_stage_of_every_image(tiny_d
     records = read_jsonl(tmp_path / "multi" / "records.jsonl")
     assert [r["stage"] for r in records] == [0, 1, 2, 1]
     assert summary.stage_ratios == [0.25, 0.5, 0.25] and summary.gflops_per_image == pytest.approx((1 + 11 + 111 + 11) / 4)
+
+
+def test_one_model_and_the_multistage_runner_keep_an_unreadable_image_as_one_with_no_detections(tiny_dataset, tmp_path):
+    from tinysaver_det.detection.cache import read_predictions
+    from tinysaver_det.detection.runner import evaluate_multistage, predict_dataset
+    from tinysaver_det.io import read_jsonl
+
+    saver = FakeDetector("saver", SAVER, 1.0, 0.01)
+    path = predict_dataset(saver, tiny_dataset, tmp_path / "saver_predictions.jsonl", batch_size=3, progress=False)
+    assert saver.calls == [[1, 2], [4]]  # image 3 is missing on disk
+    cached = read_predictions(path)
+    assert sorted(cached) == IDS and len(cached[3].detections) == 0 and cached[3].gflops == 0.0
+    assert [r.get("status") for r in read_jsonl(path)] == [None, None, "missing", None]
+
+    cascade, models = three_stages([0.5, 0.5])
+    summary = evaluate_multistage(cascade, tiny_dataset, tmp_path / "multi", batch_size=4, progress=False)
+    records = read_jsonl(tmp_path / "multi" / "records.jsonl")
+    assert [(r["image_id"], r["status"], r["stage"]) for r in records] == [
+        (1, "ok", 0), (2, "ok", 1), (3, "missing", None), (4, "ok", 1)]
+    assert models[0].calls == [[1, 2, 4]] and summary.n_images == 4
+    assert summary.stage_ratios == pytest.approx([1 / 3, 2 / 3, 0.0])

@@ -15,18 +15,18 @@ from tinysaver_det.core import (
     PAPER_THRESHOLDS,
     ExitPolicy,
     SaverCandidate,
-    SweepRow,
-    SystemMetric,
-    cascade_cost,
+    SelectionMetric,
+    StageRow,
     cost_at_drop,
     default_thresholds,
     delta_cost_tr,
-    exit_masks,
     expected_cost,
+    multistage_cost,
     pareto_front,
     r_match,
     select_saver,
     selection_table,
+    stage_indices_many,
     sweep,
     sweep_table,
     table1_row,
@@ -58,14 +58,24 @@ HAND = {1.0: (0.0, 11.0, 0.8), 0.95: (0.1, 10.0, 0.8), 0.9: (0.3, 8.0, 0.8), 0.8
         0.0: (1.0, 1.0, 0.5)}  # fmt: skip
 
 
+def row(threshold, exit_ratio, cost, metrics):
+    """A two-model sweep row."""
+    return StageRow((threshold,), (exit_ratio, 1 - exit_ratio), {"cost": cost}, metrics)
+
+
+def exit_masks(confidences, thresholds):
+    """The saver's exits at each threshold: stage 0 of the one K-stage rule."""
+    return stage_indices_many(np.asarray(confidences, dtype=float)[None], np.asarray(thresholds)[:, None]) == 0
+
+
 @pytest.fixture
 def metric():
     return AccuracyMetric(SAVER_OK, BASE_OK)
 
 
-def test_accuracy_metric_is_a_system_metric(metric):
-    assert isinstance(metric, SystemMetric)
-    assert metric.primary == "top1" and metric.n_samples == 10
+def test_accuracy_metric_is_a_selection_metric(metric):
+    assert isinstance(metric, SelectionMetric)
+    assert metric.primary == "top1" and metric.n_samples == 10 and metric.n_models == 2
 
 
 def test_sweep_matches_hand_computed_rows(metric):
@@ -115,14 +125,14 @@ def test_table1_columns_match_hand_values(metric):
 
 
 def test_cost_at_drop_is_absolute_points_and_none_when_unreached():
-    rows = [SweepRow(0.5, 0.9, 2.0, {"AP": 0.40}), SweepRow(0.8, 0.5, 6.0, {"AP": 0.45})]
+    rows = [row(0.5, 0.9, 2.0, {"AP": 0.40}), row(0.8, 0.5, 6.0, {"AP": 0.45})]
     # base 0.45: one point allows 0.44 (absolute), which 0.40 misses; a relative 1% would allow 0.4455.
     assert cost_at_drop(rows, "AP", 0.45, 10.0, 0.01).cost == 6.0
     assert cost_at_drop(rows, "AP", 0.45, 10.0, 0.05).cost == 2.0
     unreached = cost_at_drop(rows, "AP", 0.46, 10.0, 0.0)
     assert (unreached.cost, unreached.relative_cost, unreached.threshold) == (None, None, None)
     # Float rounding in base - drop (0.95 - 0.01 = 0.9399999999999999) must not exclude 0.94.
-    assert cost_at_drop([SweepRow(0.5, 0.5, 1.0, {"top1": 0.94})], "top1", 0.95, 2.0, 0.01).cost == 1.0
+    assert cost_at_drop([row(0.5, 0.5, 1.0, {"top1": 0.94})], "top1", 0.95, 2.0, 0.01).cost == 1.0
 
 
 def test_exit_masks_ties_and_zero_confidence_use_the_policy():
@@ -141,13 +151,18 @@ def test_exit_masks_ties_and_zero_confidence_use_the_policy():
         exit_masks([0.5, float("nan")], [0.5])
 
 
+def cascade_cost(exit_mask, cost_saver, cost_base):
+    """The two-model cost: stage 0 where the sample exits, stage 1 elsewhere."""
+    return multistage_cost(np.where(exit_mask, 0, 1), [cost_saver, cost_base])
+
+
 def test_cascade_cost_with_per_sample_costs():
     mask = np.array([True, False, True, False])
     saver, base = np.array([1.0, 2.0, 3.0, 4.0]), np.array([10.0, 20.0, 30.0, 40.0])
     assert cascade_cost(mask, saver, base) == pytest.approx(2.5 + (20 + 40) / 4)
     masks = np.array([[True] * 4, [False] * 4, mask])
     np.testing.assert_allclose(cascade_cost(masks, saver, base), [2.5, 2.5 + 25.0, 17.5])
-    with pytest.raises(ValueError, match="cost_base"):
+    with pytest.raises(ValueError, match="cost of model 1"):
         cascade_cost(mask, saver, base[:3])
 
 
@@ -220,7 +235,7 @@ def test_tables_markdown_and_csv_hold_the_same_columns(tmp_path, metric):
     short = table1_table({"tiny": t1}, detailed=False)
     assert len(full.header) == 3 + 2 * 3 + 1 + 3 and len(short.header) == 3 + 2 + 2
     assert "drop<=0.01pt" in " ".join(short.header)
-    none_row = table1_row([SweepRow(0.5, 1.0, 1.0, {"top1": 0.1})], "top1", 0.8, C_B, max_drops=(0.0,))
+    none_row = table1_row([row(0.5, 1.0, 1.0, {"top1": 0.1})], "top1", 0.8, C_B, max_drops=(0.0,))
     assert "| - |" in to_markdown(table1_table({"bad": none_row}, detailed=False))
     with write_csv(table1_table({"bad": none_row}), tmp_path / "t1.csv").open() as handle:
         assert list(csv.reader(handle))[1][3:6] == ["", "", ""]

@@ -47,7 +47,7 @@ def loaded_frameworks(code: str, *args: str) -> list[str]:
 
 def test_the_offline_list_covers_the_studies_and_the_offline_commands():
     modules = offline_modules()
-    for name in ("tinysaver_det.core.sweep", "tinysaver_det.classification", "tinysaver_det.detection.coco.accumulate",
+    for name in ("tinysaver_det.core.cascade_model", "tinysaver_det.classification", "tinysaver_det.detection.coco.accumulate",
                  "tinysaver_det.detection.cache", "tinysaver_det.detection.studies.thresholds",
                  "tinysaver_det.detection.studies.router_comparison", "tinysaver_det.detection.studies.depths",
                  "tinysaver_det.detection.studies.operating_points", "tinysaver_det.detection.studies.benchmark_table",

@@ -26,7 +26,7 @@ from tinysaver_det.detection.routers import (
 )
 from tinysaver_det.core.curves import curve_auc, curve_thresholds
 from tinysaver_det.detection.studies.router_comparison import evaluator_condition, oracle_confidences
-from tinysaver_det.core.sweep import SweepRow
+from tinysaver_det.core import StageRow
 from tinysaver_det.detection.types import Detections
 
 SCORES = [0.9, 0.6, 0.3, 0.1, 0.04]  # 0.04 is below the 0.05 floor
@@ -182,8 +182,11 @@ def test_curve_thresholds_every_distinct_value_or_levels():
 
 
 def test_evaluator_condition_is_eq5():
-    plain = [SweepRow(0.9, 0.1, 9.0, {"AP": 0.5}), SweepRow(0.5, 0.3, 7.0, {"AP": 0.4})]
-    learned = [SweepRow(0.9, 0.2, 8.0, {"AP": 0.5}), SweepRow(0.5, 0.25, 7.5, {"AP": 0.4})]
+    def row(t, r, cost, metrics):
+        return StageRow((t,), (r, 1 - r), {"cost": cost}, metrics)
+
+    plain = [row(0.9, 0.1, 9.0, {"AP": 0.5}), row(0.5, 0.3, 7.0, {"AP": 0.4})]
+    learned = [row(0.9, 0.2, 8.0, {"AP": 0.5}), row(0.5, 0.25, 7.5, {"AP": 0.4})]
     checks = evaluator_condition(plain, learned, cost_evaluator=0.5, cost_base=10.0, levels=[0.5, 0.4, 0.6])
     assert [(c.r, c.r_evaluator) for c in checks] == [(0.1, 0.2), (0.3, 0.25), (None, None)]
     assert checks[0].saving == pytest.approx(1.0) and checks[0].holds  # 0.5 < (0.2 - 0.1) * 10

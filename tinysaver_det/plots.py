@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from tinysaver_det.core.selection import RMatch
-from tinysaver_det.core.sweep import SweepRow
+from tinysaver_det.core.cascade_model import StageRow
 
 if TYPE_CHECKING:  # the study module is detection's; plots only reads its fields
     from tinysaver_det.detection.studies.depths import DepthStudy
@@ -48,7 +48,7 @@ def _save(fig, ax, path: str | Path, title: str, note: str | None) -> Path:
 
 
 def plot_performance_vs_cost(
-    curves: Mapping[str, Sequence[SweepRow]],
+    curves: Mapping[str, Sequence[StageRow]],
     statics: Mapping[str, tuple[float, float]],
     path: str | Path,
     metric: str = "AP",
@@ -67,7 +67,7 @@ def plot_performance_vs_cost(
     return _save(fig, ax, path, f"{metric} vs {cost_label}", note)
 
 
-def plot_exit_ratio(rows: Sequence[SweepRow], path: str | Path) -> Path:
+def plot_exit_ratio(rows: Sequence[StageRow], path: str | Path) -> Path:
     """Share of images answered by the saver, against the threshold."""
     fig, ax = _figure()
     ax.plot([r.threshold for r in rows], [r.exit_ratio for r in rows], marker=".", ms=3, label="exit ratio")

@@ -14,7 +14,7 @@ from tinysaver_det.classification.metric import AccuracyMetric
 from tinysaver_det.classification.records import ClassifierRecord
 from tinysaver_det.core.selection import SaverCandidate, SelectionReport, select_saver
 from tinysaver_det.core.summary import TABLE1_MAX_DROPS, Table1Row, table1_row
-from tinysaver_det.core.sweep import SweepRow, default_thresholds, sweep
+from tinysaver_det.core.cascade_model import StageRow, default_thresholds, sweep
 from tinysaver_det.core.tables import selection_table, sweep_table, table1_table, to_markdown, write_csv
 
 
@@ -48,7 +48,7 @@ class SaverStudy:
 
     base: str
     selection: SelectionReport
-    sweeps: dict[str, list[SweepRow]]
+    sweeps: dict[str, list[StageRow]]
     table1: dict[str, Table1Row]
 
 
@@ -61,7 +61,7 @@ def study_savers(
     """Choose the saver with the lowest ``dC_tr`` on the training split, then sweep every candidate on the test split.
 
     ``r_match`` is exact (every distinct training confidence is a cut point); the test sweeps use
-    ``thresholds`` (:func:`~tinysaver_det.core.sweep.default_thresholds` when None).
+    ``thresholds`` (:func:`~tinysaver_det.core.cascade_model.default_thresholds` when None).
 
     >>> import numpy as np
     >>> labels = np.array([0, 1, 0, 1])

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the dataset, both detectors and the cascade from ``args``, run it, print the table."""
     from tinysaver_det import assets
     from tinysaver_det.adapters import create_detector, is_mmdet_config
+    from tinysaver_det.core.policy import ExitPolicy
     from tinysaver_det.detection.cascade import Cascade
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.post_evaluator import router_needs_saver_features
@@ -80,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
         base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
         base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)
-        cascade = Cascade(saver, base, args.t, min_score=args.min_score, confidence=args.confidence,
-                          run_base_on_all=args.full)
+        rule = ExitPolicy(args.t, args.confidence, args.min_score)
+        cascade = Cascade(saver, base, rule, run_base_on_all=args.full)
         summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
                                    resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:

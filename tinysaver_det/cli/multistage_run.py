@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tinysaver_det import assets
     from tinysaver_det.adapters import create_detector
+    from tinysaver_det.core.policy import ExitPolicy
     from tinysaver_det.detection.cache import split_image_ids
     from tinysaver_det.detection.cascade import MultiStageCascade
     from tinysaver_det.detection.dataset import CocoDataset
@@ -58,9 +59,13 @@ def run(args: argparse.Namespace) -> int:
                         imgsz=args.imgsz, device=args.device)
         for w in args.weights
     ]
-    confidence = args.confidence[0] if len(args.confidence) == 1 else args.confidence
+    confidences = args.confidence * len(args.t) if len(args.confidence) == 1 else args.confidence
+    if len(confidences) != len(args.t):
+        raise TinySaverInputError(f"--confidence: {len(confidences)} given for {len(args.t)} thresholds (one per "
+                                  "stage but the last, or one for all)")
     try:
-        cascade = MultiStageCascade(stages, args.t, args.min_score, confidence)
+        rules = [ExitPolicy(t, confidence, args.min_score) for t, confidence in zip(args.t, confidences)]
+        cascade = MultiStageCascade(stages, rules)
     except ValueError as error:
         raise TinySaverInputError(str(error)) from None
     summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet)

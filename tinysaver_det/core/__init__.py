@@ -5,18 +5,24 @@ detection plug into these functions with plain arrays, so the offline simulation
 online cascade share one rule.
 """
 
-from tinysaver_det.core.cost import expected_cost
-from tinysaver_det.core.multistage import (
+from tinysaver_det.core.cascade_model import (
+    COST,
+    DEFERRED,
+    PAPER_THRESHOLDS,
     SelectionMetric,
     StageRow,
+    default_thresholds,
     multistage_cost,
     multistage_sweep,
+    pareto_front,
     stage_front,
     stage_indices,
     stage_indices_many,
+    sweep,
     threshold_grid,
 )
-from tinysaver_det.core.picker import OperatingPoint, Target, held_out_gap, pick
+from tinysaver_det.core.cost import FLOPS_CONVENTION, expected_cost
+from tinysaver_det.core.picker import TOLERANCE, OperatingPoint, Target, held_out_gap, pick
 from tinysaver_det.core.policy import (
     CONFIDENCE_FUNCTIONS,
     DEFAULT_MIN_SCORE,
@@ -39,19 +45,13 @@ from tinysaver_det.core.selection import (
     select_saver,
 )
 from tinysaver_det.core.summary import TABLE1_MAX_DROPS, CostAtDrop, Table1Row, cost_at_drop, table1_row
-from tinysaver_det.core.sweep import (
-    PAPER_THRESHOLDS,
-    SweepRow,
-    SystemMetric,
-    cascade_cost,
-    default_thresholds,
-    exit_masks,
-    pareto_front,
-    sweep,
-)
 from tinysaver_det.core.tables import Table, selection_table, sweep_table, table1_table, to_markdown, write_csv
 
 __all__ = [
+    "COST",
+    "DEFERRED",
+    "FLOPS_CONVENTION",
+    "TOLERANCE",
     "CONFIDENCE_FUNCTIONS",
     "TABLE1_MAX_DROPS",
     "DEFAULT_MIN_SCORE",
@@ -67,17 +67,13 @@ __all__ = [
     "SelectionMetric",
     "SelectionReport",
     "StageRow",
-    "SweepRow",
-    "SystemMetric",
     "Table",
     "Table1Row",
     "Target",
-    "cascade_cost",
     "cost_at_drop",
     "default_thresholds",
     "delta_cost_tr",
     "entropy_confidence",
-    "exit_masks",
     "expected_cost",
     "held_out_gap",
     "high_score_share",

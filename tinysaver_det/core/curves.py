@@ -1,7 +1,8 @@
-"""Task-agnostic maths on a cascade's metric-vs-cost curve: the thresholds that trace it, its area,
-the best metric within a budget and the cheapest cost that reaches a level.
+"""Task-agnostic maths on a cascade's metric-vs-cost curve: the thresholds that trace it and its area.
 
-A curve is a sequence of rows with ``cost`` and ``metrics`` (``core.sweep.SweepRow``).
+A curve is a sequence of two-model rows (:class:`~tinysaver_det.core.cascade_model.StageRow` with one
+cost unit). The best metric within a budget and the cheapest cost that reaches a level are
+:func:`~tinysaver_det.core.picker.pick`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tinysaver_det.core.sweep import SweepRow
+from tinysaver_det.core.cascade_model import StageRow
 
 
 def curve_thresholds(confidences, levels: int | None = None) -> np.ndarray:
@@ -35,19 +36,7 @@ def curve_thresholds(confidences, levels: int | None = None) -> np.ndarray:
     return np.append(np.unique(falling[counts[counts > 0] - 1]), np.inf)
 
 
-def ap_at_budget(rows: Sequence[SweepRow], budget: float, primary: str = "AP") -> float | None:
-    """Best ``primary`` among rows costing at most ``budget`` (None when none does)."""
-    values = [r.metrics[primary] for r in rows if r.cost <= budget + 1e-12]
-    return max(values) if values else None
-
-
-def cost_to_reach(rows: Sequence[SweepRow], level: float, primary: str = "AP") -> float | None:
-    """Cheapest cost among rows with ``primary >= level`` (None when none reaches it)."""
-    costs = [r.cost for r in rows if r.metrics[primary] >= level - 1e-12]
-    return min(costs) if costs else None
-
-
-def curve_auc(rows: Sequence[SweepRow], primary: str = "AP") -> float:
+def curve_auc(rows: Sequence[StageRow], primary: str = "AP") -> float:
     """Area under the metric-vs-cost curve divided by its cost range (a mean metric over that range)."""
     cost = np.array([r.cost for r in rows])
     perf = np.array([r.metrics[primary] for r in rows])

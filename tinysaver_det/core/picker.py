@@ -1,13 +1,20 @@
-"""Choosing an operating point on a calibration split and checking it on a held-out split.
+"""Reading an operating point off a sweep: the one picker, and its check on a held-out split.
+
+Every "cheapest point that meets a target" and "best point within a budget" of the package is
+:func:`pick` over :class:`~tinysaver_det.core.cascade_model.StageRow` rows, with one tolerance
+(:data:`TOLERANCE`): Table 1's cost at a drop (:func:`tinysaver_det.core.summary.cost_at_drop`),
+the router study's AP at a budget and cost to reach a level, the largest exit ratio at a level
+(cost unit :data:`~tinysaver_det.core.cascade_model.DEFERRED`), the depth study's best point within
+a budget, and the operating-point picker.
 
 TinySaver warns (Sec. 3.3) that a threshold chosen on one split drifts on another. The picker makes
-that visible: a :class:`Target` (largest drop of the primary metric against the last model alone,
-or a cost budget in some unit) selects one row of a calibration sweep (:func:`pick`), and
+that visible: a :class:`Target` (largest drop of the primary metric against a reference, or a cost
+budget in some unit) selects one row of a calibration sweep (:func:`pick`), and
 :func:`held_out_gap` reports what the same thresholds give on held-out data, gap included.
 
-Rules, on the calibration rows:
+Rules:
     * ``max_drop``: the cheapest row (in ``unit``) whose metric is ``>= reference - drop``
-      (``reference``: the last model alone on the same split); ties: better metric, then first row.
+      (``reference``: e.g. the last model alone on the same split); ties: better metric, then first row.
     * ``budget``: the best row whose cost in ``unit`` is ``<= value``; ties: cheaper, then first row.
 """
 
@@ -17,10 +24,11 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from tinysaver_det.core.multistage import StageRow
+from tinysaver_det.core.cascade_model import DEFERRED, StageRow
 
-#: Absorbs float rounding in ``reference - drop`` and in budgets; far below one sample in 1e9.
-_TOLERANCE = 1e-9
+#: The one tolerance of every pick: absorbs float rounding in ``reference - drop`` (``0.95 - 0.01 =
+#: 0.9399999999999999``) and in budgets; far below one sample in 1e9.
+TOLERANCE = 1e-9
 
 _KINDS = ("max_drop", "budget")
 
@@ -32,7 +40,9 @@ class Target:
     Attributes:
         kind: ``"max_drop"`` (absolute drop of the primary metric, 0.01 = one point) or ``"budget"``.
         value: the drop, or the budget in ``unit``.
-        unit: the cost unit: the one a budget is in, or the one a ``max_drop`` pick minimises.
+        unit: the cost unit: the one a budget is in, or the one a ``max_drop`` pick minimises: a key
+            of the rows' ``costs``, or :data:`~tinysaver_det.core.cascade_model.DEFERRED` (the share of
+            samples that reach the last model: minimising it maximises the exit ratio).
     """
 
     kind: str
@@ -52,20 +62,29 @@ class Target:
             return f"drop <= {self.value * 100:g}pt ({self.unit})"
         return f"{self.unit} <= {self.value:g}"
 
+    def cost(self, row: StageRow) -> float:
+        """The row's cost in this target's unit."""
+        return row.stage_ratios[-1] if self.unit == DEFERRED else row.costs[self.unit]
+
     def met(self, row: StageRow, primary: str, reference: float) -> bool:
-        """Whether ``row`` satisfies the target against ``reference`` (the last model alone)."""
+        """Whether ``row`` satisfies the target against ``reference`` (for ``max_drop``)."""
         if self.kind == "max_drop":
-            return row.metrics[primary] >= reference - self.value - _TOLERANCE
-        return row.costs[self.unit] <= self.value + _TOLERANCE
+            return row.metrics[primary] >= reference - self.value - TOLERANCE
+        return self.cost(row) <= self.value + TOLERANCE
 
 
 def pick(
-    rows: Sequence[StageRow], target: Target, primary: str, reference: float, fallback: StageRow | None = None
+    rows: Sequence[StageRow],
+    target: Target,
+    primary: str,
+    reference: float = math.nan,
+    fallback: StageRow | None = None,
 ) -> StageRow | None:
-    """The calibration row chosen for ``target``; None when no row meets it.
+    """The row chosen for ``target``; None when no row meets it. Rows with a NaN metric never are.
 
-    ``fallback`` is one more candidate, conventionally the last model alone (a row with no
-    thresholds): a cascade point is only worth picking when it beats simply running that model.
+    ``reference`` is what a ``max_drop`` is measured from (a ``budget`` ignores it). ``fallback``
+    is one more candidate, conventionally the last model alone (a row with no thresholds): a
+    cascade point is only worth picking when it beats simply running that model.
 
     >>> rows = [StageRow((0.2,), (0.8, 0.2), {"GFLOPs": 1.0}, {"AP": 0.40}),
     ...         StageRow((0.5,), (0.3, 0.7), {"GFLOPs": 3.0}, {"AP": 0.49})]
@@ -82,9 +101,9 @@ def pick(
     if not meeting:
         return None
     if target.kind == "max_drop":
-        key = lambda item: (item[1].costs[target.unit], -item[1].metrics[primary], item[0])  # noqa: E731
+        key = lambda item: (target.cost(item[1]), -item[1].metrics[primary], item[0])  # noqa: E731
     else:
-        key = lambda item: (-item[1].metrics[primary], item[1].costs[target.unit], item[0])  # noqa: E731
+        key = lambda item: (-item[1].metrics[primary], target.cost(item[1]), item[0])  # noqa: E731
     return min(meeting, key=key)[1]
 
 

@@ -141,18 +141,34 @@ def validate_threshold(threshold: float, name: str = "threshold") -> float:
 
 @dataclass(frozen=True)
 class ExitPolicy:
-    """Exit at the saver when the image confidence is ``>= threshold``.
+    """The exit rule as one value: exit at a stage when its image confidence is ``>= threshold``.
+
+    Attributes:
+        threshold: ``t >= 0``; above 1 nothing exits.
+        confidence: how a stage's answer becomes one confidence: a name of
+            :data:`CONFIDENCE_FUNCTIONS` (``"mean"``, the paper's), a callable
+            ``(scores, min_score) -> float``, a router object or a router file (resolved where the
+            answers are, e.g. :func:`tinysaver_det.detection.routers.resolve_router`).
+        min_score: the score floor given to a score function (boxes below it still stay in the answer).
 
     >>> ExitPolicy(0.25).exits(0.25)
     True
     >>> ExitPolicy(0.0).exits(0.0)  # an image with no box exits only at t = 0
     True
+    >>> ExitPolicy(0.3, "max", 0.1)
+    ExitPolicy(threshold=0.3, confidence='max', min_score=0.1)
     """
 
     threshold: float
+    confidence: object = "mean"
+    min_score: float = DEFAULT_MIN_SCORE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold", validate_threshold(self.threshold))
+        min_score = float(self.min_score)
+        if not 0 <= min_score <= 1:
+            raise ValueError(f"min_score must be a number in [0, 1], got {self.min_score!r}")
+        object.__setattr__(self, "min_score", min_score)
 
     def exits(self, confidence):
         """Exit decision for one confidence (bool) or an array of them (bool array)."""

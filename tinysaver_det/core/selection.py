@@ -18,7 +18,20 @@ from typing import Sequence
 
 import numpy as np
 
-from tinysaver_det.core.sweep import SystemMetric, _confidences, _mean_cost, exit_masks
+from tinysaver_det.core.cascade_model import SelectionMetric, _confidences, stage_indices_many
+
+#: The two models of a saver/base metric, by their index in the cascade.
+SAVER, BASE = 0, 1
+
+
+def _mean_cost(cost, n: int, name: str) -> float:
+    """A scalar as is (no rounding from averaging copies), else the mean of one value per sample."""
+    if np.ndim(cost) == 0:
+        return float(cost)
+    values = np.asarray(cost, dtype=np.float64)
+    if values.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or have one value per sample ({n}), got shape {values.shape}")
+    return float(values.mean())
 
 
 @dataclass(frozen=True)
@@ -45,20 +58,20 @@ class RMatch:
     base: np.ndarray
 
 
-def r_match(confidences, metric: SystemMetric, thresholds=None) -> RMatch:
+def r_match(confidences, metric: SelectionMetric, thresholds=None) -> RMatch:
     """Largest exit ratio where the saver matches the base on the exited samples (paper Eq. 6).
 
     For each cut point ``t`` the exited subset is ``conf >= t`` (the cascade rule of
     :class:`~tinysaver_det.core.policy.ExitPolicy`), so samples with equal confidence always enter
     the subset together and the exit ratios are those the cascade can actually reach. The saver
-    matches when ``metric.subset("saver", mask) >= metric.subset("base", mask)``. A metric may also
-    offer ``subset_many(model, masks (P, N)) -> (P,)``, which is then used for all cut points at once.
+    matches when ``metric.subset_many(0, masks) >= metric.subset_many(1, masks)`` (model 0 is the
+    saver, 1 the base), one call per model for all cut points.
 
     Which cut points:
         * ``thresholds=None`` (default): every distinct confidence. This is exact (no ratio between
           two cut points is reachable) and costs two ``subset`` calls per distinct value, cheap for
           accuracy.
-        * a grid (e.g. :func:`~tinysaver_det.core.sweep.default_thresholds`): for metrics that are
+        * a grid (e.g. :func:`~tinysaver_det.core.cascade_model.default_thresholds`): for metrics that are
           expensive to evaluate (COCO AP); ``r_match`` is then the best ratio reachable on the grid.
 
     Empty subsets (r = 0, or grid thresholds above every confidence) are left out of the curve:
@@ -83,16 +96,13 @@ def r_match(confidences, metric: SystemMetric, thresholds=None) -> RMatch:
         raise ValueError(f"metric covers {metric.n_samples} samples but {len(conf)} confidences were given")
     cuts = np.unique(conf) if thresholds is None else np.unique(np.asarray(thresholds, dtype=np.float64))
     cuts = cuts[::-1]  # falling threshold: rising exit ratio
-    masks = exit_masks(conf, cuts)
+    masks = stage_indices_many(conf[None], cuts[:, None]) == SAVER  # the cascade's own rule, conf >= t
     nonempty = masks.any(axis=1)
     cuts, masks = cuts[nonempty], masks[nonempty]
-    subset_many = getattr(metric, "subset_many", None)  # one vectorised call per model when offered
-    if subset_many is not None and len(masks):
-        saver = np.asarray(subset_many("saver", masks), dtype=np.float64)
-        base = np.asarray(subset_many("base", masks), dtype=np.float64)
-    else:
-        saver = np.array([metric.subset("saver", m) for m in masks], dtype=np.float64)
-        base = np.array([metric.subset("base", m) for m in masks], dtype=np.float64)
+    saver, base = (
+        np.asarray(metric.subset_many(model, masks), dtype=np.float64) if len(masks) else np.zeros(0)
+        for model in (SAVER, BASE)
+    )
     ratios = masks.mean(axis=1)
     matched = np.flatnonzero(saver >= base)
     if matched.size:
@@ -129,7 +139,7 @@ class SaverCandidate:
 
     name: str
     confidences: np.ndarray
-    metric: SystemMetric
+    metric: SelectionMetric
     cost: float | np.ndarray
 
 

@@ -15,13 +15,11 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from tinysaver_det.core.sweep import SweepRow
+from tinysaver_det.core.cascade_model import COST, StageRow
+from tinysaver_det.core.picker import Target, pick
 
 #: Table 1's columns as absolute drops of a fraction-valued metric: 1, 0.5, 0.01 and 0 points.
 TABLE1_MAX_DROPS = (0.01, 0.005, 0.0001, 0.0)
-
-#: Absorbs float rounding in ``base - drop`` (e.g. ``0.95 - 0.01``); far below one sample in 1e9.
-_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ class Table1Row:
     best: CostAtDrop
 
 
-def _point(row: SweepRow, primary: str, max_drop: float, base_cost: float) -> CostAtDrop:
+def _point(row: StageRow, primary: str, max_drop: float, base_cost: float) -> CostAtDrop:
     return CostAtDrop(
         max_drop=max_drop,
         threshold=row.threshold,
@@ -79,7 +77,7 @@ def _point(row: SweepRow, primary: str, max_drop: float, base_cost: float) -> Co
     )
 
 
-def _scored(rows: Sequence[SweepRow], primary: str) -> list[tuple[float, SweepRow]]:
+def _scored(rows: Sequence[StageRow], primary: str) -> list[tuple[float, StageRow]]:
     try:
         scored = [(float(row.metrics[primary]), row) for row in rows]
     except KeyError:
@@ -88,11 +86,13 @@ def _scored(rows: Sequence[SweepRow], primary: str) -> list[tuple[float, SweepRo
 
 
 def cost_at_drop(
-    rows: Sequence[SweepRow], primary: str, base_performance: float, base_cost: float, max_drop: float
+    rows: Sequence[StageRow], primary: str, base_performance: float, base_cost: float, max_drop: float
 ) -> CostAtDrop:
-    """The cheapest row with ``metric >= base_performance - max_drop`` (ties: better, then first).
+    """The cheapest row with ``metric >= base_performance - max_drop`` (ties: better, then first):
+    :func:`~tinysaver_det.core.picker.pick` with a ``max_drop`` target in the rows' one cost unit.
 
-    >>> rows = [SweepRow(0.5, 0.8, 3.0, {"top1": 0.90}), SweepRow(0.9, 0.5, 6.0, {"top1": 0.95})]
+    >>> rows = [StageRow((0.5,), (0.8, 0.2), {"cost": 3.0}, {"top1": 0.90}),
+    ...         StageRow((0.9,), (0.5, 0.5), {"cost": 6.0}, {"top1": 0.95})]
     >>> cost_at_drop(rows, "top1", 0.95, 10.0, 0.01).cost
     6.0
     >>> cost_at_drop(rows, "top1", 0.95, 10.0, 0.05).relative_cost
@@ -102,15 +102,14 @@ def cost_at_drop(
     """
     if max_drop < 0:
         raise ValueError(f"max_drop must be >= 0 (an absolute drop, 0.01 = one point), got {max_drop!r}")
-    floor = base_performance - max_drop - _TOLERANCE
-    qualifying = [(row.cost, -perf, i, row) for i, (perf, row) in enumerate(_scored(rows, primary)) if perf >= floor]
-    if not qualifying:
-        return CostAtDrop(max_drop)
-    return _point(min(qualifying, key=lambda item: item[:3])[3], primary, max_drop, base_cost)
+    _scored(rows, primary)  # names a missing metric
+    unit = next(iter(rows[0].costs)) if rows else COST
+    chosen = pick(rows, Target("max_drop", max_drop, unit), primary, base_performance)
+    return CostAtDrop(max_drop) if chosen is None else _point(chosen, primary, max_drop, base_cost)
 
 
 def table1_row(
-    rows: Sequence[SweepRow],
+    rows: Sequence[StageRow],
     primary: str,
     base_performance: float,
     base_cost: float,
@@ -119,13 +118,14 @@ def table1_row(
     """Table 1 columns of one sweep: cost at each allowed drop, and the best performance with its cost.
 
     Args:
-        rows: a sweep (:func:`~tinysaver_det.core.sweep.sweep`).
+        rows: a sweep (:func:`~tinysaver_det.core.cascade_model.sweep`).
         primary: the metric to read from ``row.metrics``.
         base_performance: the base alone (e.g. ``metric.routed(np.zeros(n, bool))[primary]``).
         base_cost: the base alone, mean cost per sample; costs are also reported divided by it.
         max_drops: absolute drops of the metric (fractions), Table 1's 1%, 0.5%, 0.01%, 0% by default.
 
-    >>> rows = [SweepRow(0.5, 0.8, 3.0, {"top1": 0.90}), SweepRow(0.9, 0.5, 6.0, {"top1": 0.96})]
+    >>> rows = [StageRow((0.5,), (0.8, 0.2), {"cost": 3.0}, {"top1": 0.90}),
+    ...         StageRow((0.9,), (0.5, 0.5), {"cost": 6.0}, {"top1": 0.96})]
     >>> row = table1_row(rows, "top1", 0.95, 10.0)
     >>> [c.relative_cost for c in row.at_drop], row.best.performance, row.best.cost
     ([0.6, 0.6, 0.6, 0.6], 0.96, 6.0)

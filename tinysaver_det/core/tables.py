@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 from tinysaver_det.core.selection import SelectionReport
 from tinysaver_det.core.summary import Table1Row
-from tinysaver_det.core.sweep import SweepRow
+from tinysaver_det.core.cascade_model import StageRow
 from tinysaver_det.io import atomic_write_text
 
 
@@ -77,10 +77,10 @@ def write_csv(table: Table, path) -> Path:
     return Path(path)
 
 
-def sweep_table(rows: Sequence[SweepRow], cost_label: str = "cost", note: str | None = None) -> Table:
+def sweep_table(rows: Sequence[StageRow], cost_label: str = "cost", note: str | None = None) -> Table:
     """One line per threshold: threshold, exit ratio, cost and every metric of the first row, in order.
 
-    >>> print(to_markdown(sweep_table([SweepRow(0.5, 0.75, 2.0, {"top1": 0.9})]), digits=2))
+    >>> print(to_markdown(sweep_table([StageRow((0.5,), (0.75, 0.25), {"cost": 2.0}, {"top1": 0.9})]), digits=2))
     | threshold | exit_ratio | cost | top1 |
     | --- | --- | --- | --- |
     | 0.50 | 0.75 | 2 | 0.90 |
@@ -105,7 +105,8 @@ def table1_table(
     absolute cost is ``C/C_B`` times the base cost it shows).
 
     >>> from tinysaver_det.core.summary import table1_row
-    >>> row = table1_row([SweepRow(0.5, 0.8, 3.0, {"top1": 0.95})], "top1", 0.95, 10.0, max_drops=(0.01, 0.0))
+    >>> row = table1_row([StageRow((0.5,), (0.8, 0.2), {"cost": 3.0}, {"top1": 0.95})], "top1", 0.95, 10.0,
+    ...                  max_drops=(0.01, 0.0))
     >>> print(to_markdown(table1_table({"tiny": row}, detailed=False), digits=2))
     | saver | base top1 | base cost | C/C_B drop<=1pt | C/C_B drop<=0pt | best top1 | C/C_B best |
     | --- | --- | --- | --- | --- | --- | --- |

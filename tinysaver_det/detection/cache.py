@@ -7,8 +7,8 @@ model seconds) and its exact per-image COCO matching
 (:func:`~tinysaver_det.detection.coco.evaluate_images`), computed once. Any routing of the images to
 the models is then scored without re-matching:
 
-* :meth:`PredictionCache.pair_metric`: a saver/base pair as a ``core.sweep.SystemMetric`` (sweeps, ``r_match``);
-* :meth:`PredictionCache.selection_metric`: K models as a ``core.multistage.SelectionMetric``;
+* :meth:`PredictionCache.pair_metric`: a saver/base pair (sweeps, ``r_match``);
+* :meth:`PredictionCache.selection_metric`: K models; both are the ``core.cascade_model.SelectionMetric``;
 * :meth:`PredictionCache.per_image_ap`: each image's own COCO AP under one model (the oracle's and the
   learned router's per-image quality).
 

@@ -1,7 +1,7 @@
 """The detection cascade: the saver answers the images it is confident on, the base the rest.
 
 :class:`MultiStageCascade` runs K >= 2 detectors, cheapest first, with one threshold per stage but
-the last (the rule of :mod:`tinysaver_det.core.multistage`); :class:`Cascade` is its two-stage form
+the last (the rule of :mod:`tinysaver_det.core.cascade_model`); :class:`Cascade` is its two-stage form
 with the saver/base vocabulary of the paper and of the run directory.
 """
 
@@ -108,10 +108,13 @@ class MultiStageCascade:
 
     Args:
         stages: the detectors, cheapest first.
-        thresholds: one per stage but the last (``>= 0``; above 1 that stage never answers).
-        min_score: score floor given to score-function confidences.
-        confidence: one option for every exiting stage, or a sequence with one per exiting stage:
-            a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS``, a callable
+        thresholds: one exit rule per stage but the last: an
+            :class:`~tinysaver_det.core.policy.ExitPolicy` (threshold, confidence, min_score as one
+            value), or a bare threshold (``>= 0``; above 1 that stage never answers) that takes
+            ``confidence`` and ``min_score`` below.
+        min_score: score floor given to score-function confidences of bare thresholds.
+        confidence: for bare thresholds, one option for every exiting stage, or a sequence with one
+            per exiting stage: a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS``, a callable
             ``(scores, min_score) -> float``, a router object, or a router file (``.json``); see
             :func:`tinysaver_det.detection.routers.resolve_router`.
         run_all: run every stage on every image (to cache all answers for offline sweeps); the
@@ -121,7 +124,7 @@ class MultiStageCascade:
     def __init__(
         self,
         stages: Sequence[Detector],
-        thresholds: Sequence[float],
+        thresholds: Sequence[float | ExitPolicy] | float | ExitPolicy,
         min_score: float = DEFAULT_MIN_SCORE,
         confidence: ConfidenceOption | Sequence[ConfidenceOption] = "mean",
         run_all: bool = False,
@@ -129,15 +132,18 @@ class MultiStageCascade:
         self.stages = list(stages)
         if len(self.stages) < 2:
             raise ValueError(f"a cascade needs at least 2 stages, got {len(self.stages)}")
-        thresholds = [thresholds] if np.ndim(thresholds) == 0 else list(thresholds)
-        if len(thresholds) != len(self.stages) - 1:
+        rules = [thresholds] if isinstance(thresholds, ExitPolicy) or np.ndim(thresholds) == 0 else list(thresholds)
+        if len(rules) != len(self.stages) - 1:
             raise ValueError(
-                f"thresholds: {len(thresholds)} given for {len(self.stages)} stages; give one per stage but the last"
+                f"thresholds: {len(rules)} given for {len(self.stages)} stages; give one per stage but the last"
             )
-        self.policies = [ExitPolicy(t) for t in thresholds]
-        self.min_score = float(min_score)
-        options = _per_stage(confidence, len(self.policies), "confidence")
-        self.routers = [resolve_router(option, self.min_score) for option in options]
+        options = _per_stage(confidence, len(rules), "confidence")
+        self.policies = [
+            rule if isinstance(rule, ExitPolicy) else ExitPolicy(rule, option, min_score)
+            for rule, option in zip(rules, options)
+        ]
+        self.min_score = self.policies[0].min_score
+        self.routers = [resolve_router(policy.confidence, policy.min_score) for policy in self.policies]
         for router, stage in zip(self.routers, self.stages):  # a router bound to one saver refuses another
             check = getattr(router, "check_saver", None)
             if check is not None:
@@ -203,7 +209,9 @@ class Cascade(MultiStageCascade):
 
     Args:
         saver, base: any :class:`~tinysaver_det.detection.types.Detector`.
-        threshold: exit threshold t; 0 keeps every saver answer, t > 1 sends everything to the base.
+        threshold: the exit rule, an :class:`~tinysaver_det.core.policy.ExitPolicy` (threshold,
+            confidence, min_score as one value), or a bare exit threshold t (0 keeps every saver
+            answer, t > 1 sends everything to the base) with ``min_score`` and ``confidence``.
         min_score: boxes below it do not count towards the confidence (they stay in the answer).
         confidence: a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS``, a callable
             ``(scores, min_score) -> float``, a router object that sees the saver's whole
@@ -217,7 +225,7 @@ class Cascade(MultiStageCascade):
         self,
         saver: Detector,
         base: Detector,
-        threshold: float,
+        threshold: float | ExitPolicy,
         min_score: float = DEFAULT_MIN_SCORE,
         confidence: ConfidenceOption = "mean",
         run_base_on_all: bool = False,

@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from tinysaver_det.core.cost import FLOPS_CONVENTION
 from tinysaver_det.detection.cache import prediction_row
-from tinysaver_det.detection.cascade import Cascade, CascadeOutput, MultiStageCascade, model_outputs
+from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput, MultiStageCascade, model_outputs
 from tinysaver_det.detection.dataset import CocoDataset, ImageInfo
 from tinysaver_det.detection.images import UnreadableImageError, load_image
 from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
@@ -105,12 +105,21 @@ def _check_batch_size(batch_size: int) -> None:
         raise TinySaverInputError(f"batch size must be >= 1, got {batch_size}")
 
 
-def _image_batches(dataset: CocoDataset, batch_size: int, desc: str, progress: bool, start: int = 0):
-    """The dataset's images from ``start`` on, in batches, with a progress bar advanced after each batch."""
+def _decoded_batches(dataset: CocoDataset, batch_size: int, desc: str, progress: bool, start: int = 0):
+    """The one image loop of every driver: the dataset's images from ``start`` on, in batches, each
+    decoded (:func:`_decode`: pixels, or the failed record of an image that cannot be read), with a
+    progress bar advanced after each batch.
+
+    Yields:
+        ``(infos, decoded, readable)``: the batch's images, their pixels or failed records, and the
+        positions of the readable ones.
+    """
+    _check_batch_size(batch_size)
     with tqdm(total=len(dataset), initial=start, desc=desc, unit="img", disable=not progress) as bar:
         for begin in range(start, len(dataset), batch_size):
             infos = dataset.images[begin : begin + batch_size]
-            yield infos
+            decoded = [_decode(dataset, info) for info in infos]
+            yield infos, decoded, [i for i, item in enumerate(decoded) if isinstance(item, np.ndarray)]
             bar.update(len(infos))
 
 
@@ -145,9 +154,7 @@ def evaluate_cascade(
     with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / SAVER_PREDICTIONS) as saver_file, JsonlWriter(
         out_dir / BASE_PREDICTIONS
     ) as base_file:
-        for infos in _image_batches(dataset, batch_size, "cascade", progress, start=done):
-            rows = [_decode(dataset, info) for info in infos]  # pixels, or failed records
-            readable = [i for i, row in enumerate(rows) if isinstance(row, np.ndarray)]
+        for infos, rows, readable in _decoded_batches(dataset, batch_size, "cascade", progress, start=done):
             ran = cascade([rows[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
             for i, out in zip(readable, ran):
                 rows[i] = _record(infos[i], out)
@@ -235,17 +242,28 @@ def predict_dataset(
 
     The rows are those of a cascade run's ``saver_predictions.jsonl`` (detections, per-image GFLOPs
     and seconds, the seconds being the batch's model time divided by its size), so
-    :func:`read_predictions` reads either. The file is rewritten from scratch and flushed per batch.
+    :func:`~tinysaver_det.detection.cache.read_predictions` reads either. An image that cannot be
+    read gets a row with no detection, no cost, and its ``status`` and ``error`` (the run's
+    :data:`~tinysaver_det.detection.summaries.UNREADABLE_POLICY`), so the cache still covers every
+    image. The file is rewritten from scratch and flushed per batch.
     """
     _check_batch_size(batch_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     with JsonlWriter(path) as writer:
-        for infos in _image_batches(dataset, batch_size, detector.name, progress):
-            images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
-            prediction = detector.predict(images, [info.image_id for info in infos])
-            writer.write_many(prediction_row(output) for output in model_outputs(prediction))
+        for infos, decoded, readable in _decoded_batches(dataset, batch_size, detector.name, progress):
+            rows: list[dict] = [
+                {**prediction_row(ModelOutput(Detections.empty(info.image_id), 0.0, 0.0)),
+                 "status": failed["status"], "error": failed["error"]}
+                if isinstance(failed := decoded[i], dict) else {}
+                for i, info in enumerate(infos)
+            ]
+            if readable:
+                prediction = detector.predict([decoded[i] for i in readable], [infos[i].image_id for i in readable])
+                for i, output in zip(readable, model_outputs(prediction)):
+                    rows[i] = prediction_row(output)
+            writer.write_many(rows)
     return path
 
 
@@ -256,7 +274,15 @@ def evaluate_multistage(
     batch_size: int = 32,
     progress: bool = True,
 ) -> MultiStageSummary:
-    """Run a K-stage cascade on every image of ``dataset``; write records.jsonl, results.json and summary.json."""
+    """Run a K-stage cascade on every image of ``dataset``; write records.jsonl, results.json and summary.json.
+
+    An image that cannot be read keeps a record with its ``status`` and ``error`` and no stage, and
+    stays in the evaluation as an image with no detections (as in :func:`evaluate_cascade`); the
+    stage ratios, GFLOPs and ms per image count the images the models ran on.
+
+    Raises:
+        TinySaverInputError: a wrong batch size, or no image could be read.
+    """
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -264,17 +290,23 @@ def evaluate_multistage(
     outputs = []
     start = perf_counter()
     with JsonlWriter(out_dir / RECORDS) as records:
-        for infos in _image_batches(dataset, batch_size, "cascade", progress):
-            images = [load_image(dataset.path(info), (info.width, info.height)) for info in infos]
-            batch = cascade.run(images, [info.image_id for info in infos])
-            records.write_many(
-                {"image_id": info.image_id, "file_name": info.file_name, "stage": out.stage,
-                 "confidences": list(out.confidences), "n_boxes": len(out.detections), "gflops": out.gflops,
-                 "seconds": out.seconds}
-                for info, out in zip(infos, batch)
-            )
-            outputs.extend(batch)
+        for infos, decoded, readable in _decoded_batches(dataset, batch_size, "cascade", progress):
+            ran = cascade.run([decoded[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
+            rows = [
+                {"image_id": info.image_id, "file_name": info.file_name, "status": failed["status"],
+                 "error": failed["error"], "stage": None, "confidences": [], "n_boxes": 0, "gflops": 0.0, "seconds": 0.0}
+                if isinstance(failed := decoded[i], dict) else None
+                for i, info in enumerate(infos)
+            ]
+            for i, out in zip(readable, ran):
+                rows[i] = {"image_id": infos[i].image_id, "file_name": infos[i].file_name, "status": "ok", "error": None,
+                           "stage": out.stage, "confidences": list(out.confidences), "n_boxes": len(out.detections),
+                           "gflops": out.gflops, "seconds": out.seconds}
+            records.write_many(rows)
+            outputs.extend(ran)
     wall_seconds = perf_counter() - start
+    if not outputs:
+        raise TinySaverInputError(f"none of the {len(dataset)} images could be read: see {out_dir / RECORDS}")
     results = [entry for out in outputs for entry in out.detections.to_coco()]
     atomic_write_json(out_dir / "results.json", results)
     stages = np.array([out.stage for out in outputs])
@@ -282,7 +314,7 @@ def evaluate_multistage(
         models=[model.name for model in cascade.stages],
         thresholds=list(cascade.thresholds),
         confidences=[router.name for router in cascade.routers],
-        n_images=len(outputs),
+        n_images=len(dataset),
         batch_size=batch_size,
         metrics=coco_bbox_metrics(load_coco(dataset.annotation_file), results, dataset.image_ids),
         gflops_per_image=float(np.mean([out.gflops for out in outputs])),

@@ -1,9 +1,9 @@
 """The one cascade metric object over cached matchings: any routing of images to K models, scored exactly.
 
-:class:`CocoCascadeMetric` is both protocols of :mod:`tinysaver_det.core`: the K-stage
-``SelectionMetric`` (:meth:`~CocoCascadeMetric.selected_many`, per image the index of the answering
-model) and, for a saver/base pair, the two-model ``SystemMetric``
-(:meth:`~CocoCascadeMetric.routed_many`, exit masks; :meth:`~CocoCascadeMetric.subset_many`).
+:class:`CocoCascadeMetric` is the metric protocol of :mod:`tinysaver_det.core.cascade_model`
+(``SelectionMetric``): :meth:`~CocoCascadeMetric.selected_many` (per image the index of the answering
+model) and :meth:`~CocoCascadeMetric.subset_many` (one model alone on subsets of the images, for
+``r_match``). For a saver/base pair it also reads exit masks (:meth:`~CocoCascadeMetric.routed_many`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class CocoCascadeMetric:
         return cls(evaluate_images(ground_truth, saver, params), evaluate_images(ground_truth, base, params))
 
     def routed(self, exit_mask: np.ndarray) -> dict[str, float]:
-        """The 12 stats of the cascade: True -> the saver's detections, False -> the base's."""
+        """The 12 stats of a saver/base cascade: True -> the saver's detections, False -> the base's."""
         return self.routed_many(np.asarray(exit_mask)[None])[0]
 
     def selected_many(self, stages: np.ndarray) -> list[dict[str, float]]:
@@ -91,27 +91,39 @@ class CocoCascadeMetric:
         """:meth:`routed` for each row of an [S×I] stack of exit masks (e.g. one per threshold)."""
         self._check_pair()
         exit_masks = np.asarray(exit_masks)
+        if exit_masks.dtype != bool:
+            raise TypeError(f"exit_masks must be a bool array, got dtype {exit_masks.dtype}")
         if exit_masks.ndim != 2:
             raise ValueError(f"exit_masks must have shape (n_masks, {self.n_samples}), got {exit_masks.shape}")
-        selections = _check_selections(np.stack([exit_masks, ~exit_masks], axis=1), 2, self.n_samples, "exit_masks")
-        return self._merged.summaries(selections)
+        return self.selected_many(np.where(exit_masks, 0, 1))
 
-    def subset(self, model: str, mask: np.ndarray) -> float:
-        """AP of ``"saver"`` or ``"base"`` alone on the images where ``mask`` is True (-1 without any gt there).
+    def subset(self, model: int | str, mask: np.ndarray) -> float:
+        """AP of one model alone on the images where ``mask`` is True (-1 without any gt there).
 
         This equals pycocotools with ``params.imgIds`` set to those images.
         """
         return float(self.subset_many(model, np.asarray(mask)[None])[0])
 
-    def subset_many(self, model: str, masks: np.ndarray) -> np.ndarray:
-        """:meth:`subset` for each row of a [P×I] stack of masks, in one evaluation (``core.r_match`` uses it)."""
-        self._check_pair()
-        if model not in self._pair_names:
-            raise ValueError(f"model must be one of {self._pair_names}, got {model!r}")
+    def subset_many(self, model: int | str, masks: np.ndarray) -> np.ndarray:
+        """:meth:`subset` for each row of a [P×I] stack of masks, in one evaluation (``core.r_match`` uses it).
+
+        ``model``: its index in the cascade, or for a pair ``"saver"`` (0) / ``"base"`` (1).
+        """
+        k = self._model_index(model)
         masks = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
-        selections = np.zeros((len(masks), 2, self.n_samples), dtype=bool)
-        selections[:, self._pair_names.index(model)] = masks
+        selections = np.zeros((len(masks), self.n_models, self.n_samples), dtype=bool)
+        selections[:, k] = masks
         return np.array([stats[self.primary] for stats in self._merged.summaries(selections)], dtype=np.float64)
+
+    def _model_index(self, model: int | str) -> int:
+        if isinstance(model, str):
+            self._check_pair()
+            if model not in self._pair_names:
+                raise ValueError(f"model must be one of {self._pair_names} or an index, got {model!r}")
+            return self._pair_names.index(model)
+        if not 0 <= int(model) < self.n_models:
+            raise ValueError(f"model index {model} out of range for {self.n_models} models")
+        return int(model)
 
     def _check_pair(self) -> None:
         if self.n_models != 2:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from tinysaver_det.core.cost import FLOPS_CONVENTION
 from tinysaver_det.core.summary import cost_at_drop
-from tinysaver_det.core.sweep import SweepRow, default_thresholds
+from tinysaver_det.core.cascade_model import StageRow, default_thresholds
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import cache_from_run
 from tinysaver_det.detection.run_directory import RUN_JSON
@@ -45,7 +45,7 @@ def pair_from_run(run_dir: str | Path, thresholds: Sequence[float]) -> PairSweep
     return PairSweep(described["saver"]["name"], described["base"]["name"], sweep)
 
 
-def _row(system: str, point: str, row: SweepRow | None, metrics: dict, gflops: float, base_gflops: float | None) -> list:
+def _row(system: str, point: str, row: StageRow | None, metrics: dict, gflops: float, base_gflops: float | None) -> list:
     return [
         system,
         point,

@@ -22,10 +22,10 @@ from typing import Sequence
 
 import numpy as np
 
-from tinysaver_det.core.multistage import StageRow, multistage_sweep, threshold_grid
+from tinysaver_det.core.cascade_model import StageRow, multistage_sweep, pareto_front, threshold_grid
+from tinysaver_det.core.picker import Target, pick
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
 from tinysaver_det.detection.routers import resolve_router
-from tinysaver_det.core.sweep import pareto_front
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.core.curves import curve_thresholds
@@ -228,8 +228,9 @@ def front_auc(points: Sequence[FrontPoint], unit: str, split: str = "calibration
 
 
 def _best_within(points: Sequence[FrontPoint], budget: float, unit: str) -> FrontPoint | None:
-    within = [p for p in points if p.calibration.costs[unit] <= budget + 1e-9]
-    return max(within, key=lambda p: (p.calibration.metrics[PRIMARY], -p.calibration.costs[unit])) if within else None
+    """The point whose calibration row :func:`~tinysaver_det.core.picker.pick` chooses within ``budget``."""
+    row = pick([p.calibration for p in points], Target("budget", budget, unit), PRIMARY)
+    return None if row is None else next(p for p in points if p.calibration is row)
 
 
 def depth_table(study: DepthStudy, budgets: Sequence[float]) -> Table:

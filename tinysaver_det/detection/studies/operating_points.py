@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tinysaver_det.core.multistage import StageRow
+from tinysaver_det.core.cascade_model import StageRow
 from tinysaver_det.core.picker import OperatingPoint, Target, held_out_gap
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
 from tinysaver_det.core.tables import Table

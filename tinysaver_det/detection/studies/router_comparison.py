@@ -34,8 +34,9 @@ from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE
 from tinysaver_det.core.router import Router
 from tinysaver_det.detection.routers import LogisticRouter, feature_matrix, resolve_router
 from tinysaver_det.core.selection import r_match
-from tinysaver_det.core.sweep import SweepRow, sweep
-from tinysaver_det.core.curves import ap_at_budget, cost_to_reach, curve_auc, curve_thresholds
+from tinysaver_det.core.cascade_model import COST, DEFERRED, StageRow, sweep
+from tinysaver_det.core.curves import curve_auc, curve_thresholds
+from tinysaver_det.core.picker import Target, pick
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
 
@@ -109,7 +110,7 @@ class CurveSummary:
         cost_to_reach: cheapest cost at which AP ``>=`` the reference AP (None: never).
     """
 
-    rows: tuple[SweepRow, ...]
+    rows: tuple[StageRow, ...]
     r_match: float
     auc: float
     ap_at_budgets: tuple[float | None, ...]
@@ -151,8 +152,8 @@ def router_curve(
         if with_r_match
         else float("nan"),
         auc=curve_auc(rows),
-        ap_at_budgets=tuple(ap_at_budget(rows, b) for b in budgets),
-        cost_to_reach=None if reference_ap is None else cost_to_reach(rows, reference_ap),
+        ap_at_budgets=tuple(_ap_at_budget(rows, b) for b in budgets),
+        cost_to_reach=None if reference_ap is None else _cost_to_reach(rows, reference_ap),
     )
 
 
@@ -293,22 +294,36 @@ class EvaluatorCheck:
     holds: bool | None
 
 
-def _largest_exit_ratio(rows: Sequence[SweepRow], level: float) -> float | None:
-    ratios = [r.exit_ratio for r in rows if r.metrics["AP"] >= level - 1e-12]
-    return max(ratios) if ratios else None
+def _ap_at_budget(rows: Sequence[StageRow], budget: float) -> float | None:
+    """Best AP among rows costing at most ``budget`` (None when none does)."""
+    row = pick(rows, Target("budget", budget, COST), "AP")
+    return None if row is None else row.metrics["AP"]
+
+
+def _cost_to_reach(rows: Sequence[StageRow], level: float) -> float | None:
+    """Cheapest cost among rows with AP ``>= level`` (None when none reaches it)."""
+    row = pick(rows, Target("max_drop", 0.0, COST), "AP", level)
+    return None if row is None else row.cost
+
+
+def _largest_exit_ratio(rows: Sequence[StageRow], level: float) -> float | None:
+    """Largest exit ratio among rows with AP ``>= level`` (None when none reaches it)."""
+    row = pick(rows, Target("max_drop", 0.0, DEFERRED), "AP", level)
+    return None if row is None else row.exit_ratio
 
 
 def evaluator_condition(
-    plain_rows: Sequence[SweepRow],
-    evaluator_rows: Sequence[SweepRow],
+    plain_rows: Sequence[StageRow],
+    evaluator_rows: Sequence[StageRow],
     cost_evaluator: float,
     cost_base: float,
     levels: Sequence[float],
 ) -> list[EvaluatorCheck]:
     """The paper's Eq. 5 condition ``C_E < (r_E - r) * C_B`` at each AP level.
 
-    >>> plain = [SweepRow(0.5, 0.2, 4.0, {"AP": 0.50}), SweepRow(0.3, 0.5, 2.5, {"AP": 0.45})]
-    >>> learned = [SweepRow(0.7, 0.4, 3.0, {"AP": 0.50}), SweepRow(0.4, 0.6, 2.0, {"AP": 0.45})]
+    >>> def row(t, r, cost, ap): return StageRow((t,), (r, 1 - r), {"cost": cost}, {"AP": ap})
+    >>> plain = [row(0.5, 0.2, 4.0, 0.50), row(0.3, 0.5, 2.5, 0.45)]
+    >>> learned = [row(0.7, 0.4, 3.0, 0.50), row(0.4, 0.6, 2.0, 0.45)]
     >>> checks = evaluator_condition(plain, learned, 0.1, 5.0, [0.5])
     >>> [(c.r, c.r_evaluator, round(c.saving, 2), c.holds) for c in checks]
     [(0.2, 0.4, 1.0, True)]

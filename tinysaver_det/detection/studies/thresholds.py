@@ -21,7 +21,7 @@ import numpy as np
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction
 from tinysaver_det.core.router import Router
 from tinysaver_det.core.selection import RMatch, delta_cost_tr, r_match
-from tinysaver_det.core.sweep import SweepRow, default_thresholds, sweep
+from tinysaver_det.core.cascade_model import StageRow, default_thresholds, sweep
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.coco import STAT_KEYS
 from tinysaver_det.detection.routers import resolve_router
@@ -35,7 +35,7 @@ class DetectionSweep:
     """A sweep's rows, the static models alone, and the saver-selection figures.
 
     Attributes:
-        rows: one :class:`~tinysaver_det.core.sweep.SweepRow` per threshold (``cost`` in GFLOPs/img).
+        rows: one :class:`~tinysaver_det.core.cascade_model.StageRow` per threshold (``cost`` in GFLOPs/img).
         saver, base: the 12 COCO stats of each model alone on the same images.
         saver_gflops, base_gflops: mean GFLOPs per image of each model alone.
         r_match: the largest exit ratio at which the saver's AP on the exited images is no worse
@@ -43,7 +43,7 @@ class DetectionSweep:
         delta_cost_tr: ``C_S / C_B - r_match`` (Eq. 10): below 0, the saver pays for itself.
     """
 
-    rows: list[SweepRow]
+    rows: list[StageRow]
     saver: dict
     base: dict
     saver_gflops: float
