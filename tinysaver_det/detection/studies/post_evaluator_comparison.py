@@ -24,8 +24,9 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from tinysaver_det.core.curves import ap_at_budget, cost_to_reach, curve_auc, curve_thresholds
-from tinysaver_det.core.sweep import SweepRow, sweep
+from tinysaver_det.core.cascade_model import COST, StageRow
+from tinysaver_det.core.curves import curve_auc
+from tinysaver_det.core.picker import Target, pick
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.post_evaluator import FeatureRouter, fit_feature_router, gain_target
@@ -35,6 +36,7 @@ from tinysaver_det.detection.studies.router_comparison import (
     evaluator_condition,
     oracle_confidences,
     router_cost,
+    router_curve,
     train_router,
 )
 
@@ -80,11 +82,21 @@ def split_label(scheme: str, seed: int) -> str:
     return scheme if scheme == "parity" else f"perm{seed}"
 
 
-def held_out_curve(held_out: PredictionCache, saver, base, confidences, extra_cost) -> tuple[SweepRow, ...]:
+def held_out_curve(held_out: PredictionCache, saver, base, confidences, extra_cost) -> tuple[StageRow, ...]:
     """The cascade's rows at every distinct confidence on the held-out half (exact), router cost included."""
-    metric = held_out.pair_metric(saver, base)
-    cost_saver = held_out.cost(saver, "GFLOPs") + extra_cost
-    return tuple(sweep(confidences, curve_thresholds(confidences), metric, cost_saver, held_out.cost(base, "GFLOPs")))
+    return router_curve(held_out, saver, base, confidences, "GFLOPs", extra_cost, with_r_match=False).rows
+
+
+def best_ap_within(rows: Sequence[StageRow], budget: float) -> float | None:
+    """Best AP among rows costing at most ``budget`` (None when none does)."""
+    row = pick(rows, Target("budget", budget, COST), "AP")
+    return None if row is None else row.metrics["AP"]
+
+
+def cost_to_ap(rows: Sequence[StageRow], level: float) -> float | None:
+    """Cheapest cost among rows with AP ``>= level`` (None when none reaches it)."""
+    row = pick(rows, Target("max_drop", 0.0, COST), "AP", level)
+    return None if row is None else row.cost
 
 
 def compare_split(
@@ -110,7 +122,7 @@ def compare_split(
     for name, blocks in (ablations or {}).items():
         routers[name] = fit(saver_detections, gain, block_choices=[tuple(blocks)], name=name)
     held = held_out.detections(saver)
-    curves: dict[str, tuple[tuple[SweepRow, ...], float]] = {}
+    curves: dict[str, tuple[tuple[StageRow, ...], float]] = {}
     for name, router in routers.items():
         extra = router_cost(router, held, "GFLOPs")
         curves[name] = (held_out_curve(held_out, saver, base, held_out.confidences(saver, router), extra),
@@ -120,7 +132,7 @@ def compare_split(
 
     statics = {name: (float(held_out.cost(name, "GFLOPs").mean()), held_out.model_metrics(name)["AP"])
                for name in held_out.names}
-    at_budget = {router: {m: ap_at_budget(rows, cost) for m, (cost, _) in statics.items()}
+    at_budget = {router: {m: best_ap_within(rows, cost) for m, (cost, _) in statics.items()}
                  for router, (rows, _) in curves.items()}
     budget_rows = []
     for router in curves:
@@ -132,7 +144,7 @@ def compare_split(
             budget_rows.append(BudgetRow(router, label, model, ap, closed))
     curve_rows = tuple(
         CurveRow(router, label, curve_auc(rows), cost,
-                 {m: cost_to_reach(rows, level) for m, (_, level) in statics.items()})
+                 {m: cost_to_ap(rows, level) for m, (_, level) in statics.items()})
         for router, (rows, cost) in curves.items()
     )
     base_ap = held_out.model_metrics(base)["AP"]
