@@ -24,9 +24,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from tinysaver_det.core.cascade_model import COST, StageRow
+from tinysaver_det.core.cascade_model import StageRow
 from tinysaver_det.core.curves import curve_auc
-from tinysaver_det.core.picker import Target, pick
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.post_evaluator import FeatureRouter, fit_feature_router, gain_target
@@ -35,6 +34,8 @@ from tinysaver_det.detection.studies.router_comparison import (
     EvaluatorCheck,
     evaluator_condition,
     oracle_confidences,
+    best_ap_within,
+    cost_to_ap,
     router_cost,
     router_curve,
     train_router,
@@ -85,18 +86,6 @@ def split_label(scheme: str, seed: int) -> str:
 def held_out_curve(held_out: PredictionCache, saver, base, confidences, extra_cost) -> tuple[StageRow, ...]:
     """The cascade's rows at every distinct confidence on the held-out half (exact), router cost included."""
     return router_curve(held_out, saver, base, confidences, "GFLOPs", extra_cost, with_r_match=False).rows
-
-
-def best_ap_within(rows: Sequence[StageRow], budget: float) -> float | None:
-    """Best AP among rows costing at most ``budget`` (None when none does)."""
-    row = pick(rows, Target("budget", budget, COST), "AP")
-    return None if row is None else row.metrics["AP"]
-
-
-def cost_to_ap(rows: Sequence[StageRow], level: float) -> float | None:
-    """Cheapest cost among rows with AP ``>= level`` (None when none reaches it)."""
-    row = pick(rows, Target("max_drop", 0.0, COST), "AP", level)
-    return None if row is None else row.cost
 
 
 def compare_split(
