@@ -11,7 +11,11 @@
 # The model is the published co_dino_5scale_swin_l_16xb1_16e_o365tococo.py, written out here because
 # its _base_ chain lives in the checkout, restricted to inference: the query head that mmdet evaluates
 # (eval_module='detr'), without training settings and without the auxiliary ATSS / Faster R-CNN heads
-# that serve only training (loading the official checkpoint lists their weights as unexpected keys).
+# that serve only training (`base_training_only` drops their weights when the official checkpoint
+# loads). mmdet's own tools/test.py takes the official checkpoint as its positional argument:
+#   PYTHONPATH=mmdetection python mmdetection/tools/test.py configs/tinysaver_yolov8n_codino-swin-l_coco.py \
+#       co_dino_5scale_swin_large_16e_o365tococo-614254c9.pth
+# tinysaver_yolov8n_codino-swin-l_official_coco.py inherits the published config itself instead.
 _base_ = ['mmdet::_base_/datasets/coco_detection.py', 'mmdet::_base_/default_runtime.py']
 
 import importlib.util  # noqa: E402  (stdlib; a builtin import keeps this a plain text config)
@@ -105,7 +109,8 @@ model = dict(
     saver=dict(weights='yolov8n.pt', imgsz=640),
     base=co_dino_swin_l,
     threshold=0.25,
-    min_score=0.05)
+    min_score=0.05,
+    base_training_only=('rpn_head.', 'roi_head.', 'bbox_head.'))  # Co-DINO's auxiliary heads
 
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -115,3 +120,13 @@ test_pipeline = [
 ]
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_evaluator = [_base_.test_evaluator, dict(type='TinySaverRouting')]
+
+# Inference only: mmengine's test loop, and no training or validation loop (the Runner refuses a
+# train_dataloader without train_cfg and optim_wrapper, which mmdet's dataset file alone would leave).
+test_cfg = dict(type='TestLoop')
+train_dataloader = None
+train_cfg = None
+optim_wrapper = None
+val_dataloader = None
+val_cfg = None
+val_evaluator = None

@@ -118,3 +118,22 @@ def full_run(small_set, tmp_path_factory, eval_coco_tool):
             "--batch", "5", "--out", str(out), "--full", "--quiet"]
     assert eval_coco_tool.main(args) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def coco_subset(tmp_path_factory):
+    """``make(n)``: the annotation file of the first ``n`` real COCO-subset images by id (their images and
+    annotations alone), written once per ``n``."""
+    from tinysaver_det.detection.dataset import restrict_annotations
+
+    data = json.loads(assets.asset_path(assets.COCO_ANNOTATIONS).read_text())
+    made = {}
+
+    def make(n: int) -> Path:
+        if n not in made:
+            ids = sorted(info["id"] for info in data["images"])[:n]
+            made[n] = tmp_path_factory.mktemp(f"coco{n}") / f"instances_{n}.json"
+            made[n].write_text(json.dumps(restrict_annotations(data, ids)))
+        return made[n]
+
+    return make

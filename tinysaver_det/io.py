@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -44,21 +45,81 @@ def remove_stale_temporaries(path: str | Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+class NonFiniteJsonError(ValueError):
+    """A value to write as json is NaN or infinite; the message names where it is."""
+
+
+def _first_non_finite(data, place: str = "") -> tuple[str, float] | None:
+    """``(place, value)`` of the first NaN or infinite float in nested dicts/lists/tuples, else None."""
+    if isinstance(data, float):
+        return None if math.isfinite(data) else (place or "the value", data)
+    if isinstance(data, dict):
+        items = ((f"{place}.{key}" if place else str(key), value) for key, value in data.items())
+    elif isinstance(data, (list, tuple)):
+        items = (((f"{place}[{index}]"), value) for index, value in enumerate(data))
+    else:
+        return None
+    for where, value in items:
+        found = _first_non_finite(value, where)
+        if found:
+            return found
+    return None
+
+
+def strict_json_dumps(data, indent: int | None = None) -> str:
+    """``json.dumps`` that writes strict JSON: a NaN or an infinity is an error, never a ``NaN`` or
+    ``Infinity`` token (which Python accepts back but most JSON readers reject).
+
+    Raises:
+        NonFiniteJsonError: naming the place of the first non-finite number.
+
+    >>> strict_json_dumps({"AP": 0.5, "rows": [1, 2]})
+    '{"AP": 0.5, "rows": [1, 2]}'
+    >>> strict_json_dumps({"rows": [{"gflops": float("nan")}]})
+    Traceback (most recent call last):
+    ...
+    tinysaver_det.io.NonFiniteJsonError: rows[0].gflops is nan: JSON has no NaN or Infinity
+    """
+    try:
+        return json.dumps(data, indent=indent, allow_nan=False)
+    except ValueError:
+        found = _first_non_finite(data)
+        if found is None:  # a numpy float or another type json reached through a default: say what it is
+            raise
+        raise NonFiniteJsonError(f"{found[0]} is {found[1]}: JSON has no NaN or Infinity") from None
+
+
 def atomic_write_json(path: str | Path, data, indent: int | None = None) -> None:
-    """:func:`atomic_write_text` of ``json.dumps(data)``."""
-    atomic_write_text(path, json.dumps(data, indent=indent))
+    """:func:`atomic_write_text` of :func:`strict_json_dumps` ``(data)``.
+
+    Raises:
+        NonFiniteJsonError: ``data`` holds a NaN or an infinity (the message names the file and
+            the place); nothing is written.
+    """
+    try:
+        text = strict_json_dumps(data, indent=indent)
+    except NonFiniteJsonError as error:
+        raise NonFiniteJsonError(f"cannot write {path}: {error}") from None
+    atomic_write_text(path, text)
 
 
 class JsonlWriter:
     """Appends one json object per line and flushes after each :meth:`write_many`, so a killed run
-    keeps every batch it finished."""
+    keeps every batch it finished. Rows are strict JSON (:func:`strict_json_dumps`), and a batch
+    with a non-finite number is refused whole, before any of its lines is written."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._stream = self.path.open("a")
 
     def write_many(self, rows) -> None:
-        self._stream.writelines(json.dumps(row) + "\n" for row in rows)
+        lines = []
+        for row in rows:
+            try:
+                lines.append(strict_json_dumps(row) + "\n")
+            except NonFiniteJsonError as error:
+                raise NonFiniteJsonError(f"cannot write {self.path}: {error}") from None
+        self._stream.writelines(lines)
         self._stream.flush()
         os.fsync(self._stream.fileno())
 

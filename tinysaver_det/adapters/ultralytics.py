@@ -78,6 +78,16 @@ def load_yolo(weights: str | Path) -> YOLO:
     return model
 
 
+def _run_size(model, imgsz: int) -> int:
+    """The inference size Ultralytics actually runs for ``imgsz``: rounded up to a multiple of the
+    model's largest stride (its predictor does the same, with a warning), so that ``run.json``
+    records the size that ran, not the size asked for."""
+    from ultralytics.utils.checks import check_imgsz
+
+    stride = int(max(getattr(model.model, "stride", [32])))
+    return int(check_imgsz(int(imgsz), stride=stride))
+
+
 class UltralyticsDetector:
     """A YOLO model (any Ultralytics detection checkpoint or yaml) behind the Detector protocol.
 
@@ -114,7 +124,7 @@ class UltralyticsDetector:
         self._checkpoint = Path(self.model.ckpt_path or weights)  # where Ultralytics found or fetched it
         self.category_ids = category_lookup(class_names or self.model.names, category_ids_by_name, self.name)
         self.predict_args = dict(
-            imgsz=imgsz or self.model.overrides.get("imgsz", 640),
+            imgsz=_run_size(self.model, imgsz or self.model.overrides.get("imgsz", 640)),
             conf=conf,
             iou=iou,
             max_det=max_det,

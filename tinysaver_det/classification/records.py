@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysaver_det.errors import TinySaverInputError
+
 AUTHORS_ARRAYS = ("confs", "preds", "label")
 _SCORE_KEYS = ("probs", "probabilities", "logits", "scores")
 _LABEL_KEYS = ("labels", "label", "targets")
@@ -31,7 +33,7 @@ _KINDS = ("auto", "probs", "logits")
 _INT16_MAX = np.iinfo(np.int16).max
 
 
-class RecordFormatError(ValueError):
+class RecordFormatError(TinySaverInputError):
     """A record file is missing an array or holds one of the wrong shape; the message names both."""
 
 

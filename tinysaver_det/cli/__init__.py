@@ -97,8 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         build_parser()[0].parse_args(argv)  # --help, or the usage error naming the choices
         return 2
-    args = parse_command(argv[0], argv[1:])
-    return exit_code_of(command_module(argv[0]).run, args)
+    # Parsing runs inside exit_code_of too: a check that reads an input (a --model spec) fails with
+    # one error line, and Ctrl-C while the subcommand's modules import ends without a traceback.
+    return exit_code_of(lambda: command_module(argv[0]).run(parse_command(argv[0], argv[1:])))
 
 
 def tool(name: str):

@@ -1,9 +1,12 @@
-"""``eval``: run a TinySaver detection cascade on a COCO-format dataset and print its COCO numbers."""
+"""``eval``: run a TinySaver detection cascade on a COCO-format dataset and print its COCO numbers
+(in one process, or sharded over the processes of a ``torchrun`` job)."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from contextlib import nullcontext
 
 from tinysaver_det.cli.options import (
     add_confidence_options,
@@ -33,6 +36,12 @@ With an mmdet base (a .py --base is an mmdet detector config):
 
 A killed run continues where it stopped with the same command plus --resume (safe to pass always:
 with no run in --out it starts one). A wrong input ends with "error: <message>" and exit code 2.
+
+Under torchrun the images are split across the processes in whole batches (gloo on CPU, nccl with a
+CUDA --device); each rank writes its shard under --out/shards/ and rank 0 merges them and evaluates
+(docs/distributed.md). A sharded run resumes with the same number of processes:
+
+    torchrun --standalone --nproc_per_node 4 -m tinysaver_det eval --t 0.25 --out runs/4p
 """
 
 
@@ -55,6 +64,18 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--base-checkpoint needs an mmdet config (.py) as --base; a YOLO's weights are the --base file")
 
 
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command line of this process with ``--resume`` (and without ``--overwrite``), to paste.
+
+    >>> resume_command(["tools/eval_coco.py", "--t", "0.3", "--overwrite"])
+    'python tools/eval_coco.py --t 0.3 --resume'
+    """
+    argv = list(sys.argv if argv is None else argv)
+    program = "python -m tinysaver_det" if argv[0].endswith("__main__.py") else f"python {argv[0]}"
+    rest = [a for a in argv[1:] if a != "--overwrite"]
+    return " ".join([program, *map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])])
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the dataset, both detectors and the cascade from ``args``, run it, print the table."""
     from tinysaver_det import assets
@@ -64,30 +85,39 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.post_evaluator import router_needs_saver_features
     from tinysaver_det.detection.runner import evaluate_cascade
+    from tinysaver_det.distributed import process_group, rank_device
     from tinysaver_det.errors import TinySaverInputError
+    from tinysaver_det.lock import RunLock
 
     if args.t > 1:
         print(f"note: --t {args.t:g} > 1: no image can exit (confidences are in [0, 1]); every image goes to the base",
               file=sys.stderr)
     try:
-        dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
-        saver_weights = args.saver or assets.asset_path(assets.DEMO_SAVER)
-        features = router_needs_saver_features(args.confidence)
-        if features and is_mmdet_config(saver_weights):
-            raise TinySaverInputError(f"--confidence {args.confidence} reads a YOLO saver's own features; "
-                                      f"the mmdet saver {saver_weights} captures none")
-        saver = create_detector(saver_weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device,
-                                features=features or None)
-        base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
-        base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
-        base = create_detector(base_weights, dataset.category_ids_by_name, device=args.device, **base_options)
-        rule = ExitPolicy(args.t, args.confidence, args.min_score)
-        cascade = Cascade(saver, base, rule, run_base_on_all=args.full)
-        summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
-                                   resume=args.resume, overwrite=args.overwrite)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the finished batches are in {args.out}; add --resume to continue", file=sys.stderr)
+        # Rank 0 (the one process of a plain run) locks the run directory before the models load, so that a
+        # second writer is refused at once; under torchrun the other ranks lock their shard folders in the runner.
+        with process_group(args.device) as context, RunLock(args.out) if context.is_main else nullcontext():
+            dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
+            device = rank_device(args.device, context)
+            saver_weights = args.saver or assets.asset_path(assets.DEMO_SAVER)
+            features = router_needs_saver_features(args.confidence)  # a feature router: capture in the saver's pass
+            if features and is_mmdet_config(saver_weights):
+                raise TinySaverInputError(f"--confidence {args.confidence} reads a YOLO saver's own features; "
+                                          f"the mmdet saver {saver_weights} captures none")
+            saver = create_detector(saver_weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=device,
+                                    features=features or None)
+            base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
+            base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
+            base = create_detector(base_weights, dataset.category_ids_by_name, device=device, **base_options)
+            rule = ExitPolicy(args.t, args.confidence, args.min_score)
+            cascade = Cascade(saver, base, rule, run_base_on_all=args.full)
+            summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
+                                       resume=args.resume, overwrite=args.overwrite, context=context)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
+        print(f"\ninterrupted: the finished batches are in {args.out}; continue with:\n  {resume_command()}",
+              file=sys.stderr)
         return 130
-    print(f"\nTinySaver: saver {summary.saver} -> base {summary.base}   (outputs in {args.out})\n")
-    print(summary.to_markdown())
+    if context.is_main:  # under torchrun every rank has the summary; one prints it
+        processes = f", {context.world_size} processes" if context.sharded else ""
+        print(f"\nTinySaver: saver {summary.saver} -> base {summary.base}   (outputs in {args.out}{processes})\n")
+        print(summary.to_markdown())
     return 0

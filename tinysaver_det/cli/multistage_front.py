@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinysaver_det.cli.options import add_cache_options, confidence_argument
+from tinysaver_det.cli.options import add_cache_options, confidence_argument, positive_int_argument, positive_number_argument
 
 DESCRIPTION = """\
 Do cascades of more than two stages beat the best two-stage cascade? Pareto fronts, table and PNG.
@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cache_options(parser)
     parser.add_argument("--confidence", type=confidence_argument, default="mean",
                         help="confidence of every exiting stage: a registered name or a router .json (default mean)")
-    parser.add_argument("--levels", type=int, default=21, help="exit-ratio levels per stage (default 21: steps of 5%%)")
-    parser.add_argument("--budgets", type=float, nargs="+",
+    parser.add_argument("--levels", type=positive_int_argument, default=21, help="exit-ratio levels per stage (default 21: steps of 5%%)")
+    parser.add_argument("--budgets", type=positive_number_argument, nargs="+",
                         help="budgets of the table (default: 6 between the cheapest and the costliest model)")
     parser.add_argument("--out", default="runs/multistage", help="folder for fronts.png and the CSV tables")
 

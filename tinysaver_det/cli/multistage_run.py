@@ -10,6 +10,7 @@ from tinysaver_det.cli.options import (
     add_run_options,
     dataset_paths,
     positive_int_argument,
+    threshold_argument,
 )
 from tinysaver_det.detection.cache import SPLITS
 
@@ -29,7 +30,7 @@ prints the simulated held-out numbers this real run can be compared with.)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", nargs="+", required=True,
                         help="the stages' weights, cheapest first (paths, official names, or demo:pico/n/s)")
-    parser.add_argument("--t", type=float, nargs="+", required=True, help="one threshold per stage but the last")
+    parser.add_argument("--t", type=threshold_argument, nargs="+", required=True, help="one threshold per stage but the last")
     add_confidence_options(parser, per_stage=True)
     add_dataset_options(parser, limit=False)
     parser.add_argument("--part", choices=("all", "calibration", "held-out"), default="all",

@@ -16,6 +16,7 @@ Nothing here imports a framework: the offline subcommands build their parsers fr
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -36,6 +37,64 @@ def threshold_argument(text: str) -> float:
         return validate_threshold(float(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def positive_number_argument(text: str) -> float:
+    """argparse type of a cost or a budget (GFLOPs, ms): a finite number > 0.
+
+    >>> positive_number_argument("8.7")
+    8.7
+    """
+    value = _number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_number_argument(text: str) -> float:
+    """argparse type of an allowed drop or a strength: a finite number >= 0."""
+    value = _number(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def device_argument(text: str) -> str:
+    """argparse type of ``--device``: ``cpu``, ``mps``, a GPU index (``0``, ``0,1``) or ``cuda[:N]``.
+
+    A device this machine does not have is refused here, before a model loads or a file is written
+    (torch is imported only for a device other than the CPU).
+
+    >>> device_argument("cpu")
+    'cpu'
+    """
+    name = text.strip().lower()
+    if name == "cpu":
+        return text
+    import torch
+
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError("'mps' is not available on this machine; use --device cpu")
+        return text
+    spec = name[len("cuda"):].lstrip(":") if name.startswith("cuda") else name
+    parts = spec.split(",") if spec else ["0"]
+    if not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"must be cpu, mps, a GPU index (0 or 0,1) or cuda[:N], got {text!r}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a CUDA GPU, and this machine has none; use --device cpu")
+    absent = [int(part) for part in parts if int(part) >= count]
+    if absent:
+        raise argparse.ArgumentTypeError(f"{text!r}: no GPU {absent[0]} on this machine (it has {count})")
+    return text
 
 
 def fraction_argument(text: str) -> float:
@@ -121,7 +180,7 @@ def add_run_options(
     """``--batch``, ``--device``, ``--out`` (default ``out``; required when None), ``--quiet`` and, with
     ``resume``, the mutually exclusive ``--resume`` / ``--overwrite``."""
     parser.add_argument("--batch", type=positive_int_argument, default=32, help="images per batch (default 32)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, 0, cuda:0 ...")
+    parser.add_argument("--device", type=device_argument, default="cpu", help="torch device: cpu, 0, cuda:0 ...")
     if out is None:
         parser.add_argument("--out", required=True, help=out_help)
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinysaver_det.cli.options import add_cache_options, confidence_argument
+from tinysaver_det.cli.options import add_cache_options, confidence_argument, nonnegative_number_argument, positive_number_argument
 
 DESCRIPTION = """\
 Pick a cascade's threshold(s) for a target on a calibration split; report what they give on held-out data.
@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a registered confidence name or a router .json (default mean)")
     parser.add_argument("--levels", type=int,
                         help="exit-ratio levels per stage (default 101 for 2 stages, 21 for more)")
-    parser.add_argument("--max-drop", type=float, action="append", default=[], help="largest AP drop vs the last model")
-    parser.add_argument("--gflops", type=float, action="append", default=[], help="GFLOPs budget per image")
-    parser.add_argument("--latency-ms", type=float, action="append", default=[], help="latency budget, ms per image")
+    parser.add_argument("--max-drop", type=nonnegative_number_argument, action="append", default=[], help="largest AP drop vs the last model")
+    parser.add_argument("--gflops", type=positive_number_argument, action="append", default=[], help="GFLOPs budget per image")
+    parser.add_argument("--latency-ms", type=positive_number_argument, action="append", default=[], help="latency budget, ms per image")
     parser.add_argument("--out", default="runs/pick_threshold", help="folder for picks.csv")
 
 

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.adapters import create_detector
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.runner import predict_dataset
+    from tinysaver_det.io import read_jsonl
 
     dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
     weights = assets.demo_weights(args.weights) if args.weights.startswith("demo:") else args.weights
@@ -42,4 +43,7 @@ def run(args: argparse.Namespace) -> int:
                                features=args.features or None)
     path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet)
     print(f"wrote {len(dataset)} images' predictions of {detector.name} to {path}")
+    skipped = sum(1 for row in read_jsonl(path) if row.get("status", "ok") != "ok")
+    if skipped:
+        print(f"note: {skipped} images could not be read: their rows have no detection, and their status and error")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinysaver_det.cli.options import add_cache_options
+from tinysaver_det.cli.options import add_cache_options, nonnegative_number_argument
 
 DESCRIPTION = """\
 Rank the cascade's routers on a calibration split and report each on a held-out split.
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--levels", type=int, default=101, help="cut points per curve (0: every distinct confidence)")
     parser.add_argument("--context-levels", type=int, default=0,
                         help="cut points of the all-images comparison (0, default: every distinct confidence, exact)")
-    parser.add_argument("--l2", type=float, default=1.0, help="ridge strength of the learned router")
+    parser.add_argument("--l2", type=nonnegative_number_argument, default=1.0, help="ridge strength of the learned router")
     parser.add_argument("--no-context", action="store_true", help="skip the all-images comparison with the reference")
     parser.add_argument("--out", default="runs/compare_routers", help="folder for the router json and CSV tables")
 

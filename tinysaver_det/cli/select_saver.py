@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -41,16 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _model(fields: list[str], kind: str):
-    from tinysaver_det.classification import ModelRecords, load_record
+def _cost(fields: list[str]) -> float:
+    """The COST of a NAME COST TRAIN TEST group: finite and > 0 (a cost ratio C_S/C_B needs both)."""
     from tinysaver_det.errors import TinySaverInputError
 
-    name, cost, train, test = fields
+    name, cost = fields[:2]
     try:
-        cost_value = float(cost)
+        value = float(cost)
     except ValueError:
         raise TinySaverInputError(f"cost of {name!r} must be a number, got {cost!r}") from None
-    return ModelRecords(name, cost_value, load_record(train, kind), load_record(test, kind))
+    if not (math.isfinite(value) and value > 0):
+        raise TinySaverInputError(f"cost of {name!r} must be a finite number > 0, got {cost!r}")
+    return value
+
+
+def _model(fields: list[str], kind: str):
+    from tinysaver_det.classification import ModelRecords, load_record
+
+    name, _, train, test = fields
+    return ModelRecords(name, _cost(fields), load_record(train, kind), load_record(test, kind))
 
 
 def select(args: argparse.Namespace):
@@ -61,6 +71,8 @@ def select(args: argparse.Namespace):
     """
     from tinysaver_det.classification import study_markdown, study_savers, write_study_csv
 
+    for fields in [args.base, *args.saver]:  # every cost before any record file is read
+        _cost(fields)
     study = study_savers(_model(args.base, args.kind), [_model(fields, args.kind) for fields in args.saver])
     print(study_markdown(study, args.cost_label, args.cost_note))
     for path in write_study_csv(study, args.out, args.cost_label):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinysaver_det.cli.options import add_confidence_options
+from tinysaver_det.cli.options import add_confidence_options, positive_number_argument, threshold_argument
 
 DESCRIPTION = """\
 Sweep the exit threshold of a detection cascade from cached predictions, exactly and fast.
@@ -29,11 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ann", help="COCO annotation json (with --records, default: the run's own)")
     parser.add_argument("--saver-json", help="saver's COCO results json")
     parser.add_argument("--base-json", help="base's COCO results json")
-    parser.add_argument("--saver-gflops", type=float, help="saver GFLOPs per image (with --saver-json)")
-    parser.add_argument("--base-gflops", type=float, help="base GFLOPs per image (with --base-json)")
-    parser.add_argument("--thresholds", type=float, nargs="+",
+    parser.add_argument("--saver-gflops", type=positive_number_argument, help="saver GFLOPs per image (with --saver-json)")
+    parser.add_argument("--base-gflops", type=positive_number_argument, help="base GFLOPs per image (with --base-json)")
+    parser.add_argument("--thresholds", type=threshold_argument, nargs="+",
                         help="thresholds (default 0..1 step 0.01 plus 0.25, 0.26, 0.34, 0.37, 0.69)")
     add_confidence_options(parser)
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="with --records: accept a run that did not finish (every output then says it is partial)")
     parser.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
 
 
@@ -54,11 +56,13 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.plots import plot_exit_ratio, plot_performance_vs_cost, plot_subset_performance
 
     if args.records:
-        cache = cache_from_run(args.records, args.ann)
+        cache = cache_from_run(args.records, args.ann, allow_partial=args.allow_partial)
     else:
         cache = cache_from_results(args.ann, args.saver_json, args.base_json, args.saver_gflops, args.base_gflops)
     result = sweep_cascade(cache, args.thresholds, args.min_score, args.confidence)
     note = f"{cache.n_images} images; GFLOPs per image, {FLOPS_CONVENTION}."
+    if cache.notes:
+        note = f"{note} NOTE: {'; '.join(cache.notes)}."
     table = Table(list(SWEEP_COLUMNS), sweep_rows_table(result), note)
     write_csv(table, f"{args.out}/sweep.csv")
     markdown = to_markdown(table)
@@ -68,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     plot_exit_ratio(result.rows, f"{args.out}/exit_ratio.png")
     plot_subset_performance(result.r_match, f"{args.out}/subset_ap.png")
     print(markdown)
+    for line in cache.notes:
+        print(f"note: {line}")
     print(f"saver alone: AP {result.saver['AP']:.4f} at {result.saver_gflops:.3f} GFLOPs/img; "
           f"base alone: AP {result.base['AP']:.4f} at {result.base_gflops:.3f} GFLOPs/img")
     print(f"r_match = {result.r_match.r_match:.4f} (t = {result.r_match.threshold}), "

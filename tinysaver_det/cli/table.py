@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tinysaver_det.cli.options import nonnegative_number_argument, threshold_argument
 from tinysaver_det.detection.studies.benchmark_table import BENCHMARK_MAX_DROPS
 
 DESCRIPTION = """\
@@ -19,9 +20,11 @@ Writes table.md, table.csv and ap_vs_gflops.png (every pair's cascade curve, sta
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="run directories written with --full")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.25], help="operating points to list")
-    parser.add_argument("--max-drops", type=float, nargs="+", default=list(BENCHMARK_MAX_DROPS),
+    parser.add_argument("--thresholds", type=threshold_argument, nargs="+", default=[0.25], help="operating points to list")
+    parser.add_argument("--max-drops", type=nonnegative_number_argument, nargs="+", default=list(BENCHMARK_MAX_DROPS),
                         help="allowed AP drops vs the base, absolute (0.01 = one point)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="accept runs that did not finish (the table then says they are partial)")
     parser.add_argument("--out", default="runs/benchmark_table", help="output folder (default runs/benchmark_table)")
 
 
@@ -31,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.io import atomic_write_text
     from tinysaver_det.plots import plot_performance_vs_cost
 
-    pairs = [pair_from_run(run, args.thresholds) for run in args.runs]
+    from tinysaver_det.detection.run_inputs import check_same_inputs, read_run_inputs
+
+    runs = [read_run_inputs(run) for run in args.runs]
+    for run in runs:
+        run.check_finished(args.allow_partial)
+    check_same_inputs(runs)  # one table, one image set and one annotation file
+    pairs = [pair_from_run(run, args.thresholds, args.allow_partial) for run in args.runs]
     table = benchmark_table(pairs, args.thresholds, args.max_drops)
     markdown = to_markdown(table, digits=4)
     atomic_write_text(f"{args.out}/table.md", markdown + "\n")

@@ -33,7 +33,6 @@ Costs come in two units (:data:`COST_UNITS`): ``"GFLOPs"`` (counted, FLOPs = 2 *
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,8 @@ from tinysaver_det.detection.coco import (
 )
 from tinysaver_det.detection.coco.results_json import detections_from_results, load_results_json
 from tinysaver_det.detection.dataset import load_annotation_json, restrict_annotations
-from tinysaver_det.detection.run_directory import BASE_PREDICTIONS, RECORDS, RUN_JSON, SAVER_PREDICTIONS
+from tinysaver_det.detection.run_directory import BASE_PREDICTIONS, RECORDS, SAVER_PREDICTIONS
+from tinysaver_det.detection.run_inputs import coverage_note, read_run_inputs
 from tinysaver_det.detection.types import Detections
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import read_jsonl
@@ -110,7 +110,11 @@ def read_cached_model(name: str, path: str | os.PathLike, image_ids: Sequence[in
     by_id = read_predictions(path)
     missing = [i for i in image_ids if i not in by_id]
     if missing:
-        raise ValueError(f"{path}: no predictions of {name!r} for {len(missing)} images, e.g. ids {missing[:5]}")
+        raise TinySaverInputError(
+            f"{path}: predictions of {name!r} cover {len(image_ids) - len(missing)} of the {len(image_ids)} images "
+            f"asked for (none for ids {missing[:5]}{'...' if len(missing) > 5 else ''}): made with --limit or on "
+            "another dataset? Predict every image of the annotation file"
+        )
     outputs = [by_id[i] for i in image_ids]
     return CachedModel(
         name,
@@ -126,9 +130,11 @@ class PredictionCache:
     Args:
         ground_truth: the images and annotations (:func:`~tinysaver_det.detection.coco.load_ground_truth`).
         models: each model's :class:`CachedModel` over ``ground_truth.image_ids``, cheapest first.
+        notes: what every table made from this cache must say about its inputs ("partial run ...",
+            "saver json: detections for 100 of 500 images").
     """
 
-    def __init__(self, ground_truth: CocoGroundTruth, models: Sequence[CachedModel]) -> None:
+    def __init__(self, ground_truth: CocoGroundTruth, models: Sequence[CachedModel], notes: Sequence[str] = ()) -> None:
         if len(models) < 1:
             raise ValueError("a prediction cache needs at least one model")
         names = [m.name for m in models]
@@ -141,6 +147,7 @@ class PredictionCache:
             if ids != self.image_ids.tolist():
                 raise ValueError(f"{model.name}: records must follow the ground truth's image order")
         self.models = tuple(models)
+        self.notes = tuple(notes)
         self.evaluations = tuple(evaluate_images(ground_truth, m.detections) for m in models)
         self._per_image_ap: dict[int, np.ndarray] = {}
 
@@ -202,24 +209,34 @@ class PredictionCache:
         return router_confidences(router, self.detections(model))
 
 
-def cache_from_run(run_dir: str | Path, annotation_file: str | Path | None = None) -> PredictionCache:
+def cache_from_run(
+    run_dir: str | Path, annotation_file: str | Path | None = None, allow_partial: bool = False
+) -> PredictionCache:
     """The saver's and the base's cache (models ``"saver"``, ``"base"``) from a ``--full`` run directory.
 
-    The image set is every image the run recorded.
+    The image set is every image the run recorded: the run's own annotation file and ``--limit``.
+    A run that did not finish is refused unless ``allow_partial``; its cache then carries the note
+    ``"partial run ...: 68 of 300 images"`` (:mod:`~tinysaver_det.detection.run_inputs`).
 
     Images the run could not read stay in, as images with no detection that cost nothing (the
     run's own policy, ``summaries.UNREADABLE_POLICY``).
 
     Args:
         run_dir: written by ``tools/eval_coco.py --full``.
-        annotation_file: default: the one named in the run's ``run.json``.
+        annotation_file: default: the one named in the run's ``run.json``; another one must have the
+            same content (sha256) as the run's.
+        allow_partial: accept a run that did not finish (its finished images alone).
 
     Raises:
-        TinySaverInputError: the base did not run on every readable image (a run made without ``--full``).
+        TinySaverInputError: the base did not run on every readable image (a run made without ``--full``),
+            the run did not finish, or ``annotation_file`` is not the run's.
     """
     run_dir = Path(run_dir)
+    inputs = read_run_inputs(run_dir)
+    inputs.check_finished(allow_partial)
+    inputs.check_annotation_file(annotation_file)
     if annotation_file is None:
-        annotation_file = json.loads((run_dir / RUN_JSON).read_text())["annotation_file"]
+        annotation_file = inputs.annotation_file
     records = read_jsonl(run_dir / RECORDS)
     saver = load_predictions(run_dir, "saver")
     base = load_predictions(run_dir, "base")
@@ -242,7 +259,8 @@ def cache_from_run(run_dir: str | Path, annotation_file: str | Path | None = Non
     ground_truth = load_ground_truth(restrict_annotations(load_annotation_json(annotation_file), image_ids))
     if list(ground_truth.image_ids) != image_ids:
         raise TinySaverInputError(f"{run_dir}: the run's images and the annotation file's images differ")
-    return PredictionCache(ground_truth, [model("saver", saver), model("base", base)])
+    notes = [inputs.partial_note()] if not inputs.finished else []
+    return PredictionCache(ground_truth, [model("saver", saver), model("base", base)], notes)
 
 
 def cache_from_results(
@@ -254,6 +272,10 @@ def cache_from_results(
 ) -> PredictionCache:
     """The cache of two COCO results jsons (models ``"saver"``, ``"base"``) over every image of the
     annotation file, with one GFLOPs figure each (no time was measured: ``seconds`` is NaN).
+
+    A json that leaves images without any detection is taken as answering nothing there (AP is over
+    every image of the annotation file), and the cache's notes say so: "saver json S.json: detections
+    for 100 of 500 images".
 
     Raises:
         TinySaverInputError: a results entry with an unknown image or category id, a bad box or a
@@ -271,8 +293,14 @@ def cache_from_results(
             name, tuple(by_image[i] for i in image_ids), np.full(n, float(gflops)), np.full(n, np.nan)
         )
 
+    notes = [
+        coverage_note(f"{name} json {path}", len({entry["image_id"] for entry in results}), n)
+        for name, path, results in (("saver", saver_json, saver_results), ("base", base_json, base_results))
+    ]
     return PredictionCache(
-        load_ground_truth(annotations), [model("saver", saver_results, saver_gflops), model("base", base_results, base_gflops)]
+        load_ground_truth(annotations),
+        [model("saver", saver_results, saver_gflops), model("base", base_results, base_gflops)],
+        [note for note in notes if note],
     )
 
 

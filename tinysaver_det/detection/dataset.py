@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class CocoDataset:
             (ImageInfo(int(i["id"]), i["file_name"], int(i["width"]), int(i["height"])) for i in data["images"]),
             key=lambda info: info.image_id,
         )
-        self._annotated_files = {info.file_name for info in images}
+        self._annotated_files = {normalized_file_name(info.file_name) for info in images}
         if limit is not None:
             if limit < 1:
                 raise TinySaverInputError(f"limit must be >= 1, got {limit}")
@@ -99,6 +100,16 @@ class CocoDataset:
             if name.lower().endswith(IMAGE_SUFFIXES)
         )
         return sorted(name for name in found if name not in self._annotated_files)
+
+
+def normalized_file_name(file_name: str) -> str:
+    """A ``file_name`` as the path it names relative to the image folder, so that ``./sub/x.jpg`` and
+    ``sub//x.jpg`` match the file ``sub/x.jpg`` found there.
+
+    >>> normalized_file_name("./sub//x.jpg")
+    'sub/x.jpg'
+    """
+    return posixpath.normpath(file_name)
 
 
 def load_annotation_json(path: str | Path) -> dict:
@@ -181,7 +192,8 @@ def _coco_problem(data: dict) -> str | None:
     """The first thing wrong in a COCO instances dict (as a message), or None.
 
     Ids must be unique within a section: pycocotools indexes by id, so a repeated annotation id would
-    silently drop a box from the ground truth.
+    silently drop a box from the ground truth. Category names must be unique too: models' classes are
+    mapped to category ids by name, and a repeated name would silently keep one of its ids.
     """
     ids = {}
     for section in ("images", "categories", "annotations"):
@@ -201,9 +213,16 @@ def _coco_problem(data: dict) -> str | None:
         for key in ("width", "height"):
             if not is_int(image.get(key)) or image[key] < 1:
                 return f"{where}: '{key}' must be a positive integer, got {image.get(key)!r}"
+    id_of_name = {}
     for index, category in enumerate(data["categories"]):
         if not isinstance(category.get("name"), str):
             return f"categories[{index}] (id {category['id']}) has no string 'name'"
+        if category["name"] in id_of_name:  # models are mapped by name: one name, one id
+            return (
+                f"categories[{index}] (id {category['id']}): name {category['name']!r} is also the name of "
+                f"category id {id_of_name[category['name']]}; category names must be unique"
+            )
+        id_of_name[category["name"]] = category["id"]
     for index, annotation in enumerate(data["annotations"]):
         where = f"annotations[{index}] (id {annotation['id']})"
         for key, section in (("image_id", "images"), ("category_id", "categories")):

@@ -43,6 +43,7 @@ from tinysaver_det.core.policy import (
     topk_mean_score,
 )
 from tinysaver_det.core.router import Router, score_router
+from tinysaver_det.io import atomic_write_text, strict_json_dumps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,8 +290,7 @@ class LogisticRouter:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the router as json; returns the path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, strict_json_dumps(self.to_dict(), indent=2) + "\n")  # strict JSON, never half a file
         return path
 
 

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.dataset import CocoDataset
+from tinysaver_det.detection.shards import shard_run_files, world_size_mismatch
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, remove_stale_temporaries, sha256_file, truncate_jsonl
+from tinysaver_det.lock import RunLock
 from tinysaver_det.version import __version__
 
 RUN_JSON = "run.json"
@@ -37,6 +39,8 @@ ERRORS = "errors.json"
 FINAL_OUTPUTS = ("results.json", "results_saver.json", "results_base.json", "summary.json", "summary.md", ERRORS)
 RUN_FILES = (RUN_JSON, RECORDS, SAVER_PREDICTIONS, BASE_PREDICTIONS, *FINAL_OUTPUTS)
 RUN_FORMAT = 1
+#: Record statuses a resume retries when the image can be read now (a size mismatch is the file's own).
+RETRIED_STATUSES = ("missing", "unreadable")
 
 NOT_COMPARED = frozenset(
     {"annotation_file", "image_dir", *(f"{model}.{key}" for model in ("saver", "base") for key in ("name", "weights", "device"))}
@@ -102,61 +106,125 @@ def open_run(
         description: from :func:`describe_run`.
         dataset: the images of the run, in order.
         resume: continue the run in ``out_dir`` (a fresh run when it holds none, so a job can always
-            pass it); refused when its ``run.json`` differs from ``description``.
-        overwrite: delete the run files in ``out_dir`` (only those, see :data:`RUN_FILES`) first.
+            pass it); refused when its ``run.json`` differs from ``description``, or when it was made
+            by several processes (:mod:`~tinysaver_det.detection.shards`).
+        overwrite: delete the run files in ``out_dir`` (only those, see :data:`RUN_FILES`, also in
+            its shard folders) first.
+
+    Everything here (the clean-up, the repair of a resumed run) runs under ``out_dir``'s
+    :class:`~tinysaver_det.lock.RunLock`: never while another process writes there. The caller
+    holds the lock for the whole run (:func:`~tinysaver_det.detection.runner.evaluate_cascade`).
 
     Raises:
         TinySaverInputError: ``out_dir`` holds a run and neither flag is given, the run has other
             settings, or it is not a folder.
+        RunLockedError: another process is writing ``out_dir``.
     """
+    with RunLock(out_dir):
+        recorded = _existing_run(out_dir, resume=resume, overwrite=overwrite)
+        if recorded is None:
+            atomic_write_json(out_dir / RUN_JSON, description, indent=2)
+            return 0
+        _check_same_run(out_dir, recorded, description, world_size=1)
+        return _repair(out_dir, dataset, description["batch_size"], description["full"])
+
+
+def open_sharded_run(
+    out_dir: Path, description: dict, world_size: int, *, resume: bool = False, overwrite: bool = False
+) -> None:
+    """Rank 0's part of opening a run of ``world_size`` processes: the checks and refusals of
+    :func:`open_run` on ``out_dir`` and all its shards, and ``run.json`` with the world size.
+
+    Each rank then opens its own shard folder with :func:`open_run` (and resumes it there).
+
+    Raises:
+        TinySaverInputError: as :func:`open_run`, and a resume with another number of processes.
+    """
+    description = {**description, "world_size": world_size}
+    with RunLock(out_dir):
+        recorded = _existing_run(out_dir, resume=resume, overwrite=overwrite)
+        if recorded is None:
+            atomic_write_json(out_dir / RUN_JSON, description, indent=2)
+        else:
+            _check_same_run(out_dir, recorded, description, world_size)
+
+
+def _existing_run(out_dir: Path, *, resume: bool, overwrite: bool) -> dict | None:
+    """The ``run.json`` of the run to resume in ``out_dir``, or None when a fresh run starts there
+    (after deleting the old run's files with ``overwrite``); refuses to mix with a run otherwise.
+    The caller holds ``out_dir``'s :class:`~tinysaver_det.lock.RunLock`."""
     if resume and overwrite:
         raise TinySaverInputError("resume and overwrite exclude each other: choose one")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TinySaverInputError(f"run directory {out_dir} is a file, not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         remove_stale_temporaries(out_dir / name)
-    present = [name for name in RUN_FILES if (out_dir / name).exists()]
-    if present and overwrite:
-        for name in present:
-            (out_dir / name).unlink()
-    elif present and not resume:
+    present = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
+    in_shards = shard_run_files(out_dir, RUN_FILES)
+    if (present or in_shards) and overwrite:
+        for path in present + in_shards:
+            path.unlink()
+        return None
+    if (present or in_shards) and not resume:
+        names = [path.name for path in present]
+        names += sorted({str(path.parent.relative_to(out_dir)) + "/" for path in in_shards})
         raise TinySaverInputError(
-            f"{out_dir} already holds a run ({', '.join(present)}): pass --resume to continue it, "
-            "--overwrite to replace it, or choose another --out"
+            f"{out_dir} already holds a run ({', '.join(names)}): "
+            "pass --resume to continue it, --overwrite to replace it, or choose another --out"
         )
-    elif present:
-        return _resume(out_dir, description, dataset)
-    atomic_write_json(out_dir / RUN_JSON, description, indent=2)
-    return 0
-
-
-def _resume(out_dir: Path, description: dict, dataset: CocoDataset) -> int:
-    """Check that the run in ``out_dir`` has ``description``'s settings, repair it, count its done images."""
+    present += in_shards
+    if not present:
+        return None
     try:
-        recorded = json.loads((out_dir / RUN_JSON).read_text())
+        return json.loads((out_dir / RUN_JSON).read_text())
     except FileNotFoundError:
         raise TinySaverInputError(
             f"cannot resume {out_dir}: it has no {RUN_JSON} (made by an older version?); pass --overwrite to start over"
         ) from None
     except json.JSONDecodeError as error:
         raise TinySaverInputError(f"cannot resume {out_dir}: {RUN_JSON} is not valid json ({error})") from None
+
+
+def _check_same_run(out_dir: Path, recorded: dict, description: dict, world_size: int) -> None:
+    """Refuse to resume a run made by another number of processes or with other settings."""
+    mismatch = world_size_mismatch(out_dir, recorded, world_size)
+    if mismatch:
+        raise TinySaverInputError(mismatch)
     changed = differences(recorded, description)
     if changed:
         raise TinySaverInputError(
             f"cannot resume {out_dir}: its run was made with other settings ({'; '.join(changed)}); "
             "pass --overwrite to start over, or choose another --out"
         )
-    return _repair(out_dir, dataset, description["batch_size"], description["full"])
+
+
+def _first_readable_again(records: list[dict], dataset: CocoDataset) -> int | None:
+    """Index of the first record of an image that was missing or unreadable and can be read now."""
+    from tinysaver_det.detection.images import UnreadableImageError, load_image  # cv2: the run's, not the sweeps'
+
+    infos = {info.image_id: info for info in dataset.images}
+    for index, record in enumerate(records):
+        if record.get("status") in RETRIED_STATUSES:
+            info = infos[record["image_id"]]
+            try:
+                load_image(dataset.path(info), (info.width, info.height))
+            except (FileNotFoundError, UnreadableImageError):
+                continue
+            return index
+    return None
 
 
 def _repair(out_dir: Path, dataset: CocoDataset, batch_size: int, full: bool) -> int:
-    """Cut the json-lines files back to the last whole batch of committed images (see the module doc)."""
+    """Cut the json-lines files back to the last whole batch of committed images (see the module doc),
+    or further back, to the batch of the first image recorded as missing or unreadable that can be
+    read now: a resume retries it (with its whole batch, so that batches stay those of one run)."""
     ids = dataset.image_ids
     records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < len(ids) and row.get("image_id") == ids[i])
     done = len(records)
     if done < len(ids) and done % batch_size:
         done -= done % batch_size
+    retry = _first_readable_again(records[:done], dataset)
+    if retry is not None:
+        done = retry - retry % batch_size
+    if done < len(records):
         records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < done)
     ran = [r for r in records if r["status"] == "ok"]
     expected = {

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from time import perf_counter
 
@@ -61,11 +62,15 @@ from tinysaver_det.detection.run_directory import (
     SAVER_PREDICTIONS,
     describe_run,
     open_run,
+    open_sharded_run,
 )
+from tinysaver_det.detection.shards import merge_jsonl, shard_bounds, shard_description, shard_dir
 from tinysaver_det.detection.summaries import UNREADABLE_POLICY, EvalRow, MultiStageSummary, RunSummary
 from tinysaver_det.detection.types import Detections, Detector
-from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.distributed import SINGLE_PROCESS, DistContext
+from tinysaver_det.errors import INPUT_ERRORS, TinySaverInputError
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl
+from tinysaver_det.lock import RunLock
 
 
 def _record(info: ImageInfo, output: CascadeOutput) -> dict:
@@ -132,6 +137,7 @@ def evaluate_cascade(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    context: DistContext = SINGLE_PROCESS,
 ) -> RunSummary:
     """Run ``cascade`` on every image of ``dataset``, write the run directory, return the summary.
 
@@ -143,29 +149,121 @@ def evaluate_cascade(
             refused, naming each difference, when that run was made with other settings.
         overwrite: replace the run in ``out_dir``. Without either flag, a ``out_dir`` that holds a
             run is refused rather than mixed with.
+        context: this process's place in a ``torchrun`` job (:func:`tinysaver_det.distributed.process_group`);
+            with several processes each rank runs its shard of the images and rank 0 merges them
+            (:mod:`~tinysaver_det.detection.shards`). Every rank returns the same summary.
 
     Raises:
         TinySaverInputError: a wrong batch size or run directory, or no image could be read.
+        RunLockedError: another process is writing ``out_dir`` (:class:`~tinysaver_det.lock.RunLock`,
+            held from the repair of a resumed run to the last final file).
     """
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
-    done = open_run(out_dir, describe_run(cascade, dataset, batch_size), dataset, resume=resume, overwrite=overwrite)
+    if context.sharded:  # each rank locks its shard folder, rank 0 also out_dir
+        return _evaluate_sharded(cascade, dataset, out_dir, batch_size, progress, resume, overwrite, context)
+    with RunLock(out_dir):  # one writer: a second run, or a --resume, on out_dir is refused while this one writes
+        return _evaluate_cascade(cascade, dataset, out_dir, batch_size, progress, resume, overwrite)
+
+
+def _evaluate_cascade(
+    cascade: Cascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool, resume: bool, overwrite: bool
+) -> RunSummary:
+    """:func:`evaluate_cascade` in one process."""
     start = perf_counter()
+    done = open_run(out_dir, describe_run(cascade, dataset, batch_size), dataset, resume=resume, overwrite=overwrite)
+    _run_images(cascade, dataset, out_dir, batch_size, progress, done)
+    return _finish(cascade, dataset, batch_size, perf_counter() - start, out_dir)
+
+
+def _run_images(
+    cascade: Cascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool, done: int, desc: str = "cascade"
+) -> None:
+    """Run the images of ``dataset`` from index ``done`` on, appending each batch to the json-lines files."""
     with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / SAVER_PREDICTIONS) as saver_file, JsonlWriter(
         out_dir / BASE_PREDICTIONS
     ) as base_file:
-        for infos, rows, readable in _decoded_batches(dataset, batch_size, "cascade", progress, start=done):
+        for infos, rows, readable in _decoded_batches(dataset, batch_size, desc, progress, start=done):
             ran = cascade([rows[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
             for i, out in zip(readable, ran):
                 rows[i] = _record(infos[i], out)
             saver_file.write_many(prediction_row(out.saver) for out in ran)
             base_file.write_many(prediction_row(out.base) for out in ran if out.base is not None)
             records.write_many(rows)  # last: a record commits its image (see run_directory)
-    wall_seconds = perf_counter() - start
+
+
+def _finish(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path) -> RunSummary:
+    """The final outputs and the summary files, from the json-lines files in ``out_dir``."""
     summary = _summarize(cascade, dataset, batch_size, wall_seconds, out_dir)
     atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
     atomic_write_text(out_dir / "summary.md", summary.to_markdown())
     return summary
+
+
+def _evaluate_sharded(
+    cascade: Cascade,
+    dataset: CocoDataset,
+    out_dir: Path,
+    batch_size: int,
+    progress: bool,
+    resume: bool,
+    overwrite: bool,
+    context: DistContext,
+) -> RunSummary:
+    """:func:`evaluate_cascade` as one rank of ``context.world_size``: run this rank's shard in its own
+    run directory, then, after a barrier, rank 0 merges the shards in dataset order and builds the
+    outputs as one process does. Input errors stop every rank together (:meth:`DistContext.raise_if_any`).
+
+    Locks: each rank holds its shard folder, rank 0 also ``out_dir`` (for the whole run, the merge included).
+    """
+    start = perf_counter()
+    description = describe_run(cascade, dataset, batch_size)
+    bounds = shard_bounds(len(dataset), batch_size, context.world_size)
+    first, stop = bounds[context.rank]
+    shard = dataset.subset(dataset.image_ids[first:stop])
+    shard_out = shard_dir(out_dir, context.rank, context.world_size)
+    with ExitStack() as locks:
+        error = None
+        if context.is_main:
+            try:
+                locks.enter_context(RunLock(out_dir))
+                open_sharded_run(out_dir, description, context.world_size, resume=resume, overwrite=overwrite)
+            except INPUT_ERRORS as raised:
+                error = raised
+        context.raise_if_any(error)
+        try:
+            locks.enter_context(RunLock(shard_out))
+            own = shard_description(describe_run(cascade, shard, batch_size), context.rank, context.world_size, (first, stop))
+            done = open_run(shard_out, own, shard, resume=resume)
+        except INPUT_ERRORS as raised:
+            error = raised
+        context.raise_if_any(error)
+        desc = f"cascade rank {context.rank}/{context.world_size}"
+        _run_images(cascade, shard, shard_out, batch_size, progress and context.is_main, done, desc=desc)
+        context.barrier()
+        summary = None
+        if context.is_main:
+            try:
+                _merge_shards(out_dir, dataset, context.world_size, bounds, cascade.run_base_on_all)
+                summary = _finish(cascade, dataset, batch_size, perf_counter() - start, out_dir)
+            except INPUT_ERRORS as raised:
+                error = raised
+        context.raise_if_any(error)
+    return context.broadcast(summary)
+
+
+def _merge_shards(out_dir: Path, dataset: CocoDataset, world_size: int, bounds, full: bool) -> None:
+    """Concatenate the shards' json-lines files into ``out_dir`` in rank order (dataset order), checking
+    that the records are one per image in dataset order and the predictions those the records imply."""
+    shards = [shard_dir(out_dir, rank, world_size) for rank in range(world_size)]
+    records = merge_jsonl([path / RECORDS for path in shards], out_dir / RECORDS, dataset.image_ids)
+    ran = [r for r in records if r["status"] == "ok"]
+    merge_jsonl([path / SAVER_PREDICTIONS for path in shards], out_dir / SAVER_PREDICTIONS, [r["image_id"] for r in ran])
+    merge_jsonl(
+        [path / BASE_PREDICTIONS for path in shards],
+        out_dir / BASE_PREDICTIONS,
+        [r["image_id"] for r in ran if full or not r["exited"]],
+    )
 
 
 def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path) -> RunSummary:
@@ -249,9 +347,7 @@ def predict_dataset(
     """
     _check_batch_size(batch_size)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    with JsonlWriter(path) as writer:
+    with RunLock.for_file(path), JsonlWriter(_fresh(path)) as writer:
         for infos, decoded, readable in _decoded_batches(dataset, batch_size, detector.name, progress):
             rows: list[dict] = [
                 {**prediction_row(ModelOutput(Detections.empty(info.image_id), 0.0, 0.0)),
@@ -285,11 +381,22 @@ def evaluate_multistage(
     """
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / RECORDS).unlink(missing_ok=True)
+    with RunLock(out_dir):
+        return _evaluate_multistage(cascade, dataset, out_dir, batch_size, progress)
+
+
+def _fresh(path: Path) -> Path:
+    """``path``, deleted when it exists (a file rewritten from scratch)."""
+    path.unlink(missing_ok=True)
+    return path
+
+
+def _evaluate_multistage(
+    cascade: MultiStageCascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool
+) -> MultiStageSummary:
     outputs = []
     start = perf_counter()
-    with JsonlWriter(out_dir / RECORDS) as records:
+    with JsonlWriter(_fresh(out_dir / RECORDS)) as records:
         for infos, decoded, readable in _decoded_batches(dataset, batch_size, "cascade", progress):
             ran = cascade.run([decoded[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
             rows = [
@@ -322,6 +429,7 @@ def evaluate_multistage(
         stage_ratios=[float(np.mean(stages == k)) for k in range(len(cascade.stages))],
         wall_seconds=wall_seconds,
         flops_convention=FLOPS_CONVENTION,
+        skipped_images=len(dataset) - len(outputs),
     )
     atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
     return summary

@@ -101,6 +101,8 @@ class MultiStageSummary:
 
     ``gflops_per_image`` and ``ms_per_image`` count the stages each image went through (model time
     only, image decoding excluded); ``stage_ratios`` is the share of images answered at each stage.
+    Images that could not be read (``skipped_images``, listed with their status in ``records.jsonl``)
+    stay in the COCO metrics as images with no detection; costs and ratios are over the images run.
     """
 
     models: list[str]
@@ -114,6 +116,7 @@ class MultiStageSummary:
     stage_ratios: list[float]
     wall_seconds: float
     flops_convention: str
+    skipped_images: int = 0
 
     def to_markdown(self) -> str:
         header = ["cascade", *STAT_KEYS[:3], "GFLOPs/img", "ms/img", "stage ratios"]
@@ -124,5 +127,7 @@ class MultiStageSummary:
         return "\n".join([
             "| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(cells) + " |", "",
             f"{self.n_images} images, thresholds ({thresholds}), confidences ({', '.join(self.confidences)}), "
-            f"batch {self.batch_size}, {self.wall_seconds:.1f} s wall-clock; {FLOPS_CONVENTION}.",
+            f"batch {self.batch_size}, {self.wall_seconds:.1f} s wall-clock; {FLOPS_CONVENTION}."
+            + (f" {self.skipped_images} images could not be read (no detection; see records.jsonl)."
+               if self.skipped_images else ""),
         ]) + "\n"

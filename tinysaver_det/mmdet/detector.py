@@ -34,6 +34,27 @@ def _default_saver_device() -> str:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
 
 
+def _load_base_alone_checkpoint(module: "TinySaverDetector", state_dict: dict, prefix: str, *args) -> None:
+    """Load-state-dict pre-hook: a checkpoint of the base alone loads into ``base.``.
+
+    Official model-zoo weights are the base detector's state dict (``backbone.*``, ``bbox_head.*``),
+    while this model keeps the base under ``base.``. When none of the keys is ``base.*``, each key
+    gets that prefix, so mmengine's ``load_from`` (mmdet's ``tools/test.py CONFIG CHECKPOINT``),
+    ``load_checkpoint`` and ``base_checkpoint`` all load official weights without a screen of missing
+    and unexpected keys. Keys under ``module.base_training_only`` (parts of the published model that
+    serve training only and that this inference model leaves out) are dropped. A checkpoint of a
+    whole TinySaverDetector (``base.*`` keys) loads unchanged.
+    """
+    keys = [key for key in state_dict if key.startswith(prefix)]
+    if not keys or any(key.startswith(prefix + "base.") for key in keys):
+        return
+    for key in keys:
+        value = state_dict.pop(key)
+        name = key[len(prefix):]
+        if not name.startswith(module.base_training_only):
+            state_dict[f"{prefix}base.{name}"] = value
+
+
 def _checkpoint_classes(checkpoint: dict):
     """Class names stored in an mmdet checkpoint's meta (``dataset_meta.classes``, or old ``CLASSES``)."""
     meta = checkpoint.get("meta", {})
@@ -109,7 +130,13 @@ class TinySaverDetector(BaseDetector):
             rule of ``mmdet.apis.init_detector``).
         base_checkpoint: an mmdet checkpoint of the base alone (official model-zoo weights), loaded
             into ``self.base``. mmengine's ``Runner.test`` never calls ``init_weights``, so a
-            ``Pretrained`` ``init_cfg`` on the base would not load; this does.
+            ``Pretrained`` ``init_cfg`` on the base would not load; this does. The Runner's
+            ``load_from`` (mmdet's ``tools/test.py CONFIG CHECKPOINT``) loads such a checkpoint into
+            ``self.base`` too.
+        base_training_only: prefixes of base checkpoint keys that belong to training-only parts of
+            the published model left out of ``base`` (Co-DINO's auxiliary ATSS and Faster R-CNN
+            heads: ``('rpn_head.', 'roi_head.', 'bbox_head.')``); dropped when a checkpoint of the
+            base alone is loaded, instead of being listed as unexpected keys.
         data_preprocessor: default: the base's own (the base sees the inputs it was trained on).
         init_cfg: mmengine's initialization config.
 
@@ -127,6 +154,7 @@ class TinySaverDetector(BaseDetector):
         confidence: str | ConfidenceFunction | Router = "mean",
         classes: Sequence[str] | None = None,
         base_checkpoint: str | None = None,
+        base_training_only: Sequence[str] = (),
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
@@ -137,9 +165,11 @@ class TinySaverDetector(BaseDetector):
         # Inference only: SyncBN (a training choice, and rejected by DDP on CPU) computes what BN does in
         # eval mode, so it becomes BN, as mmengine's Runner does for one-process runs.
         self.base = revert_sync_batchnorm(MODELS.build(base))
+        self.base_training_only = tuple(base_training_only)
+        self.register_load_state_dict_pre_hook(_load_base_alone_checkpoint)
         stored_classes = None
         if base_checkpoint is not None:
-            stored_classes = _checkpoint_classes(load_checkpoint(self.base, base_checkpoint, map_location="cpu"))
+            stored_classes = _checkpoint_classes(load_checkpoint(self, base_checkpoint, map_location="cpu"))
         self.classes = tuple(classes or stored_classes or CocoDataset.METAINFO["classes"])
         self._check_base_classes()
         saver = dict(saver)

@@ -22,6 +22,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from tinysaver_det.core.cost import FLOPS_CONVENTION
+from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json
 
 ROUTING_FILE = "routing.json"
@@ -50,6 +51,23 @@ def _start_cpu_process_group(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
+def load_config(path: str | Path) -> Config:
+    """``Config.fromfile``, with the ways a config file is wrong as input errors naming it: missing,
+    not Python, or naming an environment variable that is not set (``$MMDET_CHECKOUT`` of the official
+    Co-DINO variant)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        return Config.fromfile(str(path))
+    except KeyError as error:  # mmengine's message for an unset {{$VAR}} without a default
+        if "os.environ" not in str(error):
+            raise
+        raise TinySaverInputError(f"config {path}: {error.args[0]}") from None
+    except SyntaxError as error:
+        raise TinySaverInputError(f"config {path} is not valid Python: {error}") from None
+
+
 def run_test(
     config: str | Path | Config,
     checkpoint: str | Path | None = None,
@@ -71,11 +89,11 @@ def run_test(
     """
     if launcher not in ("none", "pytorch"):
         raise ValueError(f"launcher must be 'none' or 'pytorch', got {launcher!r}")
-    cfg = Config.fromfile(str(config)) if isinstance(config, (str, Path)) else copy.deepcopy(config)
+    cfg = load_config(config) if isinstance(config, (str, Path)) else copy.deepcopy(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if cfg.model.get("type") not in ("TinySaverDetector", "mmdet.TinySaverDetector"):
-        raise ValueError(f"{config}: model type is {cfg.model.get('type')!r}, not TinySaverDetector")
+        raise TinySaverInputError(f"{config}: model type is {cfg.model.get('type')!r}, not TinySaverDetector")
     name = Path(cfg.filename).stem if cfg.filename else "tinysaver"
     cfg.work_dir = str(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
     cfg.launcher = launcher

@@ -31,18 +31,25 @@ class PairSweep:
     saver: str
     base: str
     sweep: DetectionSweep
+    notes: tuple[str, ...] = ()  # what the table must say about the run ("partial run ...")
 
     @property
     def name(self) -> str:
         return f"{self.saver} -> {self.base}"
 
 
-def pair_from_run(run_dir: str | Path, thresholds: Sequence[float]) -> PairSweep:
-    """Sweep one ``--full`` run directory over the default grid plus ``thresholds``, with the run's own rule."""
+def pair_from_run(run_dir: str | Path, thresholds: Sequence[float], allow_partial: bool = False) -> PairSweep:
+    """Sweep one ``--full`` run directory over the default grid plus ``thresholds``, with the run's own rule.
+
+    An unfinished run is refused unless ``allow_partial`` (then the pair's notes say it is partial).
+    Pairs of one table must come from runs over the same inputs:
+    :func:`~tinysaver_det.detection.run_inputs.check_same_inputs`.
+    """
     described = json.loads((Path(run_dir) / RUN_JSON).read_text())
     grid = sorted(set(default_thresholds().tolist()) | set(thresholds))
-    sweep = sweep_cascade(cache_from_run(run_dir), grid, described["min_score"], described["confidence"])
-    return PairSweep(described["saver"]["name"], described["base"]["name"], sweep)
+    cache = cache_from_run(run_dir, allow_partial=allow_partial)
+    sweep = sweep_cascade(cache, grid, described["min_score"], described["confidence"])
+    return PairSweep(described["saver"]["name"], described["base"]["name"], sweep, cache.notes)
 
 
 def _row(system: str, point: str, row: StageRow | None, metrics: dict, gflops: float, base_gflops: float | None) -> list:
@@ -97,4 +104,7 @@ def benchmark_table(
         "GFLOPs vs base: the cascade's GFLOPs over its base's alone. "
         "AP drop rows: the cheapest threshold whose AP is within that many points of the base."
     )
+    notes = [note for pair in pairs for note in pair.notes]
+    if notes:
+        note = f"{note} NOTE: {'; '.join(notes)}."
     return Table(COLUMNS, [tuple(r) for r in rows], note)

@@ -1,0 +1,134 @@
+"""What a tool must check before it reads or combines run directories and results files.
+
+Numbers from inputs that do not belong together are silently wrong: two runs over different image
+sets in one table, a sweep over the 68 images a killed run finished, a results json that covers 100
+of 500 images scored as if it covered them all. This module reads what a run directory says about
+its inputs (``run.json`` and ``records.jsonl``) and refuses, naming the input, what does not fit:
+
+* :func:`read_run_inputs` and :meth:`RunInputs.check_finished`: a run that did not finish is refused
+  unless the caller allows partial runs, and then :meth:`RunInputs.partial_note` says so;
+* :func:`check_same_inputs`: runs combined in one table share the annotation file (sha256) and the
+  image set;
+* :meth:`RunInputs.check_annotation_file`: an annotation file given beside a run is the run's own;
+* :func:`coverage_note`: "detections for 100 of 500 images" for a results file that covers fewer
+  images than the annotation file.
+
+No framework (torch, cv2, Ultralytics, mmdet): the offline tools import it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from tinysaver_det.detection.run_directory import RECORDS, RUN_JSON
+from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.io import read_jsonl, sha256_file
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A run directory's inputs as its files record them.
+
+    Attributes:
+        run_dir: the directory.
+        annotation_file: the annotation file the run was made with (as recorded).
+        annotation_sha256: its sha256 when the run was made.
+        limit: the run's ``--limit`` (None: every image).
+        n_images: how many images the run was to evaluate.
+        image_ids: the images it finished (its records), in order.
+    """
+
+    run_dir: Path
+    annotation_file: Path
+    annotation_sha256: str
+    limit: int | None
+    n_images: int
+    image_ids: tuple[int, ...]
+
+    @property
+    def finished(self) -> bool:
+        return len(self.image_ids) == self.n_images
+
+    def partial_note(self) -> str | None:
+        """``"partial run: 68 of 300 images"`` for an unfinished run, None for a finished one."""
+        return None if self.finished else f"partial run {self.run_dir}: {len(self.image_ids)} of {self.n_images} images"
+
+    def check_finished(self, allow_partial: bool = False) -> None:
+        """Refuse an unfinished run unless ``allow_partial`` (then tables must carry :meth:`partial_note`).
+
+        Raises:
+            TinySaverInputError: naming the run, how far it got and the two ways out.
+        """
+        if not self.finished and not allow_partial:
+            raise TinySaverInputError(
+                f"run {self.run_dir} did not finish: {len(self.image_ids)} of {self.n_images} images are done; "
+                "finish it with the same command plus --resume, or pass --allow-partial to use those images alone"
+            )
+
+    def check_annotation_file(self, annotation_file: str | Path | None) -> None:
+        """Refuse an annotation file other than the one the run was made with (compared by sha256)."""
+        if annotation_file is None:
+            return
+        if not Path(annotation_file).is_file():
+            raise FileNotFoundError(f"annotation file not found: {annotation_file}")
+        if sha256_file(annotation_file) != self.annotation_sha256:
+            raise TinySaverInputError(
+                f"annotation file {annotation_file} is not the one run {self.run_dir} was made with "
+                f"({self.annotation_file}, other content); leave --ann out to use the run's own"
+            )
+
+
+def read_run_inputs(run_dir: str | Path) -> RunInputs:
+    """What ``run_dir``'s ``run.json`` and ``records.jsonl`` say about its inputs.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run directory (no ``run.json``).
+        TinySaverInputError: ``run.json`` is not valid json or lacks a field (another tool's folder).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: it has no {RUN_JSON}")
+    try:
+        recorded = json.loads(path.read_text())
+        annotation_file, sha256 = Path(recorded["annotation_file"]), str(recorded["annotation_sha256"])
+        limit, n_images = recorded.get("limit"), int(recorded["n_images"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise TinySaverInputError(f"{path} is not a run.json of this package ({error!r})") from None
+    records = read_jsonl(run_dir / RECORDS) if (run_dir / RECORDS).is_file() else []
+    return RunInputs(run_dir, annotation_file, sha256, limit, n_images, tuple(int(r["image_id"]) for r in records))
+
+
+def check_same_inputs(runs: Sequence[RunInputs]) -> None:
+    """Runs combined in one table or comparison share the annotation file's content and the image set.
+
+    Raises:
+        TinySaverInputError: naming the first run that differs from the first one, and how.
+    """
+    first = runs[0]
+    for run in runs[1:]:
+        if run.annotation_sha256 != first.annotation_sha256:
+            raise TinySaverInputError(
+                f"runs {first.run_dir} and {run.run_dir} were made with different annotation files "
+                f"({first.annotation_file} and {run.annotation_file}, other content): their numbers do not compare"
+            )
+        if run.image_ids != first.image_ids:
+            raise TinySaverInputError(
+                f"runs {first.run_dir} and {run.run_dir} cover different images ({len(first.image_ids)} and "
+                f"{len(run.image_ids)} images, --limit {first.limit} and {run.limit}): their numbers do not compare"
+            )
+
+
+def coverage_note(name: str, covered: int, total: int) -> str | None:
+    """``"<name>: detections for 100 of 500 images"`` when a results file leaves images without any
+    detection, else None. Those images count as answered with nothing (AP is over every image).
+
+    >>> coverage_note("saver json", 100, 500)
+    'saver json: detections for 100 of 500 images'
+    >>> coverage_note("saver json", 500, 500) is None
+    True
+    """
+    return None if covered >= total else f"{name}: detections for {covered} of {total} images"
