@@ -8,6 +8,7 @@ Evaluation defaults follow Ultralytics' own ``val``: conf 0.001, IoU 0.7, max_de
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import cached_property, partial
 from pathlib import Path
 from time import perf_counter
@@ -21,7 +22,7 @@ from ultralytics.models.yolo.detect import DetectionPredictor
 from ultralytics.utils import nms
 
 from tinysaver_det.detection.categories import category_lookup
-from tinysaver_det.detection.types import Detections, Prediction
+from tinysaver_det.detection.types import Detections, Prediction, SaverFeatures
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.flops import FlopsCache
 from tinysaver_det.io import sha256_file
@@ -99,6 +100,8 @@ class UltralyticsDetector:
         half: fp16 inference (GPU only).
         class_names: override the checkpoint's class names (e.g. a yaml-built model).
         name: how the model is named in tables and errors; default: the weights' file name.
+        features: also capture the saver's own features (pooled neck maps, candidate statistics) from
+            the same forward pass, attached to each Detections (a post-evaluator's input).
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class UltralyticsDetector:
         half: bool = False,
         class_names: Mapping[int, str] | Sequence[str] | None = None,
         name: str | None = None,
+        features: bool = False,
     ) -> None:
         self.name = name or Path(weights).name
         self.model = load_yolo(weights)
@@ -130,6 +134,11 @@ class UltralyticsDetector:
             save=False,
         )
         self._flops = FlopsCache(self._forward_one_image)
+        self._predictor = _EvaluationPredictor
+        if features:
+            from tinysaver_det.adapters.ultralytics_features import FeaturePredictor
+
+            self._predictor = FeaturePredictor
 
     @cached_property
     def settings(self) -> dict:
@@ -145,7 +154,16 @@ class UltralyticsDetector:
             "sha256": sha256_file(self._checkpoint) if self._checkpoint.is_file() else None,
             "category_ids": self.category_ids.tolist(),
             **predict,
+            **({"features": self._feature_recipe} if self._feature_recipe else {}),
         }
+
+    @property
+    def _feature_recipe(self) -> str | None:
+        if self._predictor is _EvaluationPredictor:
+            return None
+        from tinysaver_det.detection.saver_features import RECIPE
+
+        return RECIPE
 
     @property
     def uncounted_ops(self) -> tuple[str, ...]:
@@ -160,18 +178,29 @@ class UltralyticsDetector:
             return Prediction([], [], [], [])
         start = perf_counter()
         results = self.model.predict(
-            list(images), predictor=_EvaluationPredictor, batch=len(images), **self.predict_args
+            list(images), predictor=self._predictor, batch=len(images), **self.predict_args
         )
         seconds = (perf_counter() - start) / len(images)
         height, width = self.model.predictor.input_shape[2:]
         gflops = self._flops((height, width)).gflops
         detections = [self._to_detections(result, image_id) for result, image_id in zip(results, image_ids)]
+        if self._feature_recipe:
+            detections = self._with_features(detections, self.model.predictor.captured)
         n = len(images)
         return Prediction(detections, [gflops] * n, [seconds] * n, [(height, width)] * n)
 
     def _to_detections(self, result, image_id: int) -> Detections:
         boxes = result.boxes.cpu().numpy()
         return Detections(image_id, boxes.xyxy, boxes.conf, self.category_ids[boxes.cls.astype(np.int64)])
+
+    def _with_features(self, detections: list[Detections], captured: list) -> list[Detections]:
+        if len(captured) != len(detections):
+            raise RuntimeError(f"{self.name}: features captured for {len(captured)} of {len(detections)} images")
+        saver = self.settings["sha256"]
+        return [
+            replace(d, features=SaverFeatures(self._feature_recipe, saver, values, flops * 1e-9))
+            for d, (values, flops) in zip(detections, captured)
+        ]
 
     def _forward_one_image(self, shape: tuple[int, int]):
         backend = self.model.predictor.model  # AutoBackend holding the fused nn.Module that ran

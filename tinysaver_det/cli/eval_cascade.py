@@ -83,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.core.policy import ExitPolicy
     from tinysaver_det.detection.cascade import Cascade
     from tinysaver_det.detection.dataset import CocoDataset
+    from tinysaver_det.detection.post_evaluator import router_needs_saver_features
     from tinysaver_det.detection.runner import evaluate_cascade
     from tinysaver_det.distributed import process_group, rank_device
+    from tinysaver_det.errors import TinySaverInputError
     from tinysaver_det.lock import RunLock
 
     if args.t > 1:
@@ -96,8 +98,13 @@ def run(args: argparse.Namespace) -> int:
         with process_group(args.device) as context, RunLock(args.out) if context.is_main else nullcontext():
             dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
             device = rank_device(args.device, context)
-            saver = create_detector(args.saver or assets.asset_path(assets.DEMO_SAVER), dataset.category_ids_by_name,
-                                    imgsz=args.imgsz, device=device)
+            saver_weights = args.saver or assets.asset_path(assets.DEMO_SAVER)
+            features = router_needs_saver_features(args.confidence)  # a feature router: capture in the saver's pass
+            if features and is_mmdet_config(saver_weights):
+                raise TinySaverInputError(f"--confidence {args.confidence} reads a YOLO saver's own features; "
+                                          f"the mmdet saver {saver_weights} captures none")
+            saver = create_detector(saver_weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=device,
+                                    features=features or None)
             base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
             base_options = dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights) else dict(imgsz=args.imgsz)
             base = create_detector(base_weights, dataset.category_ids_by_name, device=device, **base_options)
