@@ -14,7 +14,7 @@ install: $(STAMP)
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt --find-links $(SHARED)/wheels -e ".[mmdet,dev]"
+	$(PY) -m pip install -q -c constraints.txt --find-links $(SHARED)/wheels -e ".[mmdet,dev,fast]"
 	touch $(STAMP)
 
 demo: $(STAMP)

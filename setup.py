@@ -28,5 +28,9 @@ setup(
         # mmengine 0.10.7 finds `mmdet::` configs through pkg_resources, gone from setuptools 82 on.
         "mmdet": ["mmengine>=0.10", "mmcv>=2.0.0rc4,<2.2.0", "mmdet>=3.0,<4", "setuptools<82"],
         "dev": ["pytest", "scikit-learn"],
+        # the compiled walk over r_match's exit sets (detection/coco/nested.py); without it, numpy
+        "fast": ["numba>=0.60"],
+        # benchmarks/bench_sweep_scale.py times faster-coco-eval beside tinysaver
+        "bench": ["faster-coco-eval>=1.6"],
     },
 )

@@ -293,13 +293,12 @@ def test_more_than_max_dets_per_image_category(small_data):
     assert_matches_pycocotools(small_data, detections)
 
 
-def test_stats_are_looked_up_by_value(small_data):
+def test_stats_read_max_dets_by_position_as_pycocotools(small_data):
     detections = [Detections(1, [[10, 10, 50, 50]], [0.9], [1])]
     ours, reference = assert_matches_pycocotools(small_data, detections, CocoParams(max_dets=(1, 10, 300)))
     stats = summarize(ours)
-    assert stats["AP"] == stats["AR100"] == -1.0  # no maxDets=100, as pycocotools' stats[0]
-    assert reference.stats[0] == -1
-    assert stats["AR1"] == pytest.approx(reference.stats[6], abs=TOLERANCE)
+    assert stats["AP"] == reference.stats[0] == -1.0  # AP at the literal maxDets=100, absent here
+    assert_stats_equal(stats, reference)  # AR100 is the recall at max_dets[2] = 300, as in pycocotools
 
 
 def test_inputs_are_not_modified(small_data):

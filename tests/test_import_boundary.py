@@ -22,6 +22,7 @@ FRAMEWORK_MODULES = {
     "tinysaver_det.__main__",  # runs the command line when imported; checked through a subcommand below
     "tinysaver_det.adapters.mmdet",
     "tinysaver_det.adapters.ultralytics",
+    "tinysaver_det.adapters.ultralytics_features",  # the saver-feature capture (torch hooks)
     "tinysaver_det.api",  # the front door: its results are Ultralytics Results (tinysaver_det.TinySaver loads it lazily)
     "tinysaver_det.detection.images",
     "tinysaver_det.detection.runner",

@@ -37,6 +37,7 @@ from tinysaver_det.adapters import create_detector, is_mmdet_config, resolve_wei
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, validate_threshold
 from tinysaver_det.detection.cascade import Cascade, CascadeOutput
 from tinysaver_det.detection.categories import normalize_name
+from tinysaver_det.detection.post_evaluator import router_needs_saver_features
 from tinysaver_det.detection.types import Detector
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.timing import check_device, default_device
@@ -112,21 +113,26 @@ def prediction_row(result: CascadeResult) -> dict:
             "detections": detections, "gflops": routing["gflops"], "ms": routing["ms"]}
 
 
-def _build(spec, device: str, half: bool, imgsz: int | None, role: str) -> Detector:
+def _build(spec, device: str, half: bool, imgsz: int | None, role: str, features: bool = False) -> Detector:
     """A Detector for a saver/base spec: a Detector, a YOLO object, weights, a name, or an mmdet config.
 
-    An mmdet base is a config path (random weights) or a ``(config, checkpoint)`` pair.
+    An mmdet base is a config path (random weights) or a ``(config, checkpoint)`` pair. ``features``:
+    a YOLO saver also captures its own features (for a router that reads them).
     """
     if isinstance(spec, YOLO):
-        return create_detector(spec, None, imgsz=imgsz, device=device, half=half)
+        return create_detector(spec, None, imgsz=imgsz, device=device, half=half, features=features or None)
     if isinstance(spec, (tuple, list)):
         if len(spec) != 2 or not is_mmdet_config(spec[0]):
             raise TinySaverInputError(f"{role}: a pair must be (mmdet config .py, checkpoint), got {spec!r}")
         return create_detector(spec[0], None, checkpoint=spec[1], device=device, half=half)
     if isinstance(spec, (str, os.PathLike)):
         spec = resolve_weights(spec)
-        options = dict(device=device, half=half) if is_mmdet_config(spec) else dict(imgsz=imgsz, device=device, half=half)
-        return create_detector(spec, None, **options)
+        if is_mmdet_config(spec):
+            if features:
+                raise TinySaverInputError(f"{role} {spec}: the confidence reads a YOLO saver's own features; "
+                                          "an mmdet model captures none")
+            return create_detector(spec, None, device=device, half=half)
+        return create_detector(spec, None, imgsz=imgsz, device=device, half=half, features=features or None)
     if isinstance(spec, Detector):
         return spec
     raise TinySaverInputError(
@@ -211,7 +217,8 @@ class TinySaver:
         self.device = check_device(default_device() if device is None else device)
         self.base = _build(base, self.device, half, imgsz, "base")
         self.names = _names_of(self.base, "base")
-        self.saver = _build(saver, self.device, half, imgsz, "saver")
+        features = router_needs_saver_features(confidence)  # a router that reads the saver's own features
+        self.saver = _build(saver, self.device, half, imgsz, "saver", features)
         _map_saver_onto_base(self.saver, self.names, class_map)
         self.class_map = dict(class_map or {})
         self.cascade = Cascade(self.saver, self.base, t, min_score=min_score, confidence=confidence)
@@ -236,7 +243,9 @@ class TinySaver:
 
         point = read_operating_point(path)
         device = check_device(device if device is not None else default_device())
-        models = {role: point.build_model(role, None, device=device, half=half) for role in ("base", "saver")}
+        features = router_needs_saver_features(point.confidence_option())
+        models = {role: point.build_model(role, None, device=device, half=half, features=features and role == "saver")
+                  for role in ("base", "saver")}
         return cls(models["saver"], models["base"], point.t, confidence=point.confidence_option(),
                    min_score=point.min_score, device=device, class_map=point.saver.get("class_map"))
 

@@ -197,6 +197,10 @@ def process_group(device: str | None = "cpu", timeout: timedelta = DEFAULT_TIMEO
     context = DistContext(context.rank, context.world_size, context.local_rank, dist.get_backend())
     try:
         yield context
+        if started_here:
+            # Every rank leaves together: a rank that tore its group down while another still finished the
+            # last collective was aborted by gloo ("terminate called without an active exception").
+            dist.barrier()
     finally:
         if started_here and dist.is_initialized():
             dist.destroy_process_group()

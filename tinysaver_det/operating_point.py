@@ -173,7 +173,7 @@ class OperatingPointFile:
         return str(self.confidence.get("name", "mean"))
 
     def build_model(self, role: str, category_ids_by_name: Mapping[str, int] | None = None, *,
-                    device: str = "cpu", half: bool = False):
+                    device: str = "cpu", half: bool = False, features: bool = False):
         """Build the saver or the base it records, after checking the weights' sha256.
 
         A local weights file is checked before it is loaded; an official name that Ultralytics
@@ -184,6 +184,7 @@ class OperatingPointFile:
             category_ids_by_name: a dataset's ``{name: id}`` (evaluation); None: the model's own
                 classes (deployment, where :class:`~tinysaver_det.api.TinySaver` maps the saver onto
                 the base). For the saver, the recorded ``class_map`` is applied on top.
+            features: capture a YOLO saver's own features (a router file that reads them).
         """
         from tinysaver_det.adapters import create_detector, is_mmdet_config, resolve_weights
 
@@ -205,7 +206,7 @@ class OperatingPointFile:
             check_sha256(weights, entry.get("sha256"), f"{role} weights")
         predict = dict(entry.get("predict") or {})
         detector = create_detector(weights, category_ids_by_name, imgsz=entry.get("imgsz"), device=device, half=half,
-                                   **predict)
+                                   features=features or None, **predict)
         loaded = detector.settings.get("sha256") if hasattr(detector, "settings") else None
         if entry.get("sha256") and loaded and loaded != entry["sha256"]:
             raise TinySaverInputError(

@@ -8,6 +8,7 @@ Evaluation defaults follow Ultralytics' own ``val``: conf 0.001, IoU 0.7, max_de
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,7 +21,7 @@ from ultralytics.models.yolo.detect import DetectionPredictor
 from ultralytics.utils import nms
 
 from tinysaver_det.detection.categories import category_lookup, normalize_name
-from tinysaver_det.detection.types import Detections, Prediction
+from tinysaver_det.detection.types import Detections, Prediction, SaverFeatures
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.flops import FlopsCache
 from tinysaver_det.io import sha256_file
@@ -106,6 +107,8 @@ class UltralyticsDetector:
         half: fp16 inference (GPU only).
         class_names: override the checkpoint's class names (e.g. a yaml-built model).
         name: how the model is named in tables and errors; default: the weights' file name.
+        features: also capture the saver's own features (pooled neck maps, candidate statistics) from
+            the same forward pass, attached to each Detections (a post-evaluator's input).
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class UltralyticsDetector:
         half: bool = False,
         class_names: Mapping[int, str] | Sequence[str] | None = None,
         name: str | None = None,
+        features: bool = False,
     ) -> None:
         self.model = load_yolo(weights)
         # where Ultralytics found or fetched it (a YOLO object built from a yaml has no file)
@@ -143,6 +147,11 @@ class UltralyticsDetector:
         )
         self._flops = FlopsCache(self._forward_one_image)
         self._clock = ModelClock()
+        self._predictor = _EvaluationPredictor
+        if features:
+            from tinysaver_det.adapters.ultralytics_features import FeaturePredictor
+
+            self._predictor = FeaturePredictor
 
     def map_classes(self, category_ids_by_name: Mapping[str, int] | None, among: str = "the dataset's categories") -> None:
         """Map the model's classes to ``category_ids_by_name`` by name (None: its own indices).
@@ -172,7 +181,16 @@ class UltralyticsDetector:
             "sha256": sha256_file(self._checkpoint) if self._checkpoint.is_file() else None,
             "category_ids": self.category_ids.tolist(),
             **predict,
+            **({"features": self._feature_recipe} if self._feature_recipe else {}),
         }
+
+    @property
+    def _feature_recipe(self) -> str | None:
+        if self._predictor is _EvaluationPredictor:
+            return None
+        from tinysaver_det.detection.saver_features import RECIPE
+
+        return RECIPE
 
     @property
     def uncounted_ops(self) -> tuple[str, ...]:
@@ -185,7 +203,7 @@ class UltralyticsDetector:
             raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
         if not images:
             return Prediction([], [], [], [])
-        run = partial(self.model.predict, predictor=_EvaluationPredictor, **self.predict_args)
+        run = partial(self.model.predict, predictor=self._predictor, **self.predict_args)
         # warm-up: one image pays for the predictor's set-up (fusing, moving to the device) outside the time
         results, seconds = self._clock.time(lambda: run(list(images), batch=len(images)),
                                             warmup=lambda: run(list(images[:1]), batch=1))
@@ -193,12 +211,23 @@ class UltralyticsDetector:
         height, width = self.model.predictor.input_shape[2:]
         gflops = self._flops((height, width)).gflops
         detections = [self._to_detections(result, image_id) for result, image_id in zip(results, image_ids)]
+        if self._feature_recipe:
+            detections = self._with_features(detections, self.model.predictor.captured)
         n = len(images)
         return Prediction(detections, [gflops] * n, [seconds] * n, [(height, width)] * n)
 
     def _to_detections(self, result, image_id: int) -> Detections:
         boxes = result.boxes.cpu().numpy()
         return Detections(image_id, boxes.xyxy, boxes.conf, self.category_ids[boxes.cls.astype(np.int64)])
+
+    def _with_features(self, detections: list[Detections], captured: list) -> list[Detections]:
+        if len(captured) != len(detections):
+            raise RuntimeError(f"{self.name}: features captured for {len(captured)} of {len(detections)} images")
+        saver = self.settings["sha256"]
+        return [
+            replace(d, features=SaverFeatures(self._feature_recipe, saver, values, flops * 1e-9))
+            for d, (values, flops) in zip(detections, captured)
+        ]
 
     def _forward_one_image(self, shape: tuple[int, int]):
         backend = self.model.predictor.model  # AutoBackend holding the fused nn.Module that ran

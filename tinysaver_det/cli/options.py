@@ -112,6 +112,13 @@ def positive_int_argument(text: str) -> int:
     return value
 
 
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    """``--workers``: processes that score a sweep's selections (the results do not depend on it)."""
+    parser.add_argument("--workers", type=positive_int_argument, default=os.cpu_count() or 1,
+                        help="processes scoring thresholds and r_match's exit sets (default: the machine's "
+                             "cores; the results do not depend on it)")
+
+
 def confidence_argument(text: str) -> str:
     """argparse type of a ``--confidence`` option: a registered name or a router file, checked early.
 

@@ -13,7 +13,7 @@ Writes one json-lines file in the run-directory format (``saver_predictions.json
 detections, per-image GFLOPs and model seconds at the batch size used). With no dataset flag it
 runs on the demo val split. The demo ladder's three records:
 
-    python -m tinysaver_det predict-coco --weights demo:pico --out runs/demo/pico_predictions.jsonl
+    python -m tinysaver_det predict-coco --weights demo:pico --features --out runs/demo/pico_predictions.jsonl
     python -m tinysaver_det predict-coco --weights demo:n --out runs/demo/n_predictions.jsonl
     python -m tinysaver_det predict-coco --weights demo:s --out runs/demo/s_predictions.jsonl
 """
@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weights (.pt/.yaml, an official name) or demo:pico / demo:n / demo:s")
     add_dataset_options(parser)
     parser.add_argument("--imgsz", type=positive_int_argument, help="inference size; default: the model's own")
+    parser.add_argument("--features", action="store_true",
+                        help="also cache the saver's own features from the same forward pass (pooled neck maps, "
+                             "candidate statistics; Ultralytics only), the input of a `features` post-evaluator")
     add_run_options(parser, out=None, out_help="the predictions file to write (*.jsonl)")
 
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
     detector = create_detector(args.weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device,
-                               half=args.half)
+                               half=args.half, features=args.features or None)
     path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet)
     print(f"wrote {len(dataset)} images' predictions of {detector.name} to {path}")
     skipped = sum(1 for row in read_jsonl(path) if row.get("status", "ok") != "ok")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinysaver_det.cli.options import add_confidence_options, positive_number_argument, threshold_argument
+from tinysaver_det.cli.options import add_confidence_options, add_workers_option, positive_number_argument, threshold_argument
 
 DESCRIPTION = """\
 Sweep the exit threshold of a detection cascade from cached predictions, exactly and fast.
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_confidence_options(parser)
     parser.add_argument("--allow-partial", action="store_true",
                         help="with --records: accept a run that did not finish (every output then says it is partial)")
+    add_workers_option(parser)
     parser.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
 
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         cache = cache_from_run(args.records, args.ann, allow_partial=args.allow_partial)
     else:
         cache = cache_from_results(args.ann, args.saver_json, args.base_json, args.saver_gflops, args.base_gflops)
-    result = sweep_cascade(cache, args.thresholds, args.min_score, args.confidence)
+    result = sweep_cascade(cache, args.thresholds, args.min_score, args.confidence, workers=args.workers)
     note = f"{cache.n_images} images; GFLOPs per image, {FLOPS_CONVENTION}."
     if cache.notes:
         note = f"{note} NOTE: {'; '.join(cache.notes)}."
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {line}")
     print(f"saver alone: AP {result.saver['AP']:.4f} at {result.saver_gflops:.3f} GFLOPs/img; "
           f"base alone: AP {result.base['AP']:.4f} at {result.base_gflops:.3f} GFLOPs/img")
-    print(f"r_match = {result.r_match.r_match:.4f} (t = {result.r_match.threshold}), "
-          f"dC_tr = C_S/C_B - r_match = {result.delta_cost_tr:.4f}")
+    print(f"r_match = {result.r_match.r_match:.4f} (t = {result.r_match.threshold}), searched "
+          f"{result.r_match.search}; dC_tr = C_S/C_B - r_match = {result.delta_cost_tr:.4f}")
     print(f"wrote {args.out}/sweep.csv, sweep.md, ap_vs_gflops.png, exit_ratio.png, subset_ap.png")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinysaver_det.cli.options import nonnegative_number_argument, threshold_argument
+from tinysaver_det.cli.options import add_workers_option, nonnegative_number_argument, threshold_argument
 from tinysaver_det.detection.studies.benchmark_table import BENCHMARK_MAX_DROPS
 
 DESCRIPTION = """\
@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allowed AP drops vs the base, absolute (0.01 = one point)")
     parser.add_argument("--allow-partial", action="store_true",
                         help="accept runs that did not finish (the table then says they are partial)")
+    add_workers_option(parser)
     parser.add_argument("--out", default="runs/benchmark_table", help="output folder (default runs/benchmark_table)")
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for run in runs:
         run.check_finished(args.allow_partial)
     check_same_inputs(runs)  # one table, one image set and one annotation file
-    pairs = [pair_from_run(run, args.thresholds, args.allow_partial) for run in args.runs]
+    pairs = [pair_from_run(run, args.thresholds, args.allow_partial, workers=args.workers) for run in args.runs]
     table = benchmark_table(pairs, args.thresholds, args.max_drops)
     markdown = to_markdown(table, digits=4)
     atomic_write_text(f"{args.out}/table.md", markdown + "\n")

@@ -48,6 +48,8 @@ class RMatch:
         exit_ratios: (P,) fraction of all samples exiting at each cut point.
         saver: (P,) the saver's primary metric on the exited samples.
         base: (P,) the base's primary metric on the same samples.
+        search: how the cut points were chosen, for the output: every distinct confidence (exact)
+            or a given grid.
     """
 
     r_match: float
@@ -56,6 +58,7 @@ class RMatch:
     exit_ratios: np.ndarray
     saver: np.ndarray
     base: np.ndarray
+    search: str = ""
 
 
 def r_match(confidences, metric: SelectionMetric, thresholds=None) -> RMatch:
@@ -71,8 +74,8 @@ def r_match(confidences, metric: SelectionMetric, thresholds=None) -> RMatch:
         * ``thresholds=None`` (default): every distinct confidence. This is exact (no ratio between
           two cut points is reachable) and costs two ``subset`` calls per distinct value, cheap for
           accuracy.
-        * a grid (e.g. :func:`~tinysaver_det.core.cascade_model.default_thresholds`): for metrics that are
-          expensive to evaluate (COCO AP); ``r_match`` is then the best ratio reachable on the grid.
+        * a grid (e.g. :func:`~tinysaver_det.core.cascade_model.default_thresholds`): ``r_match`` is
+          then the best ratio reachable on the grid, which can differ from the exact one.
 
     Empty subsets (r = 0, or grid thresholds above every confidence) are left out of the curve:
     there the saver answers nothing and loses nothing, so r = 0 always matches and is the result
@@ -90,6 +93,8 @@ def r_match(confidences, metric: SelectionMetric, thresholds=None) -> RMatch:
     >>> result = r_match([0.9, 0.8, 0.6, 0.3], metric)  # subsets: {0}, {0, 1} match; {0, 1, 2} does not
     >>> result.r_match, result.threshold, result.exit_ratios.tolist()
     (0.5, 0.8, [0.25, 0.5, 0.75, 1.0])
+    >>> result.search
+    'over every distinct confidence (4 non-empty exit sets; exact)'
     """
     conf = _confidences(confidences)
     if metric.n_samples != len(conf):
@@ -110,7 +115,11 @@ def r_match(confidences, metric: SelectionMetric, thresholds=None) -> RMatch:
         ratio, threshold = float(ratios[best]), float(cuts[best])
     else:
         ratio, threshold = 0.0, None
-    return RMatch(ratio, threshold, cuts, ratios, saver, base)
+    if thresholds is None:
+        search = f"over every distinct confidence ({len(cuts)} non-empty exit sets; exact)"
+    else:
+        search = f"over a grid of {len(cuts)} non-empty exit sets (the best ratio that grid reaches)"
+    return RMatch(ratio, threshold, cuts, ratios, saver, base, search)
 
 
 def delta_cost_tr(r_match: float, cost_saver: float, cost_base: float) -> float:

@@ -45,11 +45,14 @@ from tinysaver_det.detection.cascade import ModelOutput
 from tinysaver_det.detection.coco import (
     CocoCascadeMetric,
     CocoGroundTruth,
+    CocoParams,
+    accumulate,
     evaluate_images,
     load_ground_truth,
+    summarize,
     summarize_selections,
 )
-from tinysaver_det.detection.coco.results_json import detections_from_results, load_results_json
+from tinysaver_det.detection.coco.results_json import ResultColumns, load_results_columns
 from tinysaver_det.detection.dataset import load_annotation_json, restrict_annotations
 from tinysaver_det.detection.run_directory import BASE_PREDICTIONS, RECORDS, SAVER_PREDICTIONS
 from tinysaver_det.detection.run_inputs import coverage_note, read_run_inputs
@@ -73,12 +76,16 @@ class CachedModel:
         detections: one :class:`Detections` per image, in the cache's image order.
         gflops: (N,) GFLOPs per image.
         seconds: (N,) model seconds per image (the batch's time divided by its size).
+        results: the results list as read from a COCO results json, when the model came from one:
+            it is what gets evaluated, boxes as written (``[x, y, w, h]``, as pycocotools' ``loadRes``),
+            while ``detections`` (xyxy) serve the routers.
     """
 
     name: str
     detections: tuple[Detections, ...]
     gflops: np.ndarray
     seconds: np.ndarray
+    results: ResultColumns | None = None
 
 
 def prediction_row(output: ModelOutput) -> dict:
@@ -148,7 +155,9 @@ class PredictionCache:
                 raise ValueError(f"{model.name}: records must follow the ground truth's image order")
         self.models = tuple(models)
         self.notes = tuple(notes)
-        self.evaluations = tuple(evaluate_images(ground_truth, m.detections) for m in models)
+        self.evaluations = tuple(
+            evaluate_images(ground_truth, m.results if m.results is not None else m.detections) for m in models
+        )
         self._per_image_ap: dict[int, np.ndarray] = {}
 
     @property
@@ -195,9 +204,9 @@ class PredictionCache:
             self._per_image_ap[k] = np.array([s["AP"] for s in stats], dtype=np.float64)
         return self._per_image_ap[k].copy()
 
-    def pair_metric(self, saver: str | int, base: str | int) -> CocoCascadeMetric:
+    def pair_metric(self, saver: str | int, base: str | int, workers: int = 1) -> CocoCascadeMetric:
         """The saver/base cascade's metric (exit mask True -> the saver's detections)."""
-        return CocoCascadeMetric(self.evaluations[self.index(saver)], self.evaluations[self.index(base)])
+        return CocoCascadeMetric(self.evaluations[self.index(saver)], self.evaluations[self.index(base)], workers=workers)
 
     def selection_metric(self, models: Sequence[str | int] | None = None) -> CocoCascadeMetric:
         """The metric of a cascade through ``models`` (default: all, in order)."""
@@ -279,22 +288,22 @@ def cache_from_results(
 
     Raises:
         TinySaverInputError: a results entry with an unknown image or category id, a bad box or a
-            score outside [0, 1] (:func:`~tinysaver_det.detection.coco.results_json.load_results_json`).
+            score outside [0, 1] (:func:`~tinysaver_det.detection.coco.results_json.load_results_columns`).
     """
     annotations = load_annotation_json(annotation_file)
     image_ids = sorted(image["id"] for image in annotations["images"])
     category_ids = [category["id"] for category in annotations["categories"]]
-    saver_results, base_results = (load_results_json(path, image_ids, category_ids) for path in (saver_json, base_json))
+    saver_results, base_results = (load_results_columns(path, image_ids, category_ids) for path in (saver_json, base_json))
     n = len(image_ids)
 
-    def model(name: str, results: list[dict], gflops: float) -> CachedModel:
-        by_image = detections_from_results(results, image_ids)
+    def model(name: str, results: ResultColumns, gflops: float) -> CachedModel:
+        by_image = results.by_image(image_ids)
         return CachedModel(
-            name, tuple(by_image[i] for i in image_ids), np.full(n, float(gflops)), np.full(n, np.nan)
+            name, tuple(by_image[i] for i in image_ids), np.full(n, float(gflops)), np.full(n, np.nan), results
         )
 
     notes = [
-        coverage_note(f"{name} json {path}", len({entry["image_id"] for entry in results}), n)
+        coverage_note(f"{name} json {path}", len(np.unique(results.image_ids)), n)
         for name, path, results in (("saver", saver_json, saver_results), ("base", base_json, base_results))
     ]
     return PredictionCache(
@@ -302,6 +311,20 @@ def cache_from_results(
         [model("saver", saver_results, saver_gflops), model("base", base_results, base_gflops)],
         [note for note in notes if note],
     )
+
+
+def evaluate_results_json(
+    annotation_file: str | Path, results_json: str | Path, params: CocoParams | None = None
+) -> dict[str, float]:
+    """The 12 COCO bbox stats of one results json, equal to pycocotools' ``loadRes`` + ``COCOeval``.
+
+    Raises:
+        TinySaverInputError: a bad annotation file or results entry (``load_results_columns``).
+    """
+    annotations = load_annotation_json(annotation_file)
+    category_ids = [category["id"] for category in annotations["categories"]]
+    results = load_results_columns(results_json, [image["id"] for image in annotations["images"]], category_ids)
+    return summarize(accumulate(evaluate_images(load_ground_truth(annotations), results, params)))
 
 
 def split_image_ids(image_ids: Sequence[int], scheme: str = "parity", seed: int = 0) -> tuple[list[int], list[int]]:

@@ -35,7 +35,8 @@ class ImageRecord:
 
     ``base_gflops`` is 0 when the image exited: it is the cost the cascade spends, even when the
     base also ran on the image to cache its answer (``run_base_on_all``). ``seconds`` likewise
-    counts the saver, plus the base only when the image was routed to it.
+    counts the saver, plus the base only when the image was routed to it. ``router_gflops`` is the
+    router's own counted cost on the image (0 for the score rules; a post-evaluator's, paper Eq. 5).
     """
 
     image_id: int
@@ -45,6 +46,7 @@ class ImageRecord:
     saver_gflops: float
     base_gflops: float
     seconds: float
+    router_gflops: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,10 @@ class StageOutput:
         stage: index of that stage (0 = the cheapest model).
         confidences: the confidence of each non-final stage the image reached, in order.
         outputs: one entry per stage: that model's output, or None where it did not run.
-        gflops: GFLOPs the cascade spent: the stages ``0..stage`` (not the extra runs of ``run_all``).
+        gflops: GFLOPs the cascade spent: the stages ``0..stage`` (not the extra runs of ``run_all``)
+            and the routers that decided at the stages before.
         seconds: model seconds spent, likewise.
+        router_gflops: the routers' own counted cost within ``gflops``.
     """
 
     detections: Detections
@@ -86,6 +90,7 @@ class StageOutput:
     outputs: tuple[ModelOutput | None, ...]
     gflops: float
     seconds: float
+    router_gflops: float = 0.0
 
 
 def _per_stage(option, n: int, name: str) -> list:
@@ -164,6 +169,10 @@ class MultiStageCascade:
         for stage, policy in zip(self.stages, self.policies):
             check_score_floor(stage, policy.min_score)
         self.routers = [resolve_router(policy.confidence, policy.min_score) for policy in self.policies]
+        for router, stage in zip(self.routers, self.stages):  # a router bound to one saver refuses another
+            check = getattr(router, "check_saver", None)
+            if check is not None:
+                check(getattr(stage, "settings", None))
         self.run_all = run_all
 
     @property
@@ -175,6 +184,7 @@ class MultiStageCascade:
         n, last = len(images), len(self.stages) - 1
         outputs: list[list[ModelOutput | None]] = [[None] * len(self.stages) for _ in range(n)]
         confidences: list[list[float]] = [[] for _ in range(n)]
+        router_gflops = [0.0] * n
         answered_at = [last] * n
         pending = list(range(n))
         for k, model in enumerate(self.stages):
@@ -190,23 +200,26 @@ class MultiStageCascade:
             for i in pending:
                 confidence = float(self.routers[k](outputs[i][k].detections))
                 confidences[i].append(confidence)
+                router_gflops[i] += float(self.routers[k].gflops(outputs[i][k].detections))
                 if self.policies[k].exits(confidence):
                     answered_at[i] = k
                 else:
                     still_pending.append(i)
             pending = still_pending
-        return [self._answer(outputs[i], answered_at[i], confidences[i]) for i in range(n)]
+        return [self._answer(outputs[i], answered_at[i], confidences[i], router_gflops[i]) for i in range(n)]
 
     @staticmethod
-    def _answer(outputs: list[ModelOutput | None], stage: int, confidences: list[float]) -> StageOutput:
+    def _answer(outputs: list[ModelOutput | None], stage: int, confidences: list[float],
+                router_gflops: float = 0.0) -> StageOutput:
         spent = outputs[: stage + 1]
         return StageOutput(
             detections=outputs[stage].detections,
             stage=stage,
             confidences=tuple(confidences),
             outputs=tuple(outputs),
-            gflops=float(sum(o.gflops for o in spent)),
+            gflops=float(sum(o.gflops for o in spent)) + router_gflops,
             seconds=float(sum(o.seconds for o in spent)),
+            router_gflops=router_gflops,
         )
 
     __call__ = run
@@ -265,5 +278,6 @@ class Cascade(MultiStageCascade):
             saver_gflops=saver.gflops,
             base_gflops=0.0 if exited else base.gflops,
             seconds=out.seconds,
+            router_gflops=out.router_gflops,
         )
         return CascadeOutput(out.detections, record, saver, base)

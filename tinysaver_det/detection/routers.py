@@ -298,6 +298,13 @@ class LogisticRouter:
 ROUTER_KINDS = {LogisticRouter.kind: LogisticRouter}
 
 
+def _router_kinds() -> dict:
+    """:data:`ROUTER_KINDS` plus the feature post-evaluator (its module imports this one, so it is read here)."""
+    from tinysaver_det.detection.post_evaluator import FeatureRouter
+
+    return {**ROUTER_KINDS, FeatureRouter.kind: FeatureRouter}
+
+
 def load_router(path: str | os.PathLike) -> Router:
     """Read a router file written by a router's ``save`` (json with a ``kind`` of :data:`ROUTER_KINDS`)."""
     path = Path(path)
@@ -305,11 +312,11 @@ def load_router(path: str | os.PathLike) -> Router:
         raise FileNotFoundError(f"router file not found: {path}")
     try:
         data = json.loads(path.read_text())
-        reader = ROUTER_KINDS[data["kind"]]
+        reader = _router_kinds()[data["kind"]]
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"router file {path} is not valid json: {error}") from None
     except (KeyError, TypeError):
-        raise ValueError(f"router file {path} has no known 'kind'; known kinds: {sorted(ROUTER_KINDS)}") from None
+        raise ValueError(f"router file {path} has no known 'kind'; known kinds: {sorted(_router_kinds())}") from None
     return reader.from_dict(data)
 
 

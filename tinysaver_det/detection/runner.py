@@ -90,6 +90,7 @@ def _failed_record(info: ImageInfo, status: str, error: Exception) -> dict:
         "saver_gflops": 0.0,
         "base_gflops": 0.0,
         "seconds": 0.0,
+        "router_gflops": 0.0,
     }
 
 
@@ -304,7 +305,7 @@ def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_sec
         row(
             "cascade",
             [saver[r["image_id"]] if r["exited"] else base[r["image_id"]] for r in ran],
-            [r["saver_gflops"] + r["base_gflops"] for r in ran],
+            [r["saver_gflops"] + r["base_gflops"] + r.get("router_gflops", 0.0) for r in ran],
             [r["seconds"] for r in ran],
             exit_ratio=float(np.mean([r["exited"] for r in ran])),
         ),

@@ -13,6 +13,37 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class SaverFeatures:
+    """What a model's own forward pass says about one image, beyond its boxes (a post-evaluator's input).
+
+    Captured by the adapter during the prediction that made the detections (no second forward) and
+    cached beside them, so a learned router can be trained and swept offline.
+
+    Attributes:
+        recipe: name/version of the feature list (a router trained on another recipe is refused).
+        saver: sha256 of the weights that produced them (a router trained on another saver is refused).
+        values: (F,) float64.
+        gflops: the counted cost of computing ``values`` from the forward pass (pooling, candidate
+            statistics), in GFLOPs; a router that reads them adds it to its own cost.
+    """
+
+    recipe: str
+    saver: str | None
+    values: np.ndarray
+    gflops: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", np.asarray(self.values, dtype=np.float64).reshape(-1))
+
+    def to_dict(self) -> dict:
+        return {"recipe": self.recipe, "saver": self.saver, "values": self.values.tolist(), "gflops": self.gflops}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SaverFeatures":
+        return cls(data["recipe"], data.get("saver"), data["values"], float(data.get("gflops", 0.0)))
+
+
+@dataclass(frozen=True)
 class Detections:
     """The detections of one image.
 
@@ -21,12 +52,14 @@ class Detections:
         boxes: (N, 4) float64, xyxy in original-image pixels.
         scores: (N,) float64 in [0, 1].
         category_ids: (N,) int64, the dataset's category ids (COCO: 1..90 with gaps).
+        features: the model's own :class:`SaverFeatures` of this image, when its adapter captured them.
     """
 
     image_id: int
     boxes: np.ndarray
     scores: np.ndarray
     category_ids: np.ndarray
+    features: SaverFeatures | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
@@ -68,17 +101,22 @@ class Detections:
         ]
 
     def to_dict(self) -> dict:
-        """JSON-ready form (xyxy boxes); :meth:`from_dict` inverts it exactly."""
-        return {
+        """JSON-ready form (xyxy boxes, and ``features`` when captured); :meth:`from_dict` inverts it exactly."""
+        data = {
             "image_id": self.image_id,
             "boxes": self.boxes.tolist(),
             "scores": self.scores.tolist(),
             "category_ids": self.category_ids.tolist(),
         }
+        if self.features is not None:
+            data["features"] = self.features.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Detections":
-        return cls(data["image_id"], data["boxes"], data["scores"], data["category_ids"])
+        features = data.get("features")
+        return cls(data["image_id"], data["boxes"], data["scores"], data["category_ids"],
+                   None if features is None else SaverFeatures.from_dict(features))
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
@@ -27,20 +28,23 @@ class CocoAccumulation:
 
 
 # The 12 COCO bbox stats: key, array, IoU threshold (None: mean over all), area label, maxDets.
-# They are looked up by value, so a missing IoU, label or maxDets gives -1 instead of a wrong column.
+# maxDets as pycocotools' summarize reads them: AP with the literal 100 (looked up by value, -1 when
+# max_dets has no 100), every other stat by position in the sorted max_dets (an int) -- AR1, AR10 and
+# AR100 are the recall at max_dets[0], [1] and [2], whatever those are. IoU thresholds and area labels
+# are looked up by value, so a missing one gives -1 instead of a wrong column.
 _STATS = (
-    ("AP", "precision", None, "all", 100),
-    ("AP50", "precision", 0.5, "all", 100),
-    ("AP75", "precision", 0.75, "all", 100),
-    ("APs", "precision", None, "small", 100),
-    ("APm", "precision", None, "medium", 100),
-    ("APl", "precision", None, "large", 100),
-    ("AR1", "recall", None, "all", 1),
-    ("AR10", "recall", None, "all", 10),
-    ("AR100", "recall", None, "all", 100),
-    ("ARs", "recall", None, "small", 100),
-    ("ARm", "recall", None, "medium", 100),
-    ("ARl", "recall", None, "large", 100),
+    ("AP", "precision", None, "all", ("value", 100)),
+    ("AP50", "precision", 0.5, "all", ("position", 2)),
+    ("AP75", "precision", 0.75, "all", ("position", 2)),
+    ("APs", "precision", None, "small", ("position", 2)),
+    ("APm", "precision", None, "medium", ("position", 2)),
+    ("APl", "precision", None, "large", ("position", 2)),
+    ("AR1", "recall", None, "all", ("position", 0)),
+    ("AR10", "recall", None, "all", ("position", 1)),
+    ("AR100", "recall", None, "all", ("position", 2)),
+    ("ARs", "recall", None, "small", ("position", 2)),
+    ("ARm", "recall", None, "medium", ("position", 2)),
+    ("ARl", "recall", None, "large", ("position", 2)),
 )
 STAT_KEYS = tuple(stat[0] for stat in _STATS)
 
@@ -53,7 +57,11 @@ def _resolve_stats(params: CocoParams) -> list[tuple[str, str, np.ndarray, int |
         if iou is not None:
             ious = np.flatnonzero(iou == np.asarray(params.iou_thresholds))  # float ==, as pycocotools
         area_index = params.area_labels.index(area) if area in params.area_labels else None
-        max_det_index = params.max_dets.index(max_det) if max_det in params.max_dets else None
+        how, number = max_det
+        if how == "value":
+            max_det_index = params.max_dets.index(number) if number in params.max_dets else None
+        else:  # a position (CocoParams guarantees three)
+            max_det_index = number
         resolved.append((key, kind, ious, area_index, max_det_index))
     return resolved
 
@@ -111,57 +119,128 @@ def _recall_points(npig: np.ndarray, n_thresholds: int, recall_thresholds: Seque
     return _RecallPoints(template=template, slots=slots, gather=gather)
 
 
-def _precision_recall(
-    true_positive: np.ndarray,
-    false_positive: np.ndarray,
-    categories: np.ndarray,
-    npig: np.ndarray,
-    points: _RecallPoints | None,
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """accumulate's inner loop for all (area, IoU threshold, category) at once, without Python loops.
+def _envelope_at_recall_points(
+    segment: np.ndarray, count: np.ndarray, curve: np.ndarray, points: _RecallPoints
+) -> np.ndarray:
+    """The interpolated precision [T×R×K] from the selected true positives of one area.
 
     Args:
-        true_positive: [(A·T)×N] rows (area-major, then IoU threshold) over the selected dts in
-            accumulate's order; ``categories`` [N] (ascending) splits them by category.
-        false_positive: [(A·T)×N] the same for false positives (ignored dts are neither).
-        categories: [N] category index of each dt.
-        npig: [A×K] non-ignored gts; 0 gives -1 entries.
-        points: where to read the precision (from the same npig), or None for the recall only.
-
-    Returns:
-        precision [A×T×R×K] (None without ``points``) and recall [A×T×K].
+        segment: [P] (IoU threshold, category) segment of each selected true positive, ascending.
+        count: [P] its rank j among the segment's selected true positives (1-based).
+        curve: [P] its precision ``j / (F + j + eps)``, F the selected false positives before it.
+        points: where accumulate reads the precision, for this area's npig.
 
     The interpolated precision at recall r is the highest precision at or after the first dt that
-    reaches r. Between two true positives the precision only falls. So only the values at true
-    positives matter: the j-th true positive of a category, with F false positives before it, has
-    precision j / (F + j + eps), the exact float expression pycocotools evaluates.
+    reaches r. Between two true positives the precision only falls, so only the values at true
+    positives matter. The running max from the right within each segment uses complex numbers,
+    which compare lexicographically: with -segment as the real part a scan never carries a value
+    across segments; exact.
     """
-    n_rows, n_dts = true_positive.shape
-    n_areas, n_categories = npig.shape
-    flat = np.flatnonzero(true_positive)  # 2-D np.nonzero is several times slower
-    row = flat // max(n_dts, 1)
-    row_start = row * n_dts
-    category = categories[flat - row_start]
-    segment = row * n_categories + category  # (area, threshold, category), ascending
-    n_true = np.bincount(segment, minlength=n_rows * n_categories)
-    recall = n_true.reshape(n_areas, -1, n_categories) / np.maximum(npig, 1)[:, None]
-    recall = np.where(npig[:, None] > 0, recall, -1.0)
-    if points is None:
-        return None, recall
-    count = np.arange(len(segment)) - (np.cumsum(n_true) - n_true)[segment] + 1
-    # False positives before each true positive: the running count (over all rows) at its
-    # position, less the count just before its category starts in that row.
-    false_so_far = np.cumsum(false_positive)
-    category_start = row_start + np.searchsorted(categories, np.arange(n_categories))[category]
-    false_before = false_so_far[flat] - np.where(category_start > 0, false_so_far[category_start - 1], 0)
-    curve = count / (false_before + count + np.spacing(1))
-    # Running max from the right within each segment. Complex numbers compare lexicographically,
-    # so with -segment as the real part a scan never carries a value across segments; exact.
     keyed = np.empty(len(curve), dtype=np.complex128)
     keyed.real, keyed.imag = -segment, curve
     packed = points.template.copy()
     packed[points.slots[segment] + count - 1] = np.maximum.accumulate(keyed[::-1])[::-1].imag
-    return packed[points.gather], recall
+    return packed[points.gather][0]
+
+
+@dataclass(frozen=True, eq=False)
+class _AreaEvents:
+    """The dts that can change a true positive's precision in one area, per IoU threshold: its events.
+
+    For each IoU threshold t (row), the events are the true positives and the false positives among
+    the dts matched at some (area, threshold), by global position. The many dts never matched
+    anywhere are counted apart (:class:`_PlainCounts`): they are false positives at every threshold
+    when inside the area range, and ignored otherwise.
+
+    Attributes:
+        owner: [V] the event dt's (model, image) as an index into a flattened [M×I] selection.
+        rank: [V] its rank within its (image, category) (smaller maxDets keep a prefix).
+        anchor: [V] index of its position among the matched dts' positions (:class:`_PlainCounts`).
+        true_positive: [V] True for a true positive, False for a false positive.
+        segment: [V] ``t * K + category``: events sorted by segment, then position.
+        first: [V] index of the first event of the same segment.
+    """
+
+    owner: np.ndarray
+    rank: np.ndarray
+    anchor: np.ndarray
+    true_positive: np.ndarray
+    segment: np.ndarray
+    first: np.ndarray
+
+
+class _PlainCounts:
+    """For one (area, maxDets): how many selected never-matched dts precede each matched dt in its category.
+
+    Those dts are false positives at every IoU threshold inside the area range, so one count per
+    matched position serves all thresholds. A never-matched dt q adds 1 to every matched position
+    after it in its category: a range ``[start(q), stop(q))`` of the sorted matched positions. The
+    counts are a running sum over a difference array, updated only for the (model, image) pairs whose
+    selection changed since the previous selection: a sweep moves few images between thresholds,
+    and r_match's exit sets grow a few images at a time.
+    """
+
+    def __init__(self, merged: "_MergedEvaluations", area: int, max_det: int):
+        keep = merged.plain_in_range[area] & (merged.plain_rank < max_det)
+        self._merged = merged
+        self._keep = keep
+        self._difference = np.zeros(len(merged.anchors) + 1, dtype=np.int64)
+        self._selection = np.zeros(merged.n_owners, dtype=bool)
+
+    def update(self, selection: np.ndarray) -> np.ndarray:
+        """Counts [U] at each matched position for the flattened [M×I] ``selection``."""
+        merged = self._merged
+        changed = np.flatnonzero(selection != self._selection)
+        if changed.size:
+            starts, stops = merged.plain_owner_start[changed], merged.plain_owner_start[changed + 1]
+            sizes = stops - starts
+            index = np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+            sign = np.repeat(np.where(selection[changed], 1, -1), sizes)
+            index, sign = index[self._keep[index]], sign[self._keep[index]]
+            n = len(self._difference)
+            self._difference += np.bincount(merged.plain_start[index], weights=sign, minlength=n).astype(np.int64)
+            self._difference -= np.bincount(merged.plain_stop[index], weights=sign, minlength=n).astype(np.int64)
+            self._selection = selection.copy()
+        return np.cumsum(self._difference[:-1])
+
+
+def _true_positive_rates(
+    events: _AreaEvents,
+    selected: np.ndarray,
+    plain_before: np.ndarray | None,
+    npig: np.ndarray,
+    n_thresholds: int,
+    points: _RecallPoints | None,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """accumulate's inner loop for one area and one selection: precision [T×R×K] (or None) and recall [T×K].
+
+    Args:
+        events: the area's :class:`_AreaEvents`.
+        selected: [V] which events are selected (image chosen, rank below maxDets).
+        plain_before: [U] selected never-matched false positives before each matched position in
+            its category (needed with ``points`` only).
+        npig: [K] non-ignored gts; 0 gives -1 entries.
+        points: where to read the precision, or None for the recall only.
+
+    A true positive's false positives before it are the plain ones plus the event false positives
+    before it in its segment (a running count over the events).
+    """
+    n_categories = len(npig)
+    true_positive = selected & events.true_positive
+    n_true = np.bincount(events.segment[true_positive], minlength=n_thresholds * n_categories)
+    recall = n_true.reshape(n_thresholds, n_categories) / np.maximum(npig, 1)
+    recall = np.where(npig > 0, recall, -1.0)
+    if points is None:
+        return None, recall
+    true_so_far = np.cumsum(true_positive)
+    false_so_far = np.cumsum(selected & ~events.true_positive)
+    index = np.flatnonzero(true_positive)
+    first = events.first[index]
+    before = first - 1
+    count = true_so_far[index] - np.where(first > 0, true_so_far[before], 0)
+    false_events = false_so_far[index] - np.where(first > 0, false_so_far[before], 0)
+    curve = count / (plain_before[events.anchor[index]] + false_events + count + np.spacing(1))
+    return _envelope_at_recall_points(events.segment[index], count, curve, points), recall
 
 
 def _check_same_ground_truth(first: PerImageEval, other: PerImageEval) -> None:
@@ -182,15 +261,24 @@ class _MergedEvaluations:
     which breaks ties by image and then by rank. Sorting every model's dts once by (category,
     -score, image, model, rank) gives that order for every selection. An image is answered by one
     model only, so the model key never breaks a real tie.
+
+    What a selection costs: a true positive's precision needs the selected true and false positives
+    before it. The dts matched at some (area, IoU threshold) are few; they are kept per area as
+    sparse events (:class:`_AreaEvents`). The rest (most dts of a YOLO-style results list) are never
+    matched, so in an area they are a false positive at every threshold or ignored; their counts
+    before each matched dt are kept up to date from one selection to the next (:class:`_PlainCounts`).
+    Nothing of the size of all dts is touched per selection once the first one is counted.
     """
 
     def __init__(self, evaluations: Sequence[PerImageEval]):
         first = evaluations[0]
         for other in evaluations[1:]:
             _check_same_ground_truth(first, other)
-        self.params = first.params
+        self.params = params = first.params
         gt = first.ground_truth
         self.n_images, self.n_categories = len(gt.image_ids), len(gt.category_ids)
+        self.n_owners = len(evaluations) * self.n_images
+        n_areas = len(params.area_ranges)
 
         def merged(name: str) -> np.ndarray:
             return np.concatenate([getattr(evaluation, name) for evaluation in evaluations], axis=-1)
@@ -198,17 +286,77 @@ class _MergedEvaluations:
         model = np.repeat(np.arange(len(evaluations)), [len(e.dt_score) for e in evaluations])
         image, category, rank = merged("dt_image"), merged("dt_category"), merged("dt_rank")
         order = np.lexsort((rank, model, image, -merged("dt_score"), category))
-        self.model, self.image, self.category, self.rank = model[order], image[order], category[order], rank[order]
-        matches, ignore = merged("dt_matches")[..., order], merged("dt_ignore")[..., order]
-        # [(A·T)×D], rows area-major: 2-D so that selecting dts (compress) gives contiguous rows.
-        rows = (matches.shape[0] * matches.shape[1], len(order))
-        self.true_positive = ((matches != 0) & ~ignore).reshape(rows)
-        self.false_positive = ((matches == 0) & ~ignore).reshape(rows)
+        n_dts = len(order)
+        index = np.int32 if max(n_dts, self.n_owners) < 2**31 - 1 else np.int64  # halves the index arrays
+        position = np.empty(n_dts, dtype=index)
+        position[order] = np.arange(n_dts, dtype=index)
+        category, rank = category[order], rank[order].astype(index)
+        owner = (model * self.n_images + image)[order].astype(index)
+        category_stop = np.searchsorted(category, np.arange(self.n_categories), side="right")
+
+        # Per model (to keep peak memory at one model's [A×T×D] booleans): the matched dts' events,
+        # and whether each never-matched dt is inside each area range.
+        special = np.zeros(n_dts, dtype=bool)
+        in_range = np.zeros((n_areas, n_dts), dtype=bool)
+        parts = [[] for _ in range(n_areas)]
+        offset = 0
+        for evaluation in evaluations:
+            size = len(evaluation.dt_score)
+            where = position[offset:offset + size]
+            offset += size
+            matched = evaluation.dt_match_offset >= 0  # [A×T×d]
+            counted = ~evaluation.dt_ignore
+            matched_somewhere = matched.any(axis=(0, 1))
+            special[where] = matched_somewhere
+            in_range[:, where] = counted[:, 0, :]  # read for never-matched dts only
+            for area in range(n_areas):
+                tp = matched[area] & counted[area] & matched_somewhere
+                fp = ~matched[area] & counted[area] & matched_somewhere
+                rows, columns = np.nonzero(tp | fp)
+                parts[area].append((rows, where[columns], tp[rows, columns]))
+        self.anchors = np.flatnonzero(special).astype(index)  # [U] the matched dts' global positions
+        self.events = []
+        for area in range(n_areas):
+            rows = np.concatenate([part[0] for part in parts[area]])
+            where = np.concatenate([part[1] for part in parts[area]])
+            true_positive = np.concatenate([part[2] for part in parts[area]])
+            by_row = np.lexsort((where, rows))
+            rows, where, true_positive = rows[by_row], where[by_row], true_positive[by_row]
+            segment = (rows * self.n_categories + category[where]).astype(index)
+            self.events.append(_AreaEvents(
+                owner=owner[where], rank=rank[where], anchor=np.searchsorted(self.anchors, where).astype(index),
+                true_positive=true_positive, segment=segment,
+                first=np.searchsorted(segment, segment, side="left").astype(index),
+            ))
+        # The never-matched dts grouped by owner, each with the range of matched positions it precedes.
+        plain = np.flatnonzero(~special)
+        plain = plain[np.argsort(owner[plain], kind="stable")]
+        self.plain_owner_start = np.searchsorted(owner[plain], np.arange(self.n_owners + 1))
+        self.plain_start = np.searchsorted(self.anchors, plain).astype(index)
+        self.plain_stop = np.searchsorted(self.anchors, category_stop[category[plain]]).astype(index)
+        self.plain_rank = rank[plain]
+        self.plain_in_range = in_range[:, plain]
         # [I×(A·K)] non-ignored gts per image, summed over the selected images into npig. As floats
         # for a BLAS product; sums of small integers are exact.
-        counted_gts = np.zeros((self.n_images, len(self.params.area_ranges), self.n_categories))
+        counted_gts = np.zeros((self.n_images, n_areas, self.n_categories))
         np.add.at(counted_gts, (gt.image_index, slice(None), gt.category_index), ~first.gt_ignore.T)
         self.counted_gts = counted_gts.reshape(self.n_images, -1)
+        self._points: dict = {}
+        self._plain_counts: dict = {}
+
+    def _points_of(self, area: int, npig: np.ndarray) -> _RecallPoints:
+        """Recall points of one area's npig [K], cached (a sweep's selections mostly share one npig)."""
+        key = (area, npig.tobytes())
+        if key not in self._points:
+            if len(self._points) >= 16:
+                self._points.clear()
+            self._points[key] = _recall_points(npig[None], len(self.params.iou_thresholds), self.params.recall_thresholds)
+        return self._points[key]
+
+    def _plain_before(self, area: int, m: int, selection: np.ndarray) -> np.ndarray:
+        if (area, m) not in self._plain_counts:
+            self._plain_counts[area, m] = _PlainCounts(self, area, self.params.max_dets[m])
+        return self._plain_counts[area, m].update(selection)
 
     def rates(
         self, selections: np.ndarray, precision_settings: set, recall_settings: set
@@ -220,41 +368,66 @@ class _MergedEvaluations:
         params = self.params
         n_thresholds = len(params.iou_thresholds)
         shape = (len(params.area_ranges), self.n_categories)
-        npig = np.rint(selections.any(axis=1) @ self.counted_gts).astype(np.int64)  # [S×(A·K)]
-        # Selections that keep every image (all of a sweep's) share one npig: place recall points once.
-        distinct, which = np.unique(npig, axis=0, return_inverse=True)
-        points = [_recall_points(counts.reshape(shape), n_thresholds, params.recall_thresholds) for counts in distinct]
-        all_areas = list(range(len(params.area_ranges)))
-        for selection, counts, index in zip(selections, npig.reshape(-1, *shape), which.reshape(-1)):
-            chosen = selection[self.model, self.image]
+        last = len(params.max_dets) - 1
+        for selection in selections:
+            npig = np.rint(selection.any(axis=0) @ self.counted_gts).astype(np.int64).reshape(shape)
+            flat = selection.reshape(-1)
             precision, recall = {}, {}
-            for m in sorted({m for _, m in precision_settings | recall_settings}):
-                with_precision = any(m_ == m for _, m_ in precision_settings)
-                areas = all_areas if with_precision else sorted(a for a, m_ in recall_settings if m_ == m)
-                rows = (np.array(areas)[:, None] * n_thresholds + np.arange(n_thresholds)).ravel()
-                # Matching already cut each (image, category) at max_dets[-1]; smaller caps keep a prefix.
-                keep = chosen if m == len(params.max_dets) - 1 else chosen & (self.rank < params.max_dets[m])
-                area_precision, area_recall = _precision_recall(
-                    self.true_positive[rows].compress(keep, axis=1),
-                    self.false_positive[rows].compress(keep, axis=1),
-                    self.category[keep],
-                    counts[areas],
-                    points[index] if with_precision else None,
+            for area, m in sorted(precision_settings | recall_settings):
+                events = self.events[area]
+                selected = flat[events.owner]
+                if m != last:  # matching already cut at max_dets[-1]; smaller caps keep a prefix
+                    selected &= events.rank < params.max_dets[m]
+                with_precision = (area, m) in precision_settings
+                area_precision, area_recall = _true_positive_rates(
+                    events, selected, self._plain_before(area, m, flat) if with_precision else None,
+                    npig[area], n_thresholds, self._points_of(area, npig[area]) if with_precision else None,
                 )
-                for i, area in enumerate(areas):
-                    recall[area, m] = area_recall[i]
-                    if area_precision is not None:
-                        precision[area, m] = area_precision[i]
+                recall[area, m] = area_recall
+                if area_precision is not None:
+                    precision[area, m] = area_precision
             yield precision, recall
 
-    def summaries(self, selections: np.ndarray) -> list[dict[str, float]]:
-        """The 12 stats for each [M×I] selection of an [S×M×I] stack, computing only what they read."""
-        resolved = _resolve_stats(self.params)
+    def summaries(
+        self, selections: np.ndarray, keys: Sequence[str] = STAT_KEYS, workers: int = 1
+    ) -> list[dict[str, float]]:
+        """The stats ``keys`` for each [M×I] selection of an [S×M×I] stack, computing only what they read.
+
+        With ``workers > 1`` the selections are split into chunks scored by forked processes, which
+        share this object without copying it; each selection's arithmetic is the same, so the
+        results are identical to one process. Where ``fork`` is unavailable one process is used.
+        """
+        resolved = [stat for stat in _resolve_stats(self.params) if stat[0] in keys]
         settings = {"precision": set(), "recall": set()}
         for _, kind, _, area, max_det in resolved:
             if area is not None and max_det is not None:
                 settings[kind].add((area, max_det))
-        return [_stats(resolved, *rates) for rates in self.rates(selections, settings["precision"], settings["recall"])]
+        task = (self, selections, resolved, settings["precision"], settings["recall"])
+        workers = min(int(workers), len(selections))
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            global _FORKED_TASK
+            _FORKED_TASK = task
+            chunks = np.array_split(np.arange(len(selections)), min(len(selections), 4 * workers))
+            try:
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    parts = pool.map(_forked_summaries, [(int(c[0]), int(c[-1]) + 1) for c in chunks if len(c)])
+            finally:
+                _FORKED_TASK = None
+            return [stats for part in parts for stats in part]
+        return _summaries_of(task, 0, len(selections))
+
+
+_FORKED_TASK = None  # what forked workers of _MergedEvaluations.summaries read (set only around the pool)
+
+
+def _summaries_of(task, start: int, stop: int) -> list[dict[str, float]]:
+    merged, selections, resolved, precision_settings, recall_settings = task
+    rates = merged.rates(selections[start:stop], precision_settings, recall_settings)
+    return [_stats(resolved, *rate) for rate in rates]
+
+
+def _forked_summaries(bounds: tuple[int, int]) -> list[dict[str, float]]:
+    return _summaries_of(_FORKED_TASK, *bounds)
 
 
 def _check_selections(selections: np.ndarray, n_models: int, n_images: int, name: str) -> np.ndarray:
@@ -335,9 +508,10 @@ def accumulate(
 def summarize(accumulation: CocoAccumulation) -> dict[str, float]:
     """pycocotools' 12 ``stats`` as a flat dict keyed by :data:`STAT_KEYS`.
 
-    Each stat is the mean of the entries > -1 for its IoU threshold, area label and maxDets, looked
-    up by value (pycocotools hard-codes maxDets=100 and indices 0-2). It is -1 when no entry is
-    available, for instance ``AR100`` when ``max_dets`` has no 100.
+    Each stat is the mean of the entries > -1 for its IoU threshold, area label and maxDets, read as
+    pycocotools' summarize reads them: AP at the literal maxDets 100, AR1/AR10/AR100 at positions
+    0/1/2 of ``max_dets``, the other stats at position 2. It is -1 when no entry is available, for
+    instance ``AP`` when ``max_dets`` has no 100 (with ``(1, 10, 300)``, AP50 is read at 300).
 
     >>> params = CocoParams()
     >>> empty = CocoAccumulation(params, -np.ones((10, 101, 2, 4, 3)), -np.ones((10, 2, 4, 3)))

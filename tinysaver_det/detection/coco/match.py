@@ -13,6 +13,7 @@ import numpy as np
 
 from tinysaver_det.detection.coco.ground_truth import CocoGroundTruth, _lookup
 from tinysaver_det.detection.coco.params import CocoParams
+from tinysaver_det.detection.coco.results_json import ResultColumns
 from tinysaver_det.detection.types import Detections
 
 
@@ -36,7 +37,11 @@ class PerImageEval:
             which breaks ties by results-list order (``dtScores[:maxDet]`` keeps ``rank < maxDet``).
         dt_id: [D] the id ``loadRes`` assigns: 1 + position in the results list.
         dt_score: [D] ``dtScores``.
-        dt_matches: [A×T×D] ``dtMatches``: the id of the matched gt, 0 when unmatched.
+        dt_first_gt: [D] position in ``ground_truth`` of the first gt of the detection's (image, category).
+        dt_match_offset: [A×T×D] the matched gt's position counted from ``dt_first_gt`` (-1 when
+            unmatched, or matched to a gt whose id is 0, which pycocotools cannot tell from no match).
+            Groups hold few gts, so this is int16 (int32 for a group of over 32,767): 2 bytes per
+            entry where the gt ids would take 8 (``dt_matches`` gives them).
         dt_ignore: [A×T×D] ``dtIgnore``: matched an ignored gt, or unmatched and outside the area range.
     """
 
@@ -48,8 +53,16 @@ class PerImageEval:
     dt_rank: np.ndarray
     dt_id: np.ndarray
     dt_score: np.ndarray
-    dt_matches: np.ndarray
+    dt_first_gt: np.ndarray
+    dt_match_offset: np.ndarray
     dt_ignore: np.ndarray
+
+    @property
+    def dt_matches(self) -> np.ndarray:
+        """[A×T×D] ``dtMatches``: the id of the matched gt, 0 when unmatched."""
+        ids = np.append(self.ground_truth.ids, 0)
+        matched = self.dt_match_offset >= 0
+        return ids[np.where(matched, self.dt_first_gt + self.dt_match_offset.astype(np.int64), len(ids) - 1)]
 
 
 def _results_list(detections: Mapping[int, Detections] | Iterable[Detections]) -> list[Detections]:
@@ -127,7 +140,7 @@ def _greedy_match(
     steps = np.searchsorted(dt_rank[pair_dt], np.arange(params.max_dets[-1] + 1))
 
     free = np.ones((len(ground_truth.ids), n_areas, len(thresholds)), dtype=bool)
-    matched_gt = np.full((n_areas, len(thresholds), n_dts), -1, dtype=np.int64)
+    matched_gt = np.full((n_areas, len(thresholds), n_dts), -1, dtype=np.int32)
     for start, stop in zip(steps[:-1], steps[1:]):
         if start == stop:
             continue
@@ -145,7 +158,7 @@ def _greedy_match(
 
 def evaluate_images(
     ground_truth: CocoGroundTruth,
-    detections: Mapping[int, Detections] | Iterable[Detections],
+    detections: Mapping[int, Detections] | Iterable[Detections] | ResultColumns,
     params: CocoParams | None = None,
 ) -> PerImageEval:
     """Match one model's detections to the ground truth, once: pycocotools' ``evaluate()``.
@@ -159,8 +172,10 @@ def evaluate_images(
 
     Args:
         ground_truth: from :func:`load_ground_truth`.
-        detections: :class:`Detections` per image, as a mapping keyed by image id or any iterable;
-            an image may appear more than once (its lists are concatenated).
+        detections: :class:`Detections` per image, as a mapping keyed by image id or any iterable
+            (an image may appear more than once: its lists are concatenated), or a results list as
+            :class:`~tinysaver_det.detection.coco.results_json.ResultColumns`, whose ``[x, y, w, h]``
+            boxes are used as written, as ``loadRes`` does (corners would move ``w`` by a float step).
         params: evaluation settings; ``None`` means the COCO defaults (:class:`CocoParams`).
 
     Returns:
@@ -174,14 +189,11 @@ def evaluate_images(
     ([2, 1], [0, 5])
     """
     params = CocoParams() if params is None else params
-    results = _results_list(detections)
-    boxes = np.concatenate([np.zeros((0, 4)), *(d.boxes for d in results)])
-    scores = np.concatenate([np.zeros(0), *(d.scores for d in results)])
-    categories = np.concatenate([np.zeros(0, dtype=np.int64), *(d.category_ids for d in results)])
-    images = np.repeat(np.array([d.image_id for d in results], dtype=np.int64), [len(d) for d in results])
-    # loadRes: bbox [x1, y1, x2 - x1, y2 - y1] (as Detections.to_coco writes it), area w * h, id position + 1.
-    x1, y1, x2, y2 = boxes.T
-    xywh = np.column_stack([x1, y1, x2 - x1, y2 - y1])
+    columns = detections if isinstance(detections, ResultColumns) else ResultColumns.from_detections(
+        _results_list(detections)
+    )
+    # loadRes: bbox [x, y, w, h] as listed, area w * h, id = position + 1.
+    scores, categories, images, xywh = columns.scores, columns.category_ids, columns.image_ids, columns.boxes_xywh
     ids = np.arange(1, len(scores) + 1)
 
     image_index, known_image = _lookup(ground_truth.image_ids, images)
@@ -197,12 +209,23 @@ def evaluate_images(
     gt_ignore = ground_truth.iscrowd | _out_of_range(ground_truth.areas, params)
     matched_gt = _greedy_match(ground_truth, gt_ignore, group, rank, xywh[keep], params)
     matched = matched_gt >= 0
-    column = np.where(matched, matched_gt, len(ground_truth.ids))  # one past the end: "no gt"
-    dt_matches = np.append(ground_truth.ids, 0)[column]
-    padded_ignore = np.concatenate([gt_ignore, np.zeros((len(gt_ignore), 1), dtype=bool)], axis=1)
-    ignored_gt = padded_ignore[np.arange(len(gt_ignore))[:, None, None], column]
+    ignored_gt = np.empty(matched.shape, dtype=bool)
+    for area in range(len(gt_ignore)):  # one area at a time: no [A×T×D] index temporary
+        ignored_gt[area] = gt_ignore[area][np.maximum(matched_gt[area], 0)]
+    ignored_gt &= matched
+    if (ground_truth.ids == 0).any():  # a match to gt id 0 is no match for pycocotools
+        matched &= ~np.isin(matched_gt, np.flatnonzero(ground_truth.ids == 0))
+        matched_gt = np.where(matched, matched_gt, -1)
+    # The matched gt relative to its group's first gt: a small number, stored in 2 bytes.
+    gt_group = ground_truth.category_index * len(ground_truth.image_ids) + ground_truth.image_index
+    first_gt = np.searchsorted(gt_group, group, side="left")
+    largest = int(np.bincount(gt_group).max()) if len(gt_group) else 0
+    matched_gt -= first_gt.astype(matched_gt.dtype)  # in place: no second [A×T×D] array
+    matched_gt[~matched] = -1
+    offset = matched_gt.astype(np.int16 if largest < 2**15 - 1 else np.int32)
+    del matched_gt
     out_of_range = _out_of_range(xywh[keep, 2] * xywh[keep, 3], params)
-    dt_ignore = (matched & ignored_gt) | ((dt_matches == 0) & out_of_range[:, None, :])
+    dt_ignore = ignored_gt | (~matched & out_of_range[:, None, :])
     return PerImageEval(
         ground_truth=ground_truth,
         params=params,
@@ -212,7 +235,8 @@ def evaluate_images(
         dt_rank=rank,
         dt_id=ids[keep],
         dt_score=scores[keep],
-        dt_matches=dt_matches,
+        dt_first_gt=first_gt,
+        dt_match_offset=offset,
         dt_ignore=dt_ignore,
     )
 

@@ -12,9 +12,10 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from tinysaver_det.detection.coco.accumulate import _check_selections, _MergedEvaluations
+from tinysaver_det.detection.coco.accumulate import _check_selections, _MergedEvaluations, _resolve_stats
 from tinysaver_det.detection.coco.ground_truth import CocoGroundTruth, load_ground_truth  # noqa: F401 (doctest)
 from tinysaver_det.detection.coco.match import PerImageEval, evaluate_images
+from tinysaver_det.detection.coco.nested import is_chain, nested_ap
 from tinysaver_det.detection.coco.params import CocoParams
 from tinysaver_det.detection.types import Detections
 
@@ -30,12 +31,14 @@ class CocoCascadeMetric:
 
     Args:
         evaluations: each model's :class:`PerImageEval`, in cascade order (cheapest first).
+        workers: see the attribute (keyword only).
 
     Attributes:
         primary: ``"AP"``, the headline key of :meth:`routed`.
         n_models: number of models K.
         n_samples: number of images I.
         image_ids: [I] the image id of each mask position.
+        workers: processes that score many routings at once (``*_many``); results do not depend on it.
 
     >>> from tinysaver_det.detection.types import Detections
     >>> gt = load_ground_truth({"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 1}], "annotations": [
@@ -53,7 +56,7 @@ class CocoCascadeMetric:
     primary = "AP"
     _pair_names = ("saver", "base")
 
-    def __init__(self, *evaluations: PerImageEval):
+    def __init__(self, *evaluations: PerImageEval, workers: int = 1):
         if len(evaluations) == 1 and not isinstance(evaluations[0], PerImageEval):
             evaluations = tuple(evaluations[0])  # one sequence of evaluations
         if not evaluations:
@@ -63,6 +66,7 @@ class CocoCascadeMetric:
         self.n_models = len(self._evaluations)
         self.image_ids = self._evaluations[0].ground_truth.image_ids
         self.n_samples = len(self.image_ids)
+        self.workers = workers
 
     @classmethod
     def from_detections(
@@ -85,7 +89,8 @@ class CocoCascadeMetric:
         if stages.ndim != 2 or stages.shape[1] != self.n_samples:
             raise ValueError(f"stages must have shape (S, {self.n_samples}), got {stages.shape}")
         one_hot = np.stack([stages == k for k in range(self.n_models)], axis=1)
-        return self._merged.summaries(_check_selections(one_hot, self.n_models, self.n_samples, "stages"))
+        selections = _check_selections(one_hot, self.n_models, self.n_samples, "stages")
+        return self._merged.summaries(selections, workers=self.workers)
 
     def routed_many(self, exit_masks: np.ndarray) -> list[dict[str, float]]:
         """:meth:`routed` for each row of an [S×I] stack of exit masks (e.g. one per threshold)."""
@@ -111,9 +116,15 @@ class CocoCascadeMetric:
         """
         k = self._model_index(model)
         masks = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
+        (_, _, _, area, max_det), = (stat for stat in _resolve_stats(self._merged.params) if stat[0] == self.primary)
+        if area is not None and max_det is not None and is_chain(masks):
+            values = nested_ap(self._merged, k, masks, area, max_det)  # r_match's exit sets, in one walk
+            if values is not None:
+                return values
         selections = np.zeros((len(masks), self.n_models, self.n_samples), dtype=bool)
         selections[:, k] = masks
-        return np.array([stats[self.primary] for stats in self._merged.summaries(selections)], dtype=np.float64)
+        summaries = self._merged.summaries(selections, keys=(self.primary,), workers=self.workers)
+        return np.array([stats[self.primary] for stats in summaries], dtype=np.float64)
 
     def _model_index(self, model: int | str) -> int:
         if isinstance(model, str):

@@ -20,8 +20,10 @@ class CocoParams:
     Attributes:
         iou_thresholds: T IoU thresholds, ``linspace(.5, .95, 10)``.
         recall_thresholds: R recall points of the interpolated precision, ``linspace(0, 1, 101)``.
-        max_dets: M detection caps per (image, category), sorted (pycocotools sorts them too);
-            the last one truncates each (image, category) list during matching.
+        max_dets: M >= 3 detection caps per (image, category), sorted (pycocotools sorts them too);
+            the last one truncates each (image, category) list during matching. The stats read them
+            as pycocotools' summarize does: AP at the literal 100, AR1/AR10/AR100 at positions 0/1/2,
+            every other stat at position 2.
         area_ranges: A ``(low, high)`` object-area ranges; both ends are inclusive.
         area_labels: A names of the area ranges (``summarize`` looks stats up by these names).
 
@@ -63,6 +65,11 @@ class CocoParams:
                 raise ValueError(f"CocoParams: {name} must not repeat a value, got {values[name]}")
         if values["max_dets"][0] < 1:
             raise ValueError(f"CocoParams: max_dets must be >= 1, got {values['max_dets']}")
+        if len(values["max_dets"]) < 3:
+            raise ValueError(
+                f"CocoParams: max_dets needs at least 3 values, got {values['max_dets']}: the stats read "
+                "positions 0, 1 and 2, as pycocotools' summarize does"
+            )
         for name, value in values.items():
             object.__setattr__(self, name, value)
 

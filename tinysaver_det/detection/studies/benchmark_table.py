@@ -38,7 +38,9 @@ class PairSweep:
         return f"{self.saver} -> {self.base}"
 
 
-def pair_from_run(run_dir: str | Path, thresholds: Sequence[float], allow_partial: bool = False) -> PairSweep:
+def pair_from_run(
+    run_dir: str | Path, thresholds: Sequence[float], allow_partial: bool = False, workers: int = 1
+) -> PairSweep:
     """Sweep one ``--full`` run directory over the default grid plus ``thresholds``, with the run's own rule.
 
     An unfinished run is refused unless ``allow_partial`` (then the pair's notes say it is partial).
@@ -48,7 +50,7 @@ def pair_from_run(run_dir: str | Path, thresholds: Sequence[float], allow_partia
     described = json.loads((Path(run_dir) / RUN_JSON).read_text())
     grid = sorted(set(default_thresholds().tolist()) | set(thresholds))
     cache = cache_from_run(run_dir, allow_partial=allow_partial)
-    sweep = sweep_cascade(cache, grid, described["min_score"], described["confidence"])
+    sweep = sweep_cascade(cache, grid, described["min_score"], described["confidence"], workers=workers)
     return PairSweep(described["saver"]["name"], described["base"]["name"], sweep, cache.notes)
 
 

@@ -152,8 +152,8 @@ def router_curve(
         if with_r_match
         else float("nan"),
         auc=curve_auc(rows),
-        ap_at_budgets=tuple(_ap_at_budget(rows, b) for b in budgets),
-        cost_to_reach=None if reference_ap is None else _cost_to_reach(rows, reference_ap),
+        ap_at_budgets=tuple(best_ap_within(rows, b) for b in budgets),
+        cost_to_reach=None if reference_ap is None else cost_to_ap(rows, reference_ap),
     )
 
 
@@ -294,13 +294,13 @@ class EvaluatorCheck:
     holds: bool | None
 
 
-def _ap_at_budget(rows: Sequence[StageRow], budget: float) -> float | None:
+def best_ap_within(rows: Sequence[StageRow], budget: float) -> float | None:
     """Best AP among rows costing at most ``budget`` (None when none does)."""
     row = pick(rows, Target("budget", budget, COST), "AP")
     return None if row is None else row.metrics["AP"]
 
 
-def _cost_to_reach(rows: Sequence[StageRow], level: float) -> float | None:
+def cost_to_ap(rows: Sequence[StageRow], level: float) -> float | None:
     """Cheapest cost among rows with AP ``>= level`` (None when none reaches it)."""
     row = pick(rows, Target("max_drop", 0.0, COST), "AP", level)
     return None if row is None else row.cost

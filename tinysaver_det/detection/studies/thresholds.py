@@ -59,6 +59,7 @@ def sweep_cascade(
     confidence: str | ConfidenceFunction | Router = "mean",
     saver: str | int = 0,
     base: str | int = 1,
+    workers: int = 1,
 ) -> DetectionSweep:
     """Simulate the saver/base cascade at every threshold, exactly as pycocotools would score it.
 
@@ -69,9 +70,12 @@ def sweep_cascade(
         min_score, confidence: the image-confidence rule: a registered name, a ``(scores, min_score)``
             callable, a router or a router file (:func:`tinysaver_det.detection.routers.resolve_router`).
         saver, base: the two models of ``cache`` (name or index; default its first two).
+        workers: processes scoring the thresholds and r_match's exit sets; results do not depend on it.
+
+    ``r_match`` is searched over every distinct confidence (exact, paper Eq. 6), whatever ``thresholds``.
     """
     thresholds = default_thresholds() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-    metric = cache.pair_metric(saver, base)
+    metric = cache.pair_metric(saver, base, workers=workers)
     router = resolve_router(confidence, min_score)
     confidences = cache.confidences(saver, router)
     saver_gflops, base_gflops = cache.cost(saver, "GFLOPs"), cache.cost(base, "GFLOPs")
@@ -79,7 +83,7 @@ def sweep_cascade(
     everything = np.ones(cache.n_images, dtype=bool)
     saver_alone, base_alone = metric.routed_many(np.stack([everything, ~everything]))
     cost_saver, cost_base = float(saver_gflops.mean()), float(base_gflops.mean())
-    matched = r_match(confidences, metric, thresholds)
+    matched = r_match(confidences, metric)  # every distinct confidence: exact, independent of the grid
     return DetectionSweep(
         rows, saver_alone, base_alone, cost_saver, cost_base, matched,
         delta_cost_tr(matched.r_match, cost_saver, cost_base),
