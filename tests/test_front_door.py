@@ -331,3 +331,11 @@ def test_model_time_is_synchronised_and_leaves_the_warm_up_out(monkeypatch):
     events.clear()
     timing.ModelClock().time(lambda: events.append("call"), warmup=lambda: events.append("warm-up"))
     assert events == ["warm-up", "sync", "call", "sync"]
+
+
+def test_conf_is_not_taken_as_an_abbreviation_of_confidence(capsys):
+    from tinysaver_det.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--conf", "0.3"])
+    assert stop.value.code == 2 and "unrecognized arguments: --conf 0.3" in capsys.readouterr().err
