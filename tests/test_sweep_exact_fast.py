@@ -13,6 +13,9 @@ import copy
 import io
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +149,16 @@ def test_the_compiled_walk_over_exit_sets_equals_the_general_accumulation(case):
     assert not is_chain(shuffled)
     np.testing.assert_allclose(metric.subset_many("saver", shuffled), metric.subset_many("saver", masks)[
         [int(np.flatnonzero((masks == row).all(axis=1))[0]) for row in shuffled]], rtol=0, atol=1e-12)
+
+
+
+@pytest.mark.slow
+def test_forked_workers_end_quietly_under_the_command_line(full_run, tmp_path):
+    """The command line turns SIGTERM into Ctrl-C; the workers' pool ends them with SIGTERM, which must
+    not print a traceback per worker in a run that succeeded."""
+    argv = [sys.executable, "-m", "tinysaver_det", "sweep", "--records", str(full_run), "--workers", "2",
+            "--out", str(tmp_path / "s")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr[-2000:]
+    assert "r_match" in done.stdout

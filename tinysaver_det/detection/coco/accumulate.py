@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
@@ -409,7 +410,7 @@ class _MergedEvaluations:
             _FORKED_TASK = task
             chunks = np.array_split(np.arange(len(selections)), min(len(selections), 4 * workers))
             try:
-                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                with multiprocessing.get_context("fork").Pool(workers, initializer=_plain_worker_signals) as pool:
                     parts = pool.map(_forked_summaries, [(int(c[0]), int(c[-1]) + 1) for c in chunks if len(c)])
             finally:
                 _FORKED_TASK = None
@@ -418,6 +419,17 @@ class _MergedEvaluations:
 
 
 _FORKED_TASK = None  # what forked workers of _MergedEvaluations.summaries read (set only around the pool)
+
+
+def _plain_worker_signals() -> None:
+    """Give a forked worker the default signal handling back.
+
+    The command line turns SIGTERM into Ctrl-C (:func:`tinysaver_det.errors.exit_code_of`); a worker
+    forked from it would inherit that, and the pool's own SIGTERM at its end would print each worker's
+    traceback. Ctrl-C is the parent's to handle: a worker ignores it and is ended by the parent's pool.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _summaries_of(task, start: int, stop: int) -> list[dict[str, float]]:
