@@ -55,7 +55,12 @@ from tinysaver_det.detection.coco import (
 from tinysaver_det.detection.coco.results_json import ResultColumns, load_results_columns
 from tinysaver_det.detection.dataset import load_annotation_json, restrict_annotations
 from tinysaver_det.detection.run_directory import BASE_PREDICTIONS, RECORDS, SAVER_PREDICTIONS
-from tinysaver_det.detection.run_inputs import coverage_note, read_run_inputs
+from tinysaver_det.detection.run_inputs import (
+    check_prediction_annotations,
+    coverage_note,
+    read_run_inputs,
+    recorded_weights_sha256,
+)
 from tinysaver_det.detection.types import Detections
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import read_jsonl
@@ -79,6 +84,8 @@ class CachedModel:
         results: the results list as read from a COCO results json, when the model came from one:
             it is what gets evaluated, boxes as written (``[x, y, w, h]``, as pycocotools' ``loadRes``),
             while ``detections`` (xyxy) serve the routers.
+        sha256: the model's weights sha256 as the predictions' provenance records it (None: not recorded);
+            routers trained on its answers record it.
     """
 
     name: str
@@ -86,6 +93,7 @@ class CachedModel:
     gflops: np.ndarray
     seconds: np.ndarray
     results: ResultColumns | None = None
+    sha256: str | None = None
 
 
 def prediction_row(output: ModelOutput) -> dict:
@@ -128,6 +136,7 @@ def read_cached_model(name: str, path: str | os.PathLike, image_ids: Sequence[in
         tuple(o.detections for o in outputs),
         np.array([o.gflops for o in outputs], dtype=np.float64),
         np.array([o.seconds for o in outputs], dtype=np.float64),
+        sha256=recorded_weights_sha256(path),
     )
 
 
@@ -263,6 +272,7 @@ def cache_from_run(
             tuple(outputs[i].detections if i in outputs else Detections.empty(i) for i in image_ids),
             np.array([outputs[i].gflops if i in outputs else 0.0 for i in image_ids], dtype=np.float64),
             np.array([outputs[i].seconds if i in outputs else 0.0 for i in image_ids], dtype=np.float64),
+            sha256=recorded_weights_sha256(run_dir / (SAVER_PREDICTIONS if name == "saver" else BASE_PREDICTIONS)),
         )
 
     ground_truth = load_ground_truth(restrict_annotations(load_annotation_json(annotation_file), image_ids))
@@ -358,7 +368,12 @@ def load_cache(
         predictions: ``{name: path of a *_predictions.jsonl}``, in cascade order.
         image_ids: restrict to these images (a split); the evaluation is then that of a dataset made
             of them alone, as if the annotation file held only them.
+
+    Raises:
+        TinySaverInputError: a predictions file whose provenance records another annotation file
+            (:func:`~tinysaver_det.detection.run_inputs.check_prediction_annotations`).
     """
+    check_prediction_annotations(annotation_file, predictions)
     data = load_annotation_json(annotation_file)
     if image_ids is not None:
         data = restrict_annotations(data, image_ids)
