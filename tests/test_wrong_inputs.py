@@ -93,6 +93,13 @@ def test_each_subcommand_answers_a_wrong_input_with_one_error_line(argv, fragmen
     assert not (tmp_path / "never").exists()  # a missing device is refused before anything is written
 
 
+def test_a_tinysaver_cascade_config_given_as_the_base_is_one_error_naming_it(tmp_path, capsys):
+    pytest.importorskip("mmdet")
+    config = "configs/tinysaver_yolov8n_rtmdet-l_coco.py"
+    code, err = run_cli(["eval", "--base", config, "--limit", "2", "--out", tmp_path / "o"], capsys)
+    assert_one_error(code, err, config, "is a TinySaver cascade config, not a base detector config")
+
+
 def test_the_official_codino_config_without_its_checkout_names_the_variable(capsys, monkeypatch):
     pytest.importorskip("mmdet")
     monkeypatch.delenv("MMDET_CHECKOUT", raising=False)
