@@ -93,6 +93,12 @@ class MMDetFlops:
         return partial(self._model.predict, image, [sample], rescale=False)
 
 
+def is_cascade_config(config: Config) -> bool:
+    """Whether ``config`` is a TinySaver cascade config: its model is a ``TinySaverDetector`` (scope prefix or not)."""
+    model = config.get("model")
+    return isinstance(model, Mapping) and str(model.get("type", "")).rsplit(".", 1)[-1] == "TinySaverDetector"
+
+
 def check_base_config(config: Config) -> None:
     """Refuse a TinySaver cascade config (``model.type='TinySaverDetector'``) where a base detector's config is
     expected: mmdet would fail deep inside ``init_detector`` (no ``model.backbone``), naming nothing.
@@ -100,8 +106,7 @@ def check_base_config(config: Config) -> None:
     Raises:
         TinySaverInputError: naming the config.
     """
-    model = config.get("model") or {}
-    if isinstance(model, Mapping) and model.get("type") == "TinySaverDetector":
+    if is_cascade_config(config):
         raise TinySaverInputError(
             f"config {config.filename or '(given as a Config)'} is a TinySaver cascade config, not a base detector "
             "config: pass the base's own config (test-mmdet runs a cascade config)"

@@ -33,6 +33,7 @@ Costs come in two units (:data:`COST_UNITS`): ``"GFLOPs"`` (counted, FLOPs = 2 *
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,21 @@ def read_predictions(path: str | Path) -> dict[int, ModelOutput]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
-    rows = read_jsonl(path)
-    return {r["image_id"]: ModelOutput(Detections.from_dict(r), r["gflops"], r["seconds"]) for r in rows}
+    outputs = {}
+    with path.open() as stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                output = ModelOutput(Detections.from_dict(row), float(row["gflops"]), float(row["seconds"]))
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+                raise TinySaverInputError(
+                    f"{path}: line {number} is not a prediction row (image_id, boxes, scores, category_ids, gflops, "
+                    f"seconds) of predict-coco: {error!r}"
+                ) from None
+            outputs[output.detections.image_id] = output
+    return outputs
 
 
 def load_predictions(out_dir: str | Path, model: str) -> dict[int, ModelOutput]:
@@ -127,7 +141,7 @@ def read_cached_model(name: str, path: str | os.PathLike, image_ids: Sequence[in
     if missing:
         raise TinySaverInputError(
             f"{path}: predictions of {name!r} cover {len(image_ids) - len(missing)} of the {len(image_ids)} images "
-            f"asked for (none for ids {missing[:5]}{'...' if len(missing) > 5 else ''}): made with --limit or on "
+            f"asked for (none for ids {[int(i) for i in missing[:5]]}{'...' if len(missing) > 5 else ''}): made with --limit or on "
             "another dataset? Predict every image of the annotation file"
         )
     outputs = [by_id[i] for i in image_ids]
