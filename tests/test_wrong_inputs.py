@@ -82,15 +82,58 @@ QUICK = [
     ("select-saver cost nan", ["select-saver", "--base", "b", "nan", "{file}", "{file}", "--saver", "s", "1", "{file}", "{file}", "--out", "{tmp}/sel"], ["cost of 'b' must be a finite number > 0"]),
     ("select-saver cost -1", ["select-saver", "--base", "b", "1", "{file}", "{file}", "--saver", "s", "-1", "{file}", "{file}", "--out", "{tmp}/sel"], ["cost of 's' must be a finite number > 0"]),
     ("test-mmdet config missing", ["test-mmdet", "{tmp}/none.py"], ["config file not found", "none.py"]),
+    ("pick --model not predictions", ["pick", "--model", "a={file}", "--model", "b={file}"], ["{file}: line 1 is not a prediction row"]),
+    ("routers --model not predictions", ["routers", "--model", "a={file}", "--model", "b={file}"], ["{file}: line 1 is not a prediction row"]),
+    ("multistage-front --model not predictions", ["multistage-front", "--model", "a={file}", "--model", "b={file}", "--model", "c={file}"], ["{file}: line 1 is not a prediction row"]),
+    ("routers --saver unknown", ["routers", "--saver", "nobody"], ["--saver 'nobody' is none of the models given with --model"]),
+    ("routers --reference unknown", ["routers", "--reference", "nobody"], ["--reference 'nobody' is none of the models"]),
+    ("post-evaluator --base unknown", ["post-evaluator", "--base", "nobody"], ["--base 'nobody' is none of the models"]),
+    ("routers --levels -1", ["routers", "--levels", "-1"], ["--levels"]),
+    ("routers --context-levels 1", ["routers", "--context-levels", "1"], ["--context-levels"]),
+    ("pick --levels -1", ["pick", "--levels", "-1"], ["--levels"]),
+    ("select-saver record not an npz", ["select-saver", "--base", "b", "1", "{tmp}/x.npz", "{tmp}/x.npz", "--saver", "s", "0.1", "{tmp}/x.npz", "{tmp}/x.npz", "--out", "{tmp}/sel"], ["{tmp}/x.npz: not a readable .npz file"]),
+    ("predict-coco --weights an empty file", ["predict-coco", "--weights", "{tmp}/empty.pt", "--out", "{tmp}/p.jsonl"], ["cannot load {tmp}/empty.pt"]),
+    ("predict --source a folder without images", ["predict", "--source", "{tmp}/empty_folder", "--out", "{tmp}/p"], ["--source: No images or videos found in {tmp}/empty_folder"]),
 ]
 
 
 @pytest.mark.parametrize("argv, fragments", [case[1:] for case in QUICK], ids=[case[0] for case in QUICK])
 def test_each_subcommand_answers_a_wrong_input_with_one_error_line(argv, fragments, a_file, tmp_path, capsys):
     fill = lambda text: text.replace("{tmp}", str(tmp_path)).replace("{file}", str(a_file))  # noqa: E731
+    (tmp_path / "x.npz").write_text("x")  # no npz
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "empty_folder").mkdir()
     code, err = run_cli([fill(a) for a in argv], capsys)
     assert_one_error(code, err, *(fill(f) for f in fragments))
     assert not (tmp_path / "never").exists()  # a missing device is refused before anything is written
+
+
+def test_a_tinysaver_cascade_config_given_as_the_base_is_one_error_naming_it(tmp_path, capsys):
+    pytest.importorskip("mmdet")
+    config = "configs/tinysaver_yolov8n_rtmdet-l_coco.py"
+    code, err = run_cli(["eval", "--base", config, "--limit", "2", "--out", tmp_path / "o"], capsys)
+    assert_one_error(code, err, config, "is a TinySaver cascade config, not a base detector config")
+
+
+def test_test_mmdet_on_a_config_without_a_model_is_one_error_naming_it(tmp_path, capsys):
+    pytest.importorskip("mmdet")
+    config = tmp_path / "empty.py"
+    config.write_text("")
+    code, err = run_cli(["test-mmdet", config], capsys)
+    assert_one_error(code, err, f"{config}: no model dict, not TinySaverDetector")
+
+
+def test_a_depth_study_of_two_models_is_one_error(tmp_path, capsys):
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "1.jpg", "width": 10, "height": 10}],
+                               "annotations": [], "categories": [{"id": 1, "name": "thing"}]}))
+    row = {"image_id": 1, "boxes": [], "scores": [], "category_ids": [], "gflops": 1.0, "seconds": 0.0}
+    models = []
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
+        models += ["--model", f"{name}={tmp_path / name}.jsonl"]
+    code, err = run_cli(["multistage-front", "--ann", ann, *models, "--out", tmp_path / "m"], capsys)
+    assert_one_error(code, err, "a depth study needs at least 3 models (--model), got ['a', 'b']")
 
 
 def test_the_official_codino_config_without_its_checkout_names_the_variable(capsys, monkeypatch):

@@ -77,7 +77,7 @@ def _files(source) -> tuple[list[str], list[bool]] | None:
     try:
         loader = LoadImagesAndVideos(text)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"--source: {error}") from None
+        raise FileNotFoundError("--source: " + " ".join(str(error).split())) from None  # one line, as Ultralytics' spans three
     return list(loader.files), list(loader.video_flag)
 
 

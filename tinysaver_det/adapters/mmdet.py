@@ -38,6 +38,7 @@ except ModuleNotFoundError as error:
 
 from tinysaver_det.detection.categories import category_lookup
 from tinysaver_det.detection.types import Detections, Prediction
+from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.flops import FlopsCache
 from tinysaver_det.timing import ModelClock
 
@@ -92,6 +93,26 @@ class MMDetFlops:
         return partial(self._model.predict, image, [sample], rescale=False)
 
 
+def is_cascade_config(config: Config) -> bool:
+    """Whether ``config`` is a TinySaver cascade config: its model is a ``TinySaverDetector`` (scope prefix or not)."""
+    model = config.get("model")
+    return isinstance(model, Mapping) and str(model.get("type", "")).rsplit(".", 1)[-1] == "TinySaverDetector"
+
+
+def check_base_config(config: Config) -> None:
+    """Refuse a TinySaver cascade config (``model.type='TinySaverDetector'``) where a base detector's config is
+    expected: mmdet would fail deep inside ``init_detector`` (no ``model.backbone``), naming nothing.
+
+    Raises:
+        TinySaverInputError: naming the config.
+    """
+    if is_cascade_config(config):
+        raise TinySaverInputError(
+            f"config {config.filename or '(given as a Config)'} is a TinySaver cascade config, not a base detector "
+            "config: pass the base's own config (test-mmdet runs a cascade config)"
+        )
+
+
 def instances_to_detections(instances, image_id: int, category_ids: np.ndarray | None = None) -> Detections:
     """mmdet ``pred_instances`` (xyxy ``bboxes``, ``scores``, contiguous ``labels``) as Detections.
 
@@ -139,6 +160,7 @@ class MMDetDetector:
             if not Path(config).is_file():
                 raise FileNotFoundError(f"mmdet config not found: {config}")
             config = Config.fromfile(str(config))
+        check_base_config(config)
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
         self.name = name or Path(config.filename or "mmdet").stem

@@ -73,7 +73,8 @@ def load_yolo(weights: str | Path | YOLO) -> YOLO:
         except FileNotFoundError as error:
             raise FileNotFoundError(f"weights file not found: {weights} ({error})") from None
         except Exception as error:  # Ultralytics raises many types for a bad checkpoint; name the file.
-            raise TinySaverInputError(f"cannot load {weights} as an Ultralytics YOLO model: {error}") from error
+            said = " ".join(str(error).split())  # Ultralytics' message spans lines; the error is one line
+            raise TinySaverInputError(f"cannot load {weights} as an Ultralytics YOLO model: {said}") from error
     # Exported formats load as a path string and fail later, deep in predict; other tasks have no boxes.
     if not isinstance(model.model, torch.nn.Module) or model.task != "detect":
         raise TinySaverInputError(

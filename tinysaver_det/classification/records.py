@@ -19,6 +19,7 @@ Numpy and the standard library only.
 from __future__ import annotations
 
 import csv
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,20 @@ def _fail(path, message: str):
     raise RecordFormatError(f"{path}: {message}")
 
 
+def _open_npz(path):
+    """``np.load(path)`` of a record: a file numpy cannot read as an npz (empty, cut short, another format)
+    is a :class:`RecordFormatError` naming it, not numpy's ``EOFError`` or ``BadZipFile``."""
+    try:
+        data = np.load(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (EOFError, ValueError, OSError, zipfile.BadZipFile) as error:
+        _fail(path, f"not a readable .npz file ({error})")
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        _fail(path, "holds one array, not the named arrays of an .npz record")
+    return data
+
+
 def _authors_confidences(confs: np.ndarray, n: int, path) -> np.ndarray:
     if confs.ndim == 1:
         top1 = confs
@@ -148,7 +163,7 @@ def load_authors_record(path) -> ClassifierRecord:
     The optional pickled ``meta_info`` array is never loaded, so the file is read without
     ``allow_pickle``.
     """
-    with np.load(path) as data:
+    with _open_npz(path) as data:
         missing = [name for name in AUTHORS_ARRAYS if name not in data.files]
         if missing:
             _fail(path, f"missing array(s) {missing} of the authors' record format (has {sorted(data.files)})")
@@ -237,7 +252,7 @@ def load_scores(
         if labels.size and not np.array_equal(labels, np.round(labels)):
             _fail(path, f"column {label_column!r} must hold integer class ids")
     elif path.suffix == ".npz":
-        with np.load(path) as data:
+        with _open_npz(path) as data:
             scores = np.asarray(data[_pick(path, data.files, scores_key, _SCORE_KEYS, "scores")])
             labels = np.asarray(data[_pick(path, data.files, labels_key, _LABEL_KEYS, "labels")]).reshape(-1)
     else:
@@ -257,7 +272,7 @@ def load_record(path, kind: str = "auto") -> ClassifierRecord:
     """
     path = Path(path)
     if path.suffix == ".npz":
-        with np.load(path) as data:
+        with _open_npz(path) as data:
             authors = all(name in data.files for name in AUTHORS_ARRAYS)
         if authors:
             return load_authors_record(path)

@@ -112,6 +112,21 @@ def positive_int_argument(text: str) -> int:
     return value
 
 
+def levels_argument(text: str) -> int:
+    """argparse type of a ``--levels`` count of cut points: 0 (the command's default, named in its help) or >= 2.
+
+    >>> levels_argument("0"), levels_argument("21")
+    (0, 21)
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value != 0 and value < 2:
+        raise argparse.ArgumentTypeError(f"must be 0 or an integer >= 2, got {text!r}")
+    return value
+
+
 def add_workers_option(parser: argparse.ArgumentParser) -> None:
     """``--workers``: processes that score a sweep's selections (the results do not depend on it)."""
     parser.add_argument("--workers", type=positive_int_argument, default=os.cpu_count() or 1,
@@ -245,6 +260,17 @@ def add_cache_options(
                         help="calibration/held-out split: parity (odd ids calibrate; default) or a seeded permutation")
     parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
     parser.add_argument("--cost", choices=sorted(COST_UNITS), default="gflops", help=cost_help)
+
+
+def chosen_model(value: str | None, default: str | None, names: Sequence[str], option: str) -> str | None:
+    """The model an option such as ``--saver`` names (``default`` when not given), which must be one of ``names``.
+
+    Raises:
+        TinySaverInputError: naming the option, its value and the models given.
+    """
+    if value is not None and value not in names:
+        raise TinySaverInputError(f"{option} {value!r} is none of the models given with --model: {list(names)}")
+    return default if value is None else value
 
 
 def cache_inputs(args: argparse.Namespace) -> tuple[Path, dict[str, Path]]:

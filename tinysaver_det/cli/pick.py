@@ -7,6 +7,7 @@ import argparse
 from tinysaver_det.cli.options import (
     add_cache_options,
     confidence_argument,
+    levels_argument,
     nonnegative_number_argument,
     positive_int_argument,
     positive_number_argument,
@@ -38,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", help="the chain to tune, cheapest first (default: first and last model)")
     parser.add_argument("--confidence", type=confidence_argument, default="mean",
                         help="a registered confidence name or a router .json (default mean)")
-    parser.add_argument("--levels", type=int,
-                        help="exit-ratio levels per stage (default 101 for 2 stages, 21 for more)")
+    parser.add_argument("--levels", type=levels_argument,
+                        help="exit-ratio levels per stage (default or 0: 101 for 2 stages, 21 for more)")
     parser.add_argument("--max-drop", type=nonnegative_number_argument, action="append", default=[], help="largest AP drop vs the last model")
     parser.add_argument("--gflops", type=positive_number_argument, action="append", default=[], help="GFLOPs budget per image")
     parser.add_argument("--latency-ms", type=positive_number_argument, action="append", default=[], help="latency budget, ms per image")

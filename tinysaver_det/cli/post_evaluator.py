@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tinysaver_det.cli.options import cache_inputs
+    from tinysaver_det.cli.options import cache_inputs, chosen_model
     from tinysaver_det.core.tables import to_markdown, write_csv
     from tinysaver_det.detection.cache import load_splits
     from tinysaver_det.detection.post_evaluator import fit_feature_router, gain_target
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     ann, models = cache_inputs(args)
     names = list(models)
-    saver, base = args.saver or names[0], args.base or names[-1]
+    saver = chosen_model(args.saver, names[0], names, "--saver")
+    base = chosen_model(args.base, names[-1], names, "--base")
     out = Path(args.out)
     ablations = {} if args.no_ablation else {"features[outputs]": ("outputs",),
                                              "features[candidates+pooled]": ("candidates", "pooled"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinysaver_det.cli.options import add_cache_options, nonnegative_number_argument
+from tinysaver_det.cli.options import add_cache_options, levels_argument, nonnegative_number_argument
 
 DESCRIPTION = """\
 Rank the cascade's routers on a calibration split and report each on a held-out split.
@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--saver", help="saver model name (default: the first model)")
     parser.add_argument("--base", help="base model name (default: the last model)")
     parser.add_argument("--reference", help="static model to compare with (default: the middle one of 3 models)")
-    parser.add_argument("--levels", type=int, default=101, help="cut points per curve (0: every distinct confidence)")
-    parser.add_argument("--context-levels", type=int, default=0,
+    parser.add_argument("--levels", type=levels_argument, default=101,
+                        help="cut points per curve (0: every distinct confidence)")
+    parser.add_argument("--context-levels", type=levels_argument, default=0,
                         help="cut points of the all-images comparison (0, default: every distinct confidence, exact)")
     parser.add_argument("--l2", type=nonnegative_number_argument, default=1.0, help="ridge strength of the learned router")
     parser.add_argument("--no-context", action="store_true", help="skip the all-images comparison with the reference")
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tinysaver_det.cli.options import cache_inputs
+    from tinysaver_det.cli.options import cache_inputs, chosen_model
     from tinysaver_det.core.tables import to_markdown, write_csv
     from tinysaver_det.detection.cache import COST_UNITS, load_cache, load_splits
     from tinysaver_det.detection.studies.router_comparison import (
@@ -56,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     ann, models = cache_inputs(args)
     names = list(models)
-    saver, base = args.saver or names[0], args.base or names[-1]
-    reference = args.reference or (names[1] if len(names) == 3 else None)
+    saver = chosen_model(args.saver, names[0], names, "--saver")
+    base = chosen_model(args.base, names[-1], names, "--base")
+    reference = chosen_model(args.reference, names[1] if len(names) == 3 else None, names, "--reference")
     unit = COST_UNITS[args.cost]
     levels = args.levels or None
     out = Path(args.out)

@@ -33,6 +33,7 @@ Costs come in two units (:data:`COST_UNITS`): ``"GFLOPs"`` (counted, FLOPs = 2 *
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,12 @@ from tinysaver_det.detection.coco import (
 from tinysaver_det.detection.coco.results_json import ResultColumns, load_results_columns
 from tinysaver_det.detection.dataset import load_annotation_json, restrict_annotations
 from tinysaver_det.detection.run_directory import BASE_PREDICTIONS, RECORDS, SAVER_PREDICTIONS
-from tinysaver_det.detection.run_inputs import coverage_note, read_run_inputs
+from tinysaver_det.detection.run_inputs import (
+    check_prediction_annotations,
+    coverage_note,
+    read_run_inputs,
+    recorded_weights_sha256,
+)
 from tinysaver_det.detection.types import Detections
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import read_jsonl
@@ -79,6 +85,8 @@ class CachedModel:
         results: the results list as read from a COCO results json, when the model came from one:
             it is what gets evaluated, boxes as written (``[x, y, w, h]``, as pycocotools' ``loadRes``),
             while ``detections`` (xyxy) serve the routers.
+        sha256: the model's weights sha256 as the predictions' provenance records it (None: not recorded);
+            routers trained on its answers record it.
     """
 
     name: str
@@ -86,6 +94,7 @@ class CachedModel:
     gflops: np.ndarray
     seconds: np.ndarray
     results: ResultColumns | None = None
+    sha256: str | None = None
 
 
 def prediction_row(output: ModelOutput) -> dict:
@@ -98,8 +107,21 @@ def read_predictions(path: str | Path) -> dict[int, ModelOutput]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
-    rows = read_jsonl(path)
-    return {r["image_id"]: ModelOutput(Detections.from_dict(r), r["gflops"], r["seconds"]) for r in rows}
+    outputs = {}
+    with path.open() as stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                output = ModelOutput(Detections.from_dict(row), float(row["gflops"]), float(row["seconds"]))
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+                raise TinySaverInputError(
+                    f"{path}: line {number} is not a prediction row (image_id, boxes, scores, category_ids, gflops, "
+                    f"seconds) of predict-coco: {error!r}"
+                ) from None
+            outputs[output.detections.image_id] = output
+    return outputs
 
 
 def load_predictions(out_dir: str | Path, model: str) -> dict[int, ModelOutput]:
@@ -119,7 +141,7 @@ def read_cached_model(name: str, path: str | os.PathLike, image_ids: Sequence[in
     if missing:
         raise TinySaverInputError(
             f"{path}: predictions of {name!r} cover {len(image_ids) - len(missing)} of the {len(image_ids)} images "
-            f"asked for (none for ids {missing[:5]}{'...' if len(missing) > 5 else ''}): made with --limit or on "
+            f"asked for (none for ids {[int(i) for i in missing[:5]]}{'...' if len(missing) > 5 else ''}): made with --limit or on "
             "another dataset? Predict every image of the annotation file"
         )
     outputs = [by_id[i] for i in image_ids]
@@ -128,6 +150,7 @@ def read_cached_model(name: str, path: str | os.PathLike, image_ids: Sequence[in
         tuple(o.detections for o in outputs),
         np.array([o.gflops for o in outputs], dtype=np.float64),
         np.array([o.seconds for o in outputs], dtype=np.float64),
+        sha256=recorded_weights_sha256(path),
     )
 
 
@@ -263,6 +286,7 @@ def cache_from_run(
             tuple(outputs[i].detections if i in outputs else Detections.empty(i) for i in image_ids),
             np.array([outputs[i].gflops if i in outputs else 0.0 for i in image_ids], dtype=np.float64),
             np.array([outputs[i].seconds if i in outputs else 0.0 for i in image_ids], dtype=np.float64),
+            sha256=recorded_weights_sha256(run_dir / (SAVER_PREDICTIONS if name == "saver" else BASE_PREDICTIONS)),
         )
 
     ground_truth = load_ground_truth(restrict_annotations(load_annotation_json(annotation_file), image_ids))
@@ -358,7 +382,12 @@ def load_cache(
         predictions: ``{name: path of a *_predictions.jsonl}``, in cascade order.
         image_ids: restrict to these images (a split); the evaluation is then that of a dataset made
             of them alone, as if the annotation file held only them.
+
+    Raises:
+        TinySaverInputError: a predictions file whose provenance records another annotation file
+            (:func:`~tinysaver_det.detection.run_inputs.check_prediction_annotations`).
     """
+    check_prediction_annotations(annotation_file, predictions)
     data = load_annotation_json(annotation_file)
     if image_ids is not None:
         data = restrict_annotations(data, image_ids)

@@ -46,7 +46,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
-from tinysaver_det.detection.routers import FEATURE_NAMES, detection_features, feature_flops, resolve_router
+from tinysaver_det.detection.routers import (
+    FEATURE_NAMES,
+    check_router_saver,
+    detection_features,
+    feature_flops,
+    resolve_router,
+)
 from tinysaver_det.detection.saver_features import CANDIDATE_NAMES
 from tinysaver_det.errors import TinySaverInputError
 
@@ -222,14 +228,11 @@ class FeatureRouter:
             )
 
     def check_saver(self, settings: Mapping | None) -> None:
-        """Refuse, before any image runs, a saver (its ``settings``) that is not the one it was trained on."""
+        """Refuse, before any image runs, a saver (its ``settings``) that is not the one it was trained on
+        (:func:`~tinysaver_det.detection.routers.check_router_saver`) or that captures other features."""
         if not self.needs_saver_features or settings is None:
             return
-        if self.saver is not None and settings.get("sha256") not in (None, self.saver):
-            raise TinySaverInputError(
-                f"router {self.name!r} was trained on the saver with sha256 {self.saver[:12]}..., the cascade's saver "
-                f"{settings.get('name')!r} has sha256 {str(settings.get('sha256'))[:12]}...: retrain it for this saver"
-            )
+        check_router_saver(self.name, self.saver, settings)
         if settings.get("features") != self.recipe:
             captured = settings.get("features")
             raise TinySaverInputError(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -43,6 +44,7 @@ from tinysaver_det.core.policy import (
     topk_mean_score,
 )
 from tinysaver_det.core.router import Router, score_router
+from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_text, strict_json_dumps
 
 
@@ -161,6 +163,30 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic function
 
 
+def check_router_saver(router_name: str, recorded: str | None, settings: Mapping | None) -> None:
+    """Refuse, before any image runs, a saver (its ``settings``) other than the one a router file was trained for.
+
+    Every router kind that records its saver's weights sha256 calls this one check: a router learned on one
+    saver's outputs silently mis-routes another's. A saver that knows no sha256 (``settings`` None or without
+    one) cannot be checked and is accepted; a router file that records none (written before routers recorded
+    their saver) is accepted with a one-line note on stderr.
+
+    Raises:
+        TinySaverInputError: the recorded sha256 and the saver's differ, naming both.
+    """
+    if settings is None or settings.get("sha256") is None:
+        return
+    if recorded is None:
+        print(f"note: router {router_name!r} records no saver (an older file): not checked against the saver "
+              f"{settings.get('name')!r}", file=sys.stderr)
+        return
+    if settings["sha256"] != recorded:
+        raise TinySaverInputError(
+            f"router {router_name!r} was trained on the saver with sha256 {recorded[:12]}..., the cascade's saver "
+            f"{settings.get('name')!r} has sha256 {str(settings['sha256'])[:12]}...: retrain it for this saver"
+        )
+
+
 @dataclass(frozen=True)
 class LogisticRouter:
     """The learned post-evaluator: ``P(saver's answer is as good as the base's | saver's output)``.
@@ -176,6 +202,8 @@ class LogisticRouter:
         min_score: the score floor of the features (the file's value is used, whatever the cascade's).
         name: how tables name it.
         info: facts about the training (samples, positive share, label rule), stored in the file.
+        saver: sha256 of the saver's weights it was trained on (None: unknown); the cascade refuses
+            another saver (:meth:`check_saver`).
     """
 
     weights: np.ndarray
@@ -185,6 +213,7 @@ class LogisticRouter:
     min_score: float = DEFAULT_MIN_SCORE
     name: str = "learned"
     info: Mapping = field(default_factory=dict)
+    saver: str | None = None
 
     kind = "logistic"
 
@@ -212,6 +241,10 @@ class LogisticRouter:
         scores = np.asarray(detections.scores).reshape(-1)
         return feature_flops(len(scores), int(np.count_nonzero(scores >= self.min_score))) * 1e-9
 
+    def check_saver(self, settings: Mapping | None) -> None:
+        """Refuse a saver other than the one it was trained on (:func:`check_router_saver`)."""
+        check_router_saver(self.name, self.saver, settings)
+
     @classmethod
     def fit(
         cls,
@@ -222,6 +255,7 @@ class LogisticRouter:
         name: str = "learned",
         info: Mapping | None = None,
         max_iter: int = 100,
+        saver: str | None = None,
     ) -> "LogisticRouter":
         """Fit by Newton's method (IRLS) with an L2 penalty ``l2 / 2 * |w|^2`` on the standardised weights.
 
@@ -229,6 +263,7 @@ class LogisticRouter:
             features: (N, F) rows of :func:`detection_features`.
             labels: (N,) bool, True where the saver's answer was as good as the base's.
             l2: ridge strength (the bias is not penalised).
+            saver: sha256 of the saver's weights whose outputs ``features`` come from (recorded in the file).
 
         Raises:
             ValueError: when the labels are all equal (nothing to learn) or the shapes disagree.
@@ -261,7 +296,7 @@ class LogisticRouter:
             if np.abs(step).max() < 1e-10:
                 break
         facts = {"n_samples": int(len(y)), "positive_share": float(y.mean()), "l2": float(l2), **(info or {})}
-        return cls(theta[:-1], theta[-1], mean, scale, min_score, name, facts)
+        return cls(theta[:-1], theta[-1], mean, scale, min_score, name, facts, saver)
 
     def to_dict(self) -> dict:
         """JSON-ready form; :meth:`from_dict` inverts it exactly (floats round-trip through json)."""
@@ -275,6 +310,7 @@ class LogisticRouter:
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "info": dict(self.info),
+            "saver_sha256": self.saver,
         }
 
     @classmethod
@@ -285,7 +321,7 @@ class LogisticRouter:
                 f"router was trained on features {list(names)}, this version computes {list(FEATURE_NAMES)}: retrain it"
             )
         return cls(data["weights"], data["bias"], data["mean"], data["scale"], data["min_score"], data["name"],
-                   data.get("info", {}))
+                   data.get("info", {}), data.get("saver_sha256"))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the router as json; returns the path."""

@@ -11,7 +11,10 @@ its inputs (``run.json`` and ``records.jsonl``) and refuses, naming the input, w
   image set;
 * :meth:`RunInputs.check_annotation_file`: an annotation file given beside a run is the run's own;
 * :func:`coverage_note`: "detections for 100 of 500 images" for a results file that covers fewer
-  images than the annotation file.
+  images than the annotation file;
+* :func:`prediction_provenance` and :func:`check_prediction_annotations`: a ``*_predictions.jsonl``
+  file's recorded inputs (weights sha256, annotation file), and an annotation file given beside it that
+  is not the one it was predicted on.
 
 No framework (torch, cv2, Ultralytics, mmdet): the offline tools import it.
 """
@@ -21,9 +24,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from tinysaver_det.detection.run_directory import RECORDS, RUN_JSON
+from tinysaver_det.detection.run_directory import BASE_PREDICTIONS, RECORDS, RUN_JSON, SAVER_PREDICTIONS
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import read_jsonl, sha256_file
 
@@ -132,3 +135,82 @@ def coverage_note(name: str, covered: int, total: int) -> str | None:
     True
     """
     return None if covered >= total else f"{name}: detections for {covered} of {total} images"
+
+
+#: Suffix of the metadata file ``predict-coco`` writes beside a predictions file (``x.jsonl`` -> ``x.run.json``).
+PROVENANCE_SUFFIX = ".run.json"
+
+
+def _read_json_object(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise TinySaverInputError(f"{path} is not valid json ({error})") from None
+    if not isinstance(data, dict):
+        raise TinySaverInputError(f"{path} is not a json object of this package")
+    return data
+
+
+def prediction_provenance(path: str | Path) -> dict | None:
+    """What produced a ``*_predictions.jsonl`` file, or None when nothing records it (an older file).
+
+    ``predict-coco`` writes it beside the file as ``<stem>.run.json`` (``model`` with the weights'
+    ``sha256``, ``annotation_file``, ``annotation_sha256``, ``limit``, ...). The saver's and the base's
+    predictions of a cascade run directory are described by the run's ``run.json``: its ``saver`` or
+    ``base`` entry is returned as ``model``, beside the run's annotation fields.
+
+    Raises:
+        TinySaverInputError: the metadata file is not a json object.
+    """
+    path = Path(path)
+    own = path.with_suffix(PROVENANCE_SUFFIX)
+    if own.is_file():
+        return _read_json_object(own)
+    run_json = path.parent / RUN_JSON
+    roles = {SAVER_PREDICTIONS: "saver", BASE_PREDICTIONS: "base"}
+    if path.name in roles and run_json.is_file():
+        run = _read_json_object(run_json)
+        model = run.get(roles[path.name])
+        return {**run, "model": model if isinstance(model, dict) else None}
+    return None
+
+
+def provenance_file(path: str | Path) -> Path:
+    """The file :func:`prediction_provenance` read for ``path`` (for messages)."""
+    path = Path(path)
+    own = path.with_suffix(PROVENANCE_SUFFIX)
+    return own if own.is_file() else path.parent / RUN_JSON
+
+
+def recorded_weights_sha256(path: str | Path) -> str | None:
+    """The weights sha256 a predictions file's provenance records (None: not recorded)."""
+    provenance = prediction_provenance(path) or {}
+    model = provenance.get("model")
+    sha256 = model.get("sha256") if isinstance(model, dict) else None
+    return str(sha256) if sha256 else None
+
+
+def check_prediction_annotations(annotation_file: str | Path, predictions: Mapping[str, str | Path]) -> None:
+    """Refuse predictions files whose provenance records another annotation file (by content) than ``annotation_file``.
+
+    Files without provenance, or whose provenance records no ``annotation_sha256``, are not checked.
+
+    Raises:
+        TinySaverInputError: naming the predictions file, the annotation file it was made on, and ``annotation_file``.
+    """
+    actual = None
+    for path in predictions.values():
+        provenance = prediction_provenance(path) or {}
+        recorded = provenance.get("annotation_sha256")
+        if not recorded:
+            continue
+        if actual is None:
+            if not Path(annotation_file).is_file():
+                raise FileNotFoundError(f"annotation file not found: {annotation_file}")
+            actual = sha256_file(annotation_file)
+        if recorded != actual:
+            raise TinySaverInputError(
+                f"predictions {path} were made on annotation file {provenance.get('annotation_file')} "
+                f"(as {provenance_file(path)} records), not on {annotation_file} (other content): "
+                "pass the annotation file they were made on, or predict again on this one"
+            )

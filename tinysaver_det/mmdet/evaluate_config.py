@@ -21,6 +21,7 @@ from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+from tinysaver_det.adapters.mmdet import is_cascade_config
 from tinysaver_det.core.cost import FLOPS_CONVENTION
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json
@@ -92,8 +93,10 @@ def run_test(
     cfg = load_config(config) if isinstance(config, (str, Path)) else copy.deepcopy(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if cfg.model.get("type") not in ("TinySaverDetector", "mmdet.TinySaverDetector"):
-        raise TinySaverInputError(f"{config}: model type is {cfg.model.get('type')!r}, not TinySaverDetector")
+    if not is_cascade_config(cfg):
+        model = cfg.get("model")
+        given = f"model type is {model.get('type')!r}" if isinstance(model, dict) else "no model dict"
+        raise TinySaverInputError(f"{config}: {given}, not TinySaverDetector: test-mmdet runs a TinySaver cascade config")
     name = Path(cfg.filename).stem if cfg.filename else "tinysaver"
     cfg.work_dir = str(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
     cfg.launcher = launcher

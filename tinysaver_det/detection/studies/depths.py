@@ -30,6 +30,7 @@ from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.core.curves import curve_thresholds
 from tinysaver_det.detection.studies.router_comparison import router_cost
+from tinysaver_det.errors import TinySaverInputError
 
 PRIMARY = "AP"
 UNITS = ("GFLOPs", "ms")
@@ -177,7 +178,7 @@ def compare_depths(
     """
     names = calibration.names
     if len(names) < 3:
-        raise ValueError(f"compare_depths needs at least 3 models, got {list(names)}")
+        raise TinySaverInputError(f"a depth study needs at least 3 models (--model), got {list(names)}")
     sweeps = tuple(
         sweep_chain(calibration, held_out, chain, confidence, levels, UNITS, min_score)
         for chain in chains(names, range(2, len(names) + 1))

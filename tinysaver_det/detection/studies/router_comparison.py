@@ -74,7 +74,10 @@ def router_labels(ladder: PredictionCache, saver, base) -> np.ndarray:
 def train_router(
     ladder: PredictionCache, saver, base, l2: float = 1.0, min_score: float = DEFAULT_MIN_SCORE, name: str = "learned"
 ) -> LogisticRouter:
-    """Fit the learned post-evaluator on ``ladder`` (the calibration split): saver features -> saver as good as base."""
+    """Fit the learned post-evaluator on ``ladder`` (the calibration split): saver features -> saver as good as base.
+
+    The router records the saver's weights sha256 when the cache knows it (the predictions' provenance), so a
+    cascade with another saver refuses it."""
     labels = router_labels(ladder, saver, base)
     info = {
         "saver": ladder.names[ladder.index(saver)],
@@ -82,7 +85,8 @@ def train_router(
         "label": "per-image COCO AP of the saver >= that of the base",
         "n_images": ladder.n_images,
     }
-    return LogisticRouter.fit(feature_matrix(ladder.detections(saver), min_score), labels, l2, min_score, name, info)
+    return LogisticRouter.fit(feature_matrix(ladder.detections(saver), min_score), labels, l2, min_score, name, info,
+                              saver=ladder.models[ladder.index(saver)].sha256)
 
 
 def router_cost(router: Router, detections: Sequence, unit: str) -> np.ndarray:
