@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from contextlib import nullcontext
 
@@ -16,6 +15,7 @@ from tinysaver_det.cli.options import (
     add_run_options,
     check_operating_point,
     dataset_paths,
+    resume_command,
     threshold_argument,
 )
 
@@ -66,18 +66,6 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     check_operating_point(parser, args)
     if args.base_checkpoint and not (args.base and is_mmdet_config(args.base)):
         parser.error("--base-checkpoint needs an mmdet config (.py) as --base; a YOLO's weights are the --base file")
-
-
-def resume_command(argv: list[str] | None = None) -> str:
-    """The command line of this process with ``--resume`` (and without ``--overwrite``), to paste.
-
-    >>> resume_command(["tools/eval_coco.py", "--t", "0.3", "--overwrite"])
-    'python tools/eval_coco.py --t 0.3 --resume'
-    """
-    argv = list(sys.argv if argv is None else argv)
-    program = "python -m tinysaver_det" if argv[0].endswith("__main__.py") else f"python {argv[0]}"
-    rest = [a for a in argv[1:] if a != "--overwrite"]
-    return " ".join([program, *map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])])
 
 
 def run(args: argparse.Namespace) -> int:

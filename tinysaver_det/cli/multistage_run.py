@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tinysaver_det.cli.options import (
     add_confidence_options,
@@ -10,6 +11,7 @@ from tinysaver_det.cli.options import (
     add_run_options,
     dataset_paths,
     positive_int_argument,
+    resume_command,
     threshold_argument,
 )
 from tinysaver_det.detection.cache import SPLITS
@@ -24,6 +26,10 @@ answers the rest. One threshold per stage but the last. On the demo ladder, on t
 
 (``pick --models pico n s`` picks such thresholds on the calibration half and
 prints the simulated held-out numbers this real run can be compared with.)
+
+--out gets run.json (every stage's settings and sha256, the thresholds, the dataset), records.jsonl,
+detections.jsonl, results.json and summary.json. A directory holding a run is refused; a killed run
+continues with the same command plus --resume (other settings refused), --overwrite replaces it.
 """
 
 
@@ -38,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default="parity", help="split behind --part (default parity)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
     parser.add_argument("--imgsz", type=positive_int_argument, help="inference size for every model; default: each model's own")
-    add_run_options(parser, out="runs/multistage_run")
+    add_run_options(parser, out="runs/multistage_run", resume=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
         cascade = MultiStageCascade(stages, rules)
     except ValueError as error:
         raise TinySaverInputError(str(error)) from None
-    summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet)
+    try:
+        summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet,
+                                      resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
+        print(f"\ninterrupted: the finished batches are in {args.out}; continue with:\n  {resume_command()}",
+              file=sys.stderr)
+        return 130
     print(summary.to_markdown())
     return 0
