@@ -15,7 +15,7 @@ from tinysaver_det.cli.options import (
     add_run_options,
     check_operating_point,
     dataset_paths,
-    resume_command,
+    interrupted,
     threshold_argument,
 )
 
@@ -119,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
             summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
                                        resume=args.resume, overwrite=args.overwrite, context=context)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
-        print(f"\ninterrupted: the finished batches are in {args.out}; continue with:\n  {resume_command()}",
-              file=sys.stderr)
-        return 130
+        return interrupted(args.out)
     if context.is_main:  # under torchrun every rank has the summary; one prints it
         processes = f", {context.world_size} processes" if context.sharded else ""
         print(f"\nTinySaver: saver {summary.saver} -> base {summary.base}   (outputs in {args.out}{processes})\n")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from tinysaver_det.cli.options import (
     add_confidence_options,
     add_dataset_options,
     add_run_options,
     dataset_paths,
+    interrupted,
     positive_int_argument,
-    resume_command,
     threshold_argument,
 )
 from tinysaver_det.detection.cache import SPLITS
@@ -77,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
         summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet,
                                       resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
-        print(f"\ninterrupted: the finished batches are in {args.out}; continue with:\n  {resume_command()}",
-              file=sys.stderr)
-        return 130
+        return interrupted(args.out)
     print(summary.to_markdown())
     return 0

@@ -10,7 +10,7 @@ Groups:
   subcommand that runs a model; :func:`tinysaver_det.cli.main` refuses a missing ``--device`` first);
 * :func:`add_cache_options`: ``--ann --model --split --seed --cost``, the cached predictions of the
   offline studies (:mod:`tinysaver_det.detection.cache`);
-* :func:`resume_command`: the command line to paste to resume an interrupted run.
+* :func:`resume_command`, :func:`interrupted`: the command line that resumes an interrupted run.
 
 Nothing here imports a framework: the offline subcommands build their parsers from it.
 """
@@ -265,3 +265,9 @@ def resume_command(argv: list[str] | None = None) -> str:
     program = "python -m tinysaver_det" if argv[0].endswith("__main__.py") else f"python {argv[0]}"
     rest = [a for a in argv[1:] if a != "--overwrite"]
     return " ".join([program, *map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])])
+
+
+def interrupted(out) -> int:
+    """Say where a run stopped by Ctrl-C or SIGTERM left its finished batches and how to resume it; the exit code."""
+    print(f"\ninterrupted: the finished batches are in {out}; continue with:\n  {resume_command()}", file=sys.stderr)
+    return 130

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from tinysaver_det.cli.options import (
     add_dataset_options,
     add_run_options,
     dataset_paths,
+    interrupted,
     positive_int_argument,
-    resume_command,
 )
 
 DESCRIPTION = """\
@@ -54,9 +53,7 @@ def run(args: argparse.Namespace) -> int:
         path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
                                resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
-        print(f"\ninterrupted: the finished batches are in {args.out}; continue with:\n  {resume_command()}",
-              file=sys.stderr)
-        return 130
+        return interrupted(args.out)
     print(f"wrote {len(dataset)} images' predictions of {detector.name} to {path}")
     skipped = sum(1 for row in read_jsonl(path) if row.get("status", "ok") != "ok")
     if skipped:

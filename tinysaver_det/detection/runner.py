@@ -272,14 +272,20 @@ def _merge_shards(out_dir: Path, dataset: CocoDataset, world_size: int, bounds, 
     )
 
 
-def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path) -> RunSummary:
-    """Build the final outputs from the files on disk, in dataset order, and write them atomically."""
+def _records_in_order(out_dir: Path, dataset: CocoDataset) -> list[dict]:
+    """``records.jsonl`` of a finished run, refused unless it holds one record per image in dataset order."""
     records = read_jsonl(out_dir / RECORDS)
     if [r["image_id"] for r in records] != dataset.image_ids:
         raise TinySaverInputError(
             f"{out_dir / RECORDS} does not hold one record per image in dataset order: "
             "the run directory was changed while the run was going on"
         )
+    return records
+
+
+def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path) -> RunSummary:
+    """Build the final outputs from the files on disk, in dataset order, and write them atomically."""
+    records = _records_in_order(out_dir, dataset)
     ran = [r for r in records if r["status"] == "ok"]
     failed = [r for r in records if r["status"] != "ok"]
     unannotated = dataset.unannotated_files()
@@ -449,12 +455,7 @@ def _summarize_multistage(
 ) -> MultiStageSummary:
     """results.json and summary.json from the files on disk, in dataset order (a resumed run's are an
     uninterrupted one's)."""
-    records = read_jsonl(out_dir / RECORDS)
-    if [r["image_id"] for r in records] != dataset.image_ids:
-        raise TinySaverInputError(
-            f"{out_dir / RECORDS} does not hold one record per image in dataset order: "
-            "the run directory was changed while the run was going on"
-        )
+    records = _records_in_order(out_dir, dataset)
     ran = [r for r in records if r["status"] == "ok"]
     if not ran:
         raise TinySaverInputError(f"none of the {len(dataset)} images could be read: see {out_dir / RECORDS}")
