@@ -215,3 +215,78 @@ def test_one_model_and_the_multistage_runner_keep_an_unreadable_image_as_one_wit
         (1, "ok", 0), (2, "ok", 1), (3, "missing", None), (4, "ok", 1)]
     assert models[0].calls == [[1, 2, 4]] and summary.n_images == 4
     assert summary.stage_ratios == pytest.approx([1 / 3, 2 / 3, 0.0])
+
+
+PREDICTIONS_RUN_KEYS = {
+    "format", "package_version", "model", "features", "batch_size", "annotation_file", "annotation_sha256",
+    "image_dir", "limit", "n_images", "image_ids_sha256",
+}
+
+
+def test_a_predictions_file_is_described_beside_it_refused_when_present_and_resumed_in_whole_batches(tiny_dataset, tmp_path):
+    """``predict_dataset`` on the run-directory machinery: ``p.run.json`` first, no silent rewrite, a cut
+    file resumed from its last whole batch, a missing image retried once it is on disk, other settings refused."""
+    from tinysaver_det.detection.runner import predict_dataset
+    from tinysaver_det.errors import TinySaverInputError
+    from tinysaver_det.io import read_jsonl, sha256_file
+
+    path = tmp_path / "p.jsonl"
+    predict_dataset(FakeDetector("saver", SAVER, 1.0), tiny_dataset, path, batch_size=2, progress=False)
+    whole = path.read_text()
+    described = json.loads((tmp_path / "p.run.json").read_text())
+    assert set(described) == PREDICTIONS_RUN_KEYS
+    assert described["model"] == {"name": "saver"} and described["features"] is False and described["batch_size"] == 2
+    assert described["annotation_sha256"] == sha256_file(tiny_dataset.annotation_file) and described["n_images"] == 4
+
+    with pytest.raises(TinySaverInputError, match=r"p.jsonl already holds a run \(p.run.json, p.jsonl\): pass --resume"):
+        predict_dataset(FakeDetector("saver", SAVER, 1.0), tiny_dataset, path, batch_size=2, progress=False)
+    assert path.read_text() == whole
+
+    lines = whole.splitlines(keepends=True)
+    path.write_text("".join(lines[:3]) + lines[3][:20])  # killed mid-write in the second batch
+    again = FakeDetector("saver", SAVER, 1.0)
+    predict_dataset(again, tiny_dataset, path, batch_size=2, progress=False, resume=True)
+    assert again.calls == [[4]] and path.read_text() == whole  # the second batch redone whole (3 is still missing)
+
+    with pytest.raises(TinySaverInputError, match=r"other settings \(batch_size: 2 in the run, 3 now\)"):
+        predict_dataset(FakeDetector("saver", SAVER, 1.0), tiny_dataset, path, batch_size=3, progress=False, resume=True)
+
+    (tiny_dataset.image_dir / "3.png").write_bytes((tiny_dataset.image_dir / "1.png").read_bytes())
+    retried = FakeDetector("saver", SAVER, 1.0)
+    predict_dataset(retried, tiny_dataset, path, batch_size=2, progress=False, resume=True)
+    assert retried.calls == [[3, 4]]  # readable now: its batch runs again
+    rows = read_jsonl(path)
+    assert [r["image_id"] for r in rows] == IDS and "status" not in rows[2] and rows[:2] == read_jsonl_lines(lines[:2])
+
+    fresh = FakeDetector("saver", SAVER, 1.0)
+    predict_dataset(fresh, tiny_dataset, path, batch_size=4, progress=False, overwrite=True)
+    assert fresh.calls == [IDS] and json.loads((tmp_path / "p.run.json").read_text())["batch_size"] == 4
+
+
+def read_jsonl_lines(lines):
+    return [json.loads(line) for line in lines]
+
+
+def test_a_multistage_run_directory_resumes_to_the_uninterrupted_files_and_refuses_mixing(tiny_dataset, tmp_path):
+    from tinysaver_det.detection.runner import evaluate_multistage
+    from tinysaver_det.errors import TinySaverInputError
+
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    evaluate_multistage(three_stages([0.5, 0.5])[0], tiny_dataset, reference, batch_size=2, progress=False)
+    assert json.loads((reference / "run.json").read_text())["stages"] == [{"name": f"m{k}"} for k in range(3)]
+    out.mkdir()
+    (out / "run.json").write_bytes((reference / "run.json").read_bytes())
+    records = (reference / "records.jsonl").read_text().splitlines(keepends=True)
+    (out / "records.jsonl").write_text("".join(records[:3]))  # the second batch's records cut short
+    (out / "detections.jsonl").write_text((reference / "detections.jsonl").read_text())  # its detections written
+    cascade, models = three_stages([0.5, 0.5])
+    with pytest.raises(TinySaverInputError, match="already holds a run"):
+        evaluate_multistage(cascade, tiny_dataset, out, batch_size=2, progress=False)
+    with pytest.raises(TinySaverInputError, match=r"thresholds: \[0.5, 0.5\] in the run, \[0.5, 0.6\] now"):
+        evaluate_multistage(three_stages([0.5, 0.6])[0], tiny_dataset, out, batch_size=2, progress=False, resume=True)
+    evaluate_multistage(cascade, tiny_dataset, out, batch_size=2, progress=False, resume=True)
+    assert models[0].calls == [[4]]  # image 3 is missing; the batch [3, 4] is redone whole
+    for name in ("records.jsonl", "detections.jsonl", "results.json"):
+        assert (out / name).read_text() == (reference / name).read_text(), name
+    summary, expected = (json.loads((d / "summary.json").read_text()) for d in (out, reference))
+    assert {**summary, "wall_seconds": 0} == {**expected, "wall_seconds": 0}

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from contextlib import nullcontext
 
@@ -16,6 +15,7 @@ from tinysaver_det.cli.options import (
     add_run_options,
     check_operating_point,
     dataset_paths,
+    interrupted,
     threshold_argument,
 )
 
@@ -66,18 +66,6 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     check_operating_point(parser, args)
     if args.base_checkpoint and not (args.base and is_mmdet_config(args.base)):
         parser.error("--base-checkpoint needs an mmdet config (.py) as --base; a YOLO's weights are the --base file")
-
-
-def resume_command(argv: list[str] | None = None) -> str:
-    """The command line of this process with ``--resume`` (and without ``--overwrite``), to paste.
-
-    >>> resume_command(["tools/eval_coco.py", "--t", "0.3", "--overwrite"])
-    'python tools/eval_coco.py --t 0.3 --resume'
-    """
-    argv = list(sys.argv if argv is None else argv)
-    program = "python -m tinysaver_det" if argv[0].endswith("__main__.py") else f"python {argv[0]}"
-    rest = [a for a in argv[1:] if a != "--overwrite"]
-    return " ".join([program, *map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
             summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
                                        resume=args.resume, overwrite=args.overwrite, context=context)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
-        print(f"\ninterrupted: the finished batches are in {args.out}; continue with:\n  {resume_command()}",
-              file=sys.stderr)
-        return 130
+        return interrupted(args.out)
     if context.is_main:  # under torchrun every rank has the summary; one prints it
         processes = f", {context.world_size} processes" if context.sharded else ""
         print(f"\nTinySaver: saver {summary.saver} -> base {summary.base}   (outputs in {args.out}{processes})\n")

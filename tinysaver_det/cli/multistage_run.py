@@ -9,6 +9,7 @@ from tinysaver_det.cli.options import (
     add_dataset_options,
     add_run_options,
     dataset_paths,
+    interrupted,
     positive_int_argument,
     threshold_argument,
 )
@@ -24,6 +25,10 @@ answers the rest. One threshold per stage but the last. On the demo ladder, on t
 
 (``pick --models pico n s`` picks such thresholds on the calibration half and
 prints the simulated held-out numbers this real run can be compared with.)
+
+--out gets run.json (every stage's settings and sha256, the thresholds, the dataset), records.jsonl,
+detections.jsonl, results.json and summary.json. A directory holding a run is refused; a killed run
+continues with the same command plus --resume (other settings refused), --overwrite replaces it.
 """
 
 
@@ -38,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default="parity", help="split behind --part (default parity)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
     parser.add_argument("--imgsz", type=positive_int_argument, help="inference size for every model; default: each model's own")
-    add_run_options(parser, out="runs/multistage_run")
+    add_run_options(parser, out="runs/multistage_run", resume=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         cascade = MultiStageCascade(stages, rules)
     except ValueError as error:
         raise TinySaverInputError(str(error)) from None
-    summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet)
+    try:
+        summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet,
+                                      resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
+        return interrupted(args.out)
     print(summary.to_markdown())
     return 0

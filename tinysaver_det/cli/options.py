@@ -9,7 +9,8 @@ Groups:
 * :func:`add_run_options`: ``--batch --device --half --out [--resume --overwrite] --quiet`` (every
   subcommand that runs a model; :func:`tinysaver_det.cli.main` refuses a missing ``--device`` first);
 * :func:`add_cache_options`: ``--ann --model --split --seed --cost``, the cached predictions of the
-  offline studies (:mod:`tinysaver_det.detection.cache`).
+  offline studies (:mod:`tinysaver_det.detection.cache`);
+* :func:`resume_command`, :func:`interrupted`: the command line that resumes an interrupted run.
 
 Nothing here imports a framework: the offline subcommands build their parsers from it.
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -276,3 +279,21 @@ def chosen_model(value: str | None, default: str | None, names: Sequence[str], o
 def cache_inputs(args: argparse.Namespace) -> tuple[Path, dict[str, Path]]:
     """The annotation file and ``{name: predictions file}`` named by :func:`add_cache_options`."""
     return Path(args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS)), parse_model_specs(args.model)
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command line of this process with ``--resume`` (and without ``--overwrite``), to paste.
+
+    >>> resume_command(["tools/eval_coco.py", "--t", "0.3", "--overwrite"])
+    'python tools/eval_coco.py --t 0.3 --resume'
+    """
+    argv = list(sys.argv if argv is None else argv)
+    program = "python -m tinysaver_det" if argv[0].endswith("__main__.py") else f"python {argv[0]}"
+    rest = [a for a in argv[1:] if a != "--overwrite"]
+    return " ".join([program, *map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])])
+
+
+def interrupted(out) -> int:
+    """Say where a run stopped by Ctrl-C or SIGTERM left its finished batches and how to resume it; the exit code."""
+    print(f"\ninterrupted: the finished batches are in {out}; continue with:\n  {resume_command()}", file=sys.stderr)
+    return 130

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from tinysaver_det.cli.options import add_dataset_options, add_run_options, dataset_paths, positive_int_argument
+from tinysaver_det.cli.options import (
+    add_dataset_options,
+    add_run_options,
+    dataset_paths,
+    interrupted,
+    positive_int_argument,
+)
 
 DESCRIPTION = """\
 Cache one detector's per-image predictions on a COCO-format dataset (for sweeps, routers, the picker).
@@ -16,6 +22,10 @@ runs on the demo val split. The demo ladder's three records:
     python -m tinysaver_det predict-coco --weights demo:pico --features --out runs/demo/pico_predictions.jsonl
     python -m tinysaver_det predict-coco --weights demo:n --out runs/demo/n_predictions.jsonl
     python -m tinysaver_det predict-coco --weights demo:s --out runs/demo/s_predictions.jsonl
+
+What produced the file is written beside it first (runs/demo/s_predictions.run.json: the model's
+settings and sha256, the annotations' sha256, the batch size). An existing file is refused; a killed
+run continues with the same command plus --resume (other settings refused), --overwrite replaces it.
 """
 
 
@@ -27,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", action="store_true",
                         help="also cache the saver's own features from the same forward pass (pooled neck maps, "
                              "candidate statistics; Ultralytics only), the input of a `features` post-evaluator")
-    add_run_options(parser, out=None, out_help="the predictions file to write (*.jsonl)")
+    add_run_options(parser, out=None, resume=True, out_help="the predictions file to write (*.jsonl)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
     detector = create_detector(args.weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device,
                                half=args.half, features=args.features or None)
-    path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet)
+    try:
+        path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
+                               resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
+        return interrupted(args.out)
     print(f"wrote {len(dataset)} images' predictions of {detector.name} to {path}")
     skipped = sum(1 for row in read_jsonl(path) if row.get("status", "ok") != "ok")
     if skipped:

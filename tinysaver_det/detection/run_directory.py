@@ -13,17 +13,21 @@ batched exactly as an uninterrupted run batches them.
 
 ``run.json`` records everything that determines the outputs (:func:`describe_run`), and a resume
 with any of it changed is refused, naming each difference. :data:`NOT_COMPARED` lists what is
-recorded for information only: paths (a run may be resumed after its files moved, the hashes
-still pin their content) and the device.
+recorded for information only, with :data:`NOT_COMPARED_MODEL_KEYS` of every model: paths (a run
+may be resumed after its files moved, the hashes still pin their content) and the device.
+
+The same machinery resumes ``predict-coco``'s one predictions file (:func:`open_predictions_file`,
+its description beside it in ``<name>.run.json``) and a ``multistage-run`` directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-from tinysaver_det.detection.cascade import Cascade
+from tinysaver_det.detection.cascade import Cascade, MultiStageCascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.shards import shard_run_files, world_size_mismatch
 from tinysaver_det.errors import TinySaverInputError
@@ -35,16 +39,18 @@ RUN_JSON = "run.json"
 RECORDS = "records.jsonl"
 SAVER_PREDICTIONS = "saver_predictions.jsonl"
 BASE_PREDICTIONS = "base_predictions.jsonl"
+#: A ``multistage-run`` directory's answers: the answering stage's detections of every image read.
+DETECTIONS = "detections.jsonl"
 ERRORS = "errors.json"
 FINAL_OUTPUTS = ("results.json", "results_saver.json", "results_base.json", "summary.json", "summary.md", ERRORS)
-RUN_FILES = (RUN_JSON, RECORDS, SAVER_PREDICTIONS, BASE_PREDICTIONS, *FINAL_OUTPUTS)
+RUN_FILES = (RUN_JSON, RECORDS, SAVER_PREDICTIONS, BASE_PREDICTIONS, DETECTIONS, *FINAL_OUTPUTS)
 RUN_FORMAT = 1
 #: Record statuses a resume retries when the image can be read now (a size mismatch is the file's own).
 RETRIED_STATUSES = ("missing", "unreadable")
 
-NOT_COMPARED = frozenset(
-    {"annotation_file", "image_dir", *(f"{model}.{key}" for model in ("saver", "base") for key in ("name", "weights", "device"))}
-)
+NOT_COMPARED = frozenset({"annotation_file", "image_dir"})
+#: A model's settings recorded for information only (``saver.name``, ``model.weights``, ``stages.1.device``).
+NOT_COMPARED_MODEL_KEYS = frozenset({"name", "weights", "device"})
 
 
 def describe_run(cascade: Cascade, dataset: CocoDataset, batch_size: int) -> dict:
@@ -56,13 +62,46 @@ def describe_run(cascade: Cascade, dataset: CocoDataset, batch_size: int) -> dic
     return {
         "format": RUN_FORMAT,
         "package_version": __version__,
-        "saver": getattr(cascade.saver, "settings", {"name": cascade.saver.name}),
-        "base": getattr(cascade.base, "settings", {"name": cascade.base.name}),
+        "saver": describe_detector(cascade.saver),
+        "base": describe_detector(cascade.base),
         "threshold": cascade.policy.threshold,
         "min_score": cascade.min_score,
         "confidence": cascade.confidence_name,
         "full": cascade.run_base_on_all,
         "batch_size": batch_size,
+        **describe_dataset(dataset),
+    }
+
+
+def describe_multistage(cascade: MultiStageCascade, dataset: CocoDataset, batch_size: int) -> dict:
+    """The content of a ``multistage-run`` directory's ``run.json``: every stage and exit rule."""
+    return {
+        "format": RUN_FORMAT,
+        "package_version": __version__,
+        "stages": [describe_detector(model) for model in cascade.stages],
+        "thresholds": list(cascade.thresholds),
+        "confidences": [router.name for router in cascade.routers],
+        "min_scores": [policy.min_score for policy in cascade.policies],
+        "run_all": cascade.run_all,
+        "batch_size": batch_size,
+        **describe_dataset(dataset),
+    }
+
+
+def multistage_streams(records: list[dict]) -> dict[str, list[int]]:
+    """The image ids a ``multistage-run``'s committed ``records`` put in its detections file."""
+    return {DETECTIONS: [r["image_id"] for r in records if r["status"] == "ok"]}
+
+
+def describe_detector(detector) -> dict:
+    """A detector's ``settings`` dict (weights, sha256, predict settings), or ``{"name": ...}`` without one."""
+    return getattr(detector, "settings", {"name": detector.name})
+
+
+def describe_dataset(dataset: CocoDataset) -> dict:
+    """The dataset part of every run description (``run.json``, a predictions file's ``.run.json``):
+    its files (paths for information, the annotations' sha256 compared) and the ordered image ids."""
+    return {
         "annotation_file": str(dataset.annotation_file.resolve()),
         "annotation_sha256": sha256_file(dataset.annotation_file),
         "image_dir": str(dataset.image_dir.resolve()),
@@ -72,10 +111,30 @@ def describe_run(cascade: Cascade, dataset: CocoDataset, batch_size: int) -> dic
     }
 
 
+def describe_predictions(detector, dataset: CocoDataset, batch_size: int) -> dict:
+    """The content of a predictions file's ``.run.json`` (:func:`predictions_run_json`): one model's run."""
+    settings = describe_detector(detector)
+    return {
+        "format": RUN_FORMAT,
+        "package_version": __version__,
+        "model": settings,
+        "features": bool(settings.get("features")),
+        "batch_size": batch_size,
+        **describe_dataset(dataset),
+    }
+
+
+def predictions_run_json(path: Path) -> Path:
+    """Where a predictions file ``P`` (``pico_predictions.jsonl``) keeps its description: ``pico_predictions.run.json``."""
+    return Path(path).with_suffix(".run.json")
+
+
 def _flatten(data: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            flat.update(_flatten({str(i): item for i, item in enumerate(value)}, f"{prefix}{key}."))
+        elif isinstance(value, dict):
             flat.update(_flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
@@ -92,12 +151,23 @@ def differences(recorded: dict, current: dict) -> list[str]:
     return [
         f"{key}: {old.get(key, '(absent)')} in the run, {new.get(key, '(absent)')} now"
         for key in sorted(old.keys() | new.keys())
-        if key not in NOT_COMPARED and old.get(key) != new.get(key)
+        if _compared(key) and old.get(key) != new.get(key)
     ]
 
 
+def _compared(key: str) -> bool:
+    """Whether a flattened setting decides the outputs (see :data:`NOT_COMPARED`)."""
+    return key not in NOT_COMPARED and not ("." in key and key.rsplit(".", 1)[1] in NOT_COMPARED_MODEL_KEYS)
+
+
 def open_run(
-    out_dir: Path, description: dict, dataset: CocoDataset, *, resume: bool = False, overwrite: bool = False
+    out_dir: Path,
+    description: dict,
+    dataset: CocoDataset,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    predicted: Callable[[list[dict]], dict[str, list[int]]] | None = None,
 ) -> int:
     """Make ``out_dir`` ready for a run and return how many images (a prefix of the dataset) are done.
 
@@ -110,6 +180,8 @@ def open_run(
             by several processes (:mod:`~tinysaver_det.detection.shards`).
         overwrite: delete the run files in ``out_dir`` (only those, see :data:`RUN_FILES`, also in
             its shard folders) first.
+        predicted: the prediction files the committed records imply, ``{file name: image ids in
+            order}`` (default: a cascade's saver and base files, see :func:`cascade_streams`).
 
     Everything here (the clean-up, the repair of a resumed run) runs under ``out_dir``'s
     :class:`~tinysaver_det.lock.RunLock`: never while another process writes there. The caller
@@ -126,7 +198,39 @@ def open_run(
             atomic_write_json(out_dir / RUN_JSON, description, indent=2)
             return 0
         _check_same_run(out_dir, recorded, description, world_size=1)
-        return _repair(out_dir, dataset, description["batch_size"], description["full"])
+        if predicted is None:
+            full = description["full"]
+            predicted = lambda records: cascade_streams(records, full)  # noqa: E731
+        return _repair(out_dir, dataset, description["batch_size"], predicted)
+
+
+def cascade_streams(records: list[dict], full: bool) -> dict[str, list[int]]:
+    """The image ids a cascade run's committed ``records`` put in its saver and base files."""
+    ran = [r for r in records if r["status"] == "ok"]
+    return {
+        SAVER_PREDICTIONS: [r["image_id"] for r in ran],
+        BASE_PREDICTIONS: [r["image_id"] for r in ran if full or not r["exited"]],
+    }
+
+
+def open_predictions_file(
+    path: Path, description: dict, dataset: CocoDataset, *, resume: bool = False, overwrite: bool = False
+) -> int:
+    """:func:`open_run` for ``predict-coco``'s one predictions file ``path`` (one row per image, in
+    dataset order, unreadable images included), described in :func:`predictions_run_json`.
+
+    Returns how many images are done after the repair (whole batches, retrying images readable now).
+    Refusals as :func:`open_run`'s; runs under :meth:`RunLock.for_file`, which the caller also holds.
+    """
+    path = Path(path)
+    run_json = predictions_run_json(path)
+    with RunLock.for_file(path):
+        recorded = _existing(path, run_json, [run_json, path], [], resume=resume, overwrite=overwrite)
+        if recorded is None:
+            atomic_write_json(run_json, description, indent=2)
+            return 0
+        _check_same_run(path, recorded, description, world_size=1)
+        return len(_committed(path, dataset, description["batch_size"]))
 
 
 def open_sharded_run(
@@ -153,34 +257,42 @@ def _existing_run(out_dir: Path, *, resume: bool, overwrite: bool) -> dict | Non
     """The ``run.json`` of the run to resume in ``out_dir``, or None when a fresh run starts there
     (after deleting the old run's files with ``overwrite``); refuses to mix with a run otherwise.
     The caller holds ``out_dir``'s :class:`~tinysaver_det.lock.RunLock`."""
+    files = [out_dir / name for name in RUN_FILES]
+    return _existing(out_dir, out_dir / RUN_JSON, files, shard_run_files(out_dir, RUN_FILES), resume=resume, overwrite=overwrite)
+
+
+def _existing(
+    where: Path, run_json: Path, files: list[Path], in_shards: list[Path], *, resume: bool, overwrite: bool
+) -> dict | None:
+    """:func:`_existing_run` for any run: ``files`` its files (``run_json`` among them), ``in_shards``
+    those found in shard folders of ``where``."""
     if resume and overwrite:
         raise TinySaverInputError("resume and overwrite exclude each other: choose one")
-    for name in RUN_FILES:
-        remove_stale_temporaries(out_dir / name)
-    present = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
-    in_shards = shard_run_files(out_dir, RUN_FILES)
+    for path in files:
+        remove_stale_temporaries(path)
+    present = [path for path in files if path.exists()]
     if (present or in_shards) and overwrite:
         for path in present + in_shards:
             path.unlink()
         return None
     if (present or in_shards) and not resume:
         names = [path.name for path in present]
-        names += sorted({str(path.parent.relative_to(out_dir)) + "/" for path in in_shards})
+        names += sorted({str(path.parent.relative_to(where)) + "/" for path in in_shards})
         raise TinySaverInputError(
-            f"{out_dir} already holds a run ({', '.join(names)}): "
+            f"{where} already holds a run ({', '.join(names)}): "
             "pass --resume to continue it, --overwrite to replace it, or choose another --out"
         )
     present += in_shards
     if not present:
         return None
     try:
-        return json.loads((out_dir / RUN_JSON).read_text())
+        return json.loads(run_json.read_text())
     except FileNotFoundError:
         raise TinySaverInputError(
-            f"cannot resume {out_dir}: it has no {RUN_JSON} (made by an older version?); pass --overwrite to start over"
+            f"cannot resume {where}: it has no {run_json.name} (made by an older version?); pass --overwrite to start over"
         ) from None
     except json.JSONDecodeError as error:
-        raise TinySaverInputError(f"cannot resume {out_dir}: {RUN_JSON} is not valid json ({error})") from None
+        raise TinySaverInputError(f"cannot resume {where}: {run_json.name} is not valid json ({error})") from None
 
 
 def _check_same_run(out_dir: Path, recorded: dict, description: dict, world_size: int) -> None:
@@ -212,12 +324,13 @@ def _first_readable_again(records: list[dict], dataset: CocoDataset) -> int | No
     return None
 
 
-def _repair(out_dir: Path, dataset: CocoDataset, batch_size: int, full: bool) -> int:
-    """Cut the json-lines files back to the last whole batch of committed images (see the module doc),
+def _committed(path: Path, dataset: CocoDataset, batch_size: int) -> list[dict]:
+    """Cut the commit log ``path`` (one row per image in dataset order) back to the last whole batch,
     or further back, to the batch of the first image recorded as missing or unreadable that can be
-    read now: a resume retries it (with its whole batch, so that batches stay those of one run)."""
+    read now: a resume retries it (with its whole batch, so that batches stay those of one run).
+    Returns the rows kept."""
     ids = dataset.image_ids
-    records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < len(ids) and row.get("image_id") == ids[i])
+    records = truncate_jsonl(path, lambda i, row: i < len(ids) and row.get("image_id") == ids[i])
     done = len(records)
     if done < len(ids) and done % batch_size:
         done -= done % batch_size
@@ -225,17 +338,21 @@ def _repair(out_dir: Path, dataset: CocoDataset, batch_size: int, full: bool) ->
     if retry is not None:
         done = retry - retry % batch_size
     if done < len(records):
-        records = truncate_jsonl(out_dir / RECORDS, lambda i, row: i < done)
-    ran = [r for r in records if r["status"] == "ok"]
-    expected = {
-        SAVER_PREDICTIONS: [r["image_id"] for r in ran],
-        BASE_PREDICTIONS: [r["image_id"] for r in ran if full or not r["exited"]],
-    }
-    for name, wanted in expected.items():
+        records = truncate_jsonl(path, lambda i, row: i < done)
+    return records
+
+
+def _repair(
+    out_dir: Path, dataset: CocoDataset, batch_size: int, predicted: Callable[[list[dict]], dict[str, list[int]]]
+) -> int:
+    """Cut the records back (:func:`_committed`) and the prediction files to the rows of the images
+    the kept records commit (see the module doc)."""
+    records = _committed(out_dir / RECORDS, dataset, batch_size)
+    for name, wanted in predicted(records).items():
         rows = truncate_jsonl(out_dir / name, lambda i, row: i < len(wanted) and row.get("image_id") == wanted[i])
         if len(rows) < len(wanted):
             raise TinySaverInputError(
                 f"cannot resume {out_dir}: {name} lacks image {wanted[len(rows)]}, which {RECORDS} marks done "
                 "(the files were changed by something else than this tool); pass --overwrite to start over"
             )
-    return done
+    return len(records)

@@ -28,12 +28,13 @@ listed in ``errors.json``, and stays in the evaluation as an image with no detec
 (:data:`~tinysaver_det.detection.summaries.UNREADABLE_POLICY`).
 
 A :class:`~tinysaver_det.detection.cascade.MultiStageCascade` run (:func:`evaluate_multistage`) writes
-``records.jsonl`` (per image: the answering stage, the confidences, GFLOPs and seconds spent),
-``results.json`` and ``summary.json``.
+``run.json``, ``records.jsonl`` (per image: the answering stage, the confidences, GFLOPs and seconds
+spent), ``detections.jsonl`` (the answers), ``results.json`` and ``summary.json``, and resumes alike.
 
 One model alone can also be cached in the same per-image format with :func:`predict_dataset`
 (``predict-coco``): a ``<name>_predictions.jsonl`` file, read back by
-:func:`~tinysaver_det.detection.cache.read_predictions` like the saver/base files of a cascade run.
+:func:`~tinysaver_det.detection.cache.read_predictions` like the saver/base files of a cascade run,
+described in ``<name>_predictions.run.json`` and resumed alike.
 
 The summaries (what a run measured) are in :mod:`tinysaver_det.detection.summaries`.
 """
@@ -57,12 +58,17 @@ from tinysaver_det.detection.images import UnreadableImageError, load_image
 from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
 from tinysaver_det.detection.run_directory import (
     BASE_PREDICTIONS,
+    DETECTIONS,
     ERRORS,
     RECORDS,
     SAVER_PREDICTIONS,
+    describe_multistage,
+    describe_predictions,
     describe_run,
+    open_predictions_file,
     open_run,
     open_sharded_run,
+    multistage_streams,
 )
 from tinysaver_det.detection.shards import merge_jsonl, shard_bounds, shard_description, shard_dir
 from tinysaver_det.detection.summaries import UNREADABLE_POLICY, EvalRow, MultiStageSummary, RunSummary
@@ -266,14 +272,20 @@ def _merge_shards(out_dir: Path, dataset: CocoDataset, world_size: int, bounds, 
     )
 
 
-def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path) -> RunSummary:
-    """Build the final outputs from the files on disk, in dataset order, and write them atomically."""
+def _records_in_order(out_dir: Path, dataset: CocoDataset) -> list[dict]:
+    """``records.jsonl`` of a finished run, refused unless it holds one record per image in dataset order."""
     records = read_jsonl(out_dir / RECORDS)
     if [r["image_id"] for r in records] != dataset.image_ids:
         raise TinySaverInputError(
             f"{out_dir / RECORDS} does not hold one record per image in dataset order: "
             "the run directory was changed while the run was going on"
         )
+    return records
+
+
+def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path) -> RunSummary:
+    """Build the final outputs from the files on disk, in dataset order, and write them atomically."""
+    records = _records_in_order(out_dir, dataset)
     ran = [r for r in records if r["status"] == "ok"]
     failed = [r for r in records if r["status"] != "ok"]
     unannotated = dataset.unannotated_files()
@@ -334,7 +346,14 @@ def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_sec
 
 
 def predict_dataset(
-    detector: Detector, dataset: CocoDataset, path: str | Path, batch_size: int = 32, progress: bool = True
+    detector: Detector,
+    dataset: CocoDataset,
+    path: str | Path,
+    batch_size: int = 32,
+    progress: bool = True,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Run one model on every image of ``dataset`` and cache its per-image predictions at ``path``.
 
@@ -343,23 +362,37 @@ def predict_dataset(
     :func:`~tinysaver_det.detection.cache.read_predictions` reads either. An image that cannot be
     read gets a row with no detection, no cost, and its ``status`` and ``error`` (the run's
     :data:`~tinysaver_det.detection.summaries.UNREADABLE_POLICY`), so the cache still covers every
-    image. The file is rewritten from scratch and flushed per batch.
+    image. Rows are appended and fsynced per batch; what produced them is written first, beside
+    ``path`` (:func:`~tinysaver_det.detection.run_directory.predictions_run_json`), so that a killed
+    run resumes as an ``eval`` run does (:func:`~tinysaver_det.detection.run_directory.open_predictions_file`).
+
+    Args:
+        resume: continue the run at ``path`` (whole batches; images recorded unreadable that can be
+            read now are retried); refused, naming each difference, when made with other settings.
+        overwrite: replace the file. Without either flag, an existing ``path`` is refused.
+
+    Raises:
+        TinySaverInputError: a wrong batch size, or ``path`` holding a run that may not be mixed with.
+        RunLockedError: another process is writing ``path``.
     """
     _check_batch_size(batch_size)
     path = Path(path)
-    with RunLock.for_file(path), JsonlWriter(_fresh(path)) as writer:
-        for infos, decoded, readable in _decoded_batches(dataset, batch_size, detector.name, progress):
-            rows: list[dict] = [
-                {**prediction_row(ModelOutput(Detections.empty(info.image_id), 0.0, 0.0)),
-                 "status": failed["status"], "error": failed["error"]}
-                if isinstance(failed := decoded[i], dict) else {}
-                for i, info in enumerate(infos)
-            ]
-            if readable:
-                prediction = detector.predict([decoded[i] for i in readable], [infos[i].image_id for i in readable])
-                for i, output in zip(readable, model_outputs(prediction)):
-                    rows[i] = prediction_row(output)
-            writer.write_many(rows)
+    with RunLock.for_file(path):  # first: a second writer is refused before anything is read
+        description = describe_predictions(detector, dataset, batch_size)
+        done = open_predictions_file(path, description, dataset, resume=resume, overwrite=overwrite)
+        with JsonlWriter(path) as writer:
+            for infos, decoded, readable in _decoded_batches(dataset, batch_size, detector.name, progress, start=done):
+                rows: list[dict] = [
+                    {**prediction_row(ModelOutput(Detections.empty(info.image_id), 0.0, 0.0)),
+                     "status": failed["status"], "error": failed["error"]}
+                    if isinstance(failed := decoded[i], dict) else {}
+                    for i, info in enumerate(infos)
+                ]
+                if readable:
+                    prediction = detector.predict([decoded[i] for i in readable], [infos[i].image_id for i in readable])
+                    for i, output in zip(readable, model_outputs(prediction)):
+                        rows[i] = prediction_row(output)
+                writer.write_many(rows)
     return path
 
 
@@ -369,35 +402,38 @@ def evaluate_multistage(
     out_dir: str | Path,
     batch_size: int = 32,
     progress: bool = True,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> MultiStageSummary:
-    """Run a K-stage cascade on every image of ``dataset``; write records.jsonl, results.json and summary.json.
+    """Run a K-stage cascade on every image of ``dataset``; write run.json, records.jsonl,
+    detections.jsonl (the answering stage's detections), results.json and summary.json.
 
     An image that cannot be read keeps a record with its ``status`` and ``error`` and no stage, and
     stays in the evaluation as an image with no detections (as in :func:`evaluate_cascade`); the
-    stage ratios, GFLOPs and ms per image count the images the models ran on.
+    stage ratios, GFLOPs and ms per image count the images the models ran on. The run directory
+    resumes as :func:`evaluate_cascade`'s does (detections first, records last, per batch; see
+    :mod:`~tinysaver_det.detection.run_directory`), with the same ``resume`` and ``overwrite``.
 
     Raises:
-        TinySaverInputError: a wrong batch size, or no image could be read.
+        TinySaverInputError: a wrong batch size or run directory, or no image could be read.
+        RunLockedError: another process is writing ``out_dir``.
     """
     _check_batch_size(batch_size)
     out_dir = Path(out_dir)
     with RunLock(out_dir):
-        return _evaluate_multistage(cascade, dataset, out_dir, batch_size, progress)
-
-
-def _fresh(path: Path) -> Path:
-    """``path``, deleted when it exists (a file rewritten from scratch)."""
-    path.unlink(missing_ok=True)
-    return path
+        return _evaluate_multistage(cascade, dataset, out_dir, batch_size, progress, resume, overwrite)
 
 
 def _evaluate_multistage(
-    cascade: MultiStageCascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool
+    cascade: MultiStageCascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool, resume: bool,
+    overwrite: bool
 ) -> MultiStageSummary:
-    outputs = []
     start = perf_counter()
-    with JsonlWriter(_fresh(out_dir / RECORDS)) as records:
-        for infos, decoded, readable in _decoded_batches(dataset, batch_size, "cascade", progress):
+    description = describe_multistage(cascade, dataset, batch_size)
+    done = open_run(out_dir, description, dataset, resume=resume, overwrite=overwrite, predicted=multistage_streams)
+    with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / DETECTIONS) as detections:
+        for infos, decoded, readable in _decoded_batches(dataset, batch_size, "cascade", progress, start=done):
             ran = cascade.run([decoded[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
             rows = [
                 {"image_id": info.image_id, "file_name": info.file_name, "status": failed["status"],
@@ -409,14 +445,24 @@ def _evaluate_multistage(
                 rows[i] = {"image_id": infos[i].image_id, "file_name": infos[i].file_name, "status": "ok", "error": None,
                            "stage": out.stage, "confidences": list(out.confidences), "n_boxes": len(out.detections),
                            "gflops": out.gflops, "seconds": out.seconds}
-            records.write_many(rows)
-            outputs.extend(ran)
-    wall_seconds = perf_counter() - start
-    if not outputs:
+            detections.write_many(out.detections.to_dict() for out in ran)
+            records.write_many(rows)  # last: a record commits its image (see run_directory)
+    return _summarize_multistage(cascade, dataset, batch_size, perf_counter() - start, out_dir)
+
+
+def _summarize_multistage(
+    cascade: MultiStageCascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path
+) -> MultiStageSummary:
+    """results.json and summary.json from the files on disk, in dataset order (a resumed run's are an
+    uninterrupted one's)."""
+    records = _records_in_order(out_dir, dataset)
+    ran = [r for r in records if r["status"] == "ok"]
+    if not ran:
         raise TinySaverInputError(f"none of the {len(dataset)} images could be read: see {out_dir / RECORDS}")
-    results = [entry for out in outputs for entry in out.detections.to_coco()]
+    answers = {row["image_id"]: row for row in read_jsonl(out_dir / DETECTIONS)}
+    results = [entry for r in ran for entry in Detections.from_dict(answers[r["image_id"]]).to_coco()]
     atomic_write_json(out_dir / "results.json", results)
-    stages = np.array([out.stage for out in outputs])
+    stages = np.array([r["stage"] for r in ran])
     summary = MultiStageSummary(
         models=[model.name for model in cascade.stages],
         thresholds=list(cascade.thresholds),
@@ -424,12 +470,12 @@ def _evaluate_multistage(
         n_images=len(dataset),
         batch_size=batch_size,
         metrics=coco_bbox_metrics(load_coco(dataset.annotation_file), results, dataset.image_ids),
-        gflops_per_image=float(np.mean([out.gflops for out in outputs])),
-        ms_per_image=float(np.mean([out.seconds for out in outputs]) * 1e3),
+        gflops_per_image=float(np.mean([r["gflops"] for r in ran])),
+        ms_per_image=float(np.mean([r["seconds"] for r in ran]) * 1e3),
         stage_ratios=[float(np.mean(stages == k)) for k in range(len(cascade.stages))],
         wall_seconds=wall_seconds,
         flops_convention=FLOPS_CONVENTION,
-        skipped_images=len(dataset) - len(outputs),
+        skipped_images=len(dataset) - len(ran),
     )
     atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
     return summary
