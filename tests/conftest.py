@@ -76,10 +76,13 @@ def demo_slice(tmp_path_factory, demo_dataset, demo_saver, demo_n, demo_base):
     from tinysaver_det.detection.runner import predict_dataset
 
     root = tmp_path_factory.mktemp("demo_slice")
-    dataset = demo_dataset.subset(demo_dataset.image_ids[:32])
-    data = restrict_annotations(json.loads(assets.asset_path(assets.DEMO_ANNOTATIONS).read_text()), dataset.image_ids)
+    image_ids = demo_dataset.image_ids[:32]
+    data = restrict_annotations(json.loads(assets.asset_path(assets.DEMO_ANNOTATIONS).read_text()), image_ids)
     annotations = root / "instances_slice.json"
     annotations.write_text(json.dumps(data))
+    # The predictions are made on the slice's own annotation file, the one the tools are given with them
+    # (they refuse predictions whose recorded annotation file has other content).
+    dataset = CocoDataset(annotations, assets.asset_path(assets.DEMO_IMAGES))
     models = {"pico": demo_saver, "n": demo_n, "s": demo_base}
     predictions = {
         name: predict_dataset(model, dataset, root / f"{name}_predictions.jsonl", batch_size=32, progress=False)
