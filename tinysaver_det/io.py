@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from tinysaver_det.errors import TinySaverInputError
+
 _TEMPORARY_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)  # read the process's umask (the only way is to set it) and put it back
 os.umask(_UMASK)
@@ -131,6 +133,22 @@ class JsonlWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_json(path: str | Path, what: str):
+    """The content of the json file ``path``; ``what`` names it in the errors (``"results file"``).
+
+    Raises:
+        FileNotFoundError: ``<what> not found: <path>``.
+        TinySaverInputError: ``<what> <path> is not valid json: <why>``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise TinySaverInputError(f"{what} {path} is not valid json: {error}") from None
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

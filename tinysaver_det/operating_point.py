@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 from tinysaver_det.detection.categories import normalize_name
 from tinysaver_det.errors import TinySaverInputError
-from tinysaver_det.io import atomic_write_json, sha256_file
+from tinysaver_det.io import atomic_write_json, read_json, sha256_file
 
 FORMAT = "tinysaver-operating-point"
 VERSION = 1
@@ -223,10 +223,7 @@ def read_operating_point(path: str | os.PathLike) -> OperatingPointFile:
         path = path / FILE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"operating point file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TinySaverInputError(f"operating point {path} is not valid json: {error}") from None
+    data = read_json(path, "operating point")
     if not isinstance(data, Mapping):
         raise TinySaverInputError(f"operating point {path}: expected a json object")
     return OperatingPointFile.from_dict(data, str(path))

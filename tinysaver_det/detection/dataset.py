@@ -8,7 +8,6 @@ inside pycocotools after the models have run.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import posixpath
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.io import read_json
 
 # File suffixes counted as images when the folder is compared with the annotation file.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -120,13 +120,7 @@ def load_annotation_json(path: str | Path) -> dict:
         TinySaverInputError: naming the file and the first wrong entry (e.g. ``images[3]``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        with path.open() as handle:
-            data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TinySaverInputError(f"annotation file {path} is not valid json: {error}") from None
+    data = read_json(path, "annotation file")
     missing = [key for key in ("images", "categories", "annotations") if not isinstance(data, dict) or key not in data]
     if missing:
         raise TinySaverInputError(f"annotation file {path} is not a COCO instances file: missing {missing}")

@@ -26,6 +26,7 @@ import numpy as np
 from tinysaver_det.detection.dataset import bbox_problem, is_finite_number, is_int
 from tinysaver_det.detection.types import Detections
 from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.io import read_json
 
 _SHOWN_PROBLEMS = 5
 
@@ -159,12 +160,7 @@ def _columns_valid(columns: ResultColumns, image_ids: np.ndarray, category_ids: 
 
 def _read_list(path: str | Path) -> tuple[Path, list]:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"results file not found: {path}")
-    try:
-        entries = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TinySaverInputError(f"results file {path} is not valid json: {error}") from None
+    entries = read_json(path, "results file")
     if not isinstance(entries, list):
         raise TinySaverInputError(f"results file {path} must hold a json list of detections, got {type(entries).__name__}")
     return path, entries
