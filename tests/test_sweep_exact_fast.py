@@ -145,6 +145,8 @@ def test_the_compiled_walk_over_exit_sets_equals_the_general_accumulation(case):
         one_by_one = np.array([s["AP"] for s in metric._merged.summaries(selections, keys=("AP",))])
         np.testing.assert_allclose(walked, one_by_one, rtol=0, atol=1e-12)
         assert np.array_equal(nested_ap(metric._merged, k, masks, 0, 2), walked)
+        for workers in (2, 3, 7):  # ranges of sets walked in threads: the same values, bit for bit
+            assert np.array_equal(nested_ap(metric._merged, k, masks, 0, 2, workers=workers), walked)
     shuffled = masks[np.random.default_rng(0).permutation(len(masks))[:40]]  # not a chain: the general path
     assert not is_chain(shuffled)
     np.testing.assert_allclose(metric.subset_many("saver", shuffled), metric.subset_many("saver", masks)[

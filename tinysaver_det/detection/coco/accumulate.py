@@ -316,6 +316,7 @@ class _MergedEvaluations:
                 rows, columns = np.nonzero(tp | fp)
                 parts[area].append((rows, where[columns], tp[rows, columns]))
         self.anchors = np.flatnonzero(special).astype(index)  # [U] the matched dts' global positions
+        self.anchor_category = category[self.anchors]  # [U] their category indices (ascending)
         self.events = []
         for area in range(n_areas):
             rows = np.concatenate([part[0] for part in parts[area]])

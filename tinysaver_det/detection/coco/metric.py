@@ -38,7 +38,8 @@ class CocoCascadeMetric:
         n_models: number of models K.
         n_samples: number of images I.
         image_ids: [I] the image id of each mask position.
-        workers: processes that score many routings at once (``*_many``); results do not depend on it.
+        workers: processes that score many routings at once (``*_many``), threads for r_match's chain of
+            exit sets (:func:`~tinysaver_det.detection.coco.nested.nested_ap`); results do not depend on it.
 
     >>> from tinysaver_det.detection.types import Detections
     >>> gt = load_ground_truth({"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 1}], "annotations": [
@@ -118,7 +119,7 @@ class CocoCascadeMetric:
         masks = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
         (_, _, _, area, max_det), = (stat for stat in _resolve_stats(self._merged.params) if stat[0] == self.primary)
         if area is not None and max_det is not None and is_chain(masks):
-            values = nested_ap(self._merged, k, masks, area, max_det)  # r_match's exit sets, in one walk
+            values = nested_ap(self._merged, k, masks, area, max_det, self.workers)  # r_match's exit sets, in one walk
             if values is not None:
                 return values
         selections = np.zeros((len(masks), self.n_models, self.n_samples), dtype=bool)

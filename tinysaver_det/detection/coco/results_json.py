@@ -6,8 +6,9 @@ by hand) are therefore checked here first, each problem named with the file, the
 and the value.
 
 A results json of a COCO-sized run holds about a million entries, so the checks run on columns
-(numpy over all entries at once, :func:`load_results_columns`); only a file that fails them is
-walked entry by entry, to name the entries at fault. The columns keep each ``bbox`` as the
+(numpy over all entries at once, :func:`load_results_columns`), read by the compiled reader of
+:mod:`~tinysaver_det.detection.coco.results_scan` where it can; only a file that fails them is
+read with ``json.loads`` and walked entry by entry, to name the entries at fault. The columns keep each ``bbox`` as the
 ``[x, y, w, h]`` it was written: pycocotools' ``loadRes`` computes IoUs and areas (``w * h``) from
 exactly those numbers, and a round trip through corners (``x2 - x1``) can move ``w`` by one float
 step, enough to move a box across the 32² or 96² area limit.
@@ -23,6 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from tinysaver_det.detection.coco.results_scan import scan_results_file
 from tinysaver_det.detection.dataset import bbox_problem, is_finite_number, is_int
 from tinysaver_det.detection.types import Detections
 from tinysaver_det.errors import TinySaverInputError
@@ -189,9 +191,14 @@ def load_results_columns(path: str | Path, image_ids: Iterable[int], category_id
     >>> load_results_columns(path, [1], [3]).boxes_xywh.tolist()
     [[0.01, 0.0, 32.0, 32.0]]
     """
-    path, entries = _read_list(path)
     image_ids = np.unique(np.fromiter(image_ids, dtype=np.int64))
     category_ids = np.unique(np.fromiter(category_ids, dtype=np.int64))
+    scanned = scan_results_file(path)
+    if scanned is not None:
+        columns = ResultColumns(*scanned)
+        if _columns_valid(columns, image_ids, category_ids):
+            return columns
+    path, entries = _read_list(path)
     columns = _fast_columns(entries)
     if columns is not None and _columns_valid(columns, image_ids, category_ids):
         return columns
