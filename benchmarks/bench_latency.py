@@ -10,6 +10,7 @@ interleaved runs, so a busy machine disturbs all of them alike.
 
     nice -n 10 python benchmarks/bench_latency.py                      # demo pico -> s, 64 images
     python benchmarks/bench_latency.py --saver yolov8n.pt --base yolov8x.pt --images DIR --imgsz 640
+    python benchmarks/bench_latency.py --devices cuda:0 --half      # fp32 and fp16 on the GPU
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main(argv=None) -> None:
     parser.add_argument("--imgsz", type=int, help="inference size; default: each model's own")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--devices", nargs="+", help="default: cpu, and cuda:0 when there is one")
+    parser.add_argument("--half", action="store_true", help="also time fp16 inference on each CUDA device")
     args = parser.parse_args(argv)
 
     import torch
@@ -77,12 +79,14 @@ def main(argv=None) -> None:
     batches = sorted({1, args.batch})
     print(f"{len(images)} images from {folder}, saver {args.saver} -> base {args.base}, t = {args.t}, "
           f"best of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    for device in devices:
-        cascade = TinySaver(args.saver, args.base, args.t, device=device, imgsz=args.imgsz)
+    runs = [(device, False) for device in devices]
+    runs += [(device, True) for device in devices if args.half and device.startswith("cuda")]
+    for device, half in runs:
+        cascade = TinySaver(args.saver, args.base, args.t, device=device, half=half, imgsz=args.imgsz)
         result = measure(cascade, images, batches, args.repeats)
         best, r = result["best"], result["exit_ratio"]
         print(f"\n{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else "")
-              + f": exit ratio r = {r:.3f}")
+              + (", fp16" if half else "") + f": exit ratio r = {r:.3f}")
         print("| batch | T_S saver ms/img | T_B base ms/img | ideal T_S+(1-r)T_B | cascade ms/img | cascade / ideal |")
         print("|---|---|---|---|---|---|")
         for b in batches:

@@ -194,6 +194,21 @@ def test_resuming_a_two_process_run_in_one_process_is_refused(two_processes, mix
     assert "torchrun --nproc_per_node 2" in err
 
 
+@pytest.mark.slow
+def test_an_input_error_of_a_two_process_job_is_printed_once(two_processes, mixed_sizes, tmp_path):
+    """Other settings on --resume: every rank stops together, with one line (rank 0's) for the job."""
+    out = shutil.copytree(two_processes[0], tmp_path / "run")
+    args = [a if a != "0.25" else "0.5" for a in mixed_sizes]  # --t 0.5: not the run's settings
+    result = subprocess.run([*TWO_PROCESSES, *args, "--out", str(out), "--resume"], env=ENV, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("error: rank 0: cannot resume") and "other settings (threshold: 0.25" in errors[0]
+    # torchrun prints its own traceback (ChildFailedError) when a process fails; none comes from ours
+    assert not [line for line in result.stderr.splitlines() if 'File "' in line and "tinysaver_det" in line]
+
+
 # Fast checks of the pieces (no model runs).
 
 
@@ -371,6 +386,61 @@ def test_the_torchrun_environment_is_read_and_checked(monkeypatch):
     with pytest.raises(TinySaverInputError, match="WORLD_SIZE must be an integer, got 'two'"):
         environment_context()
     assert rank_device("cuda", DistContext(1, 4, 1, "nccl")) == "cuda:1"
+
+
+def test_a_cuda_rank_without_its_gpu_is_refused_before_the_process_group_starts(monkeypatch):
+    """Two nccl ranks on a one-GPU node: rank 1 would need cuda:1. One line, no CUDA error from deep inside."""
+    import torch
+    import torch.distributed as dist
+
+    from tinysaver_det.distributed import process_group
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: pytest.fail("set_device was called"))
+    monkeypatch.setattr(dist, "init_process_group", lambda *a, **k: pytest.fail("init_process_group was called"))
+    with pytest.raises(TinySaverInputError, match=r"rank 1 \(LOCAL_RANK 1\) needs cuda:1, but this node has 1 GPU"):
+        with process_group("0"):
+            pass
+
+
+def test_an_error_raised_on_every_rank_is_printed_by_rank_zero_alone(monkeypatch, capsys):
+    from tinysaver_det.errors import EveryRankInputError, exit_code_of
+
+    def every_rank():
+        raise EveryRankInputError("rank 0: cannot resume runs/x; rank 1: cannot resume runs/x")
+
+    def this_rank():
+        raise TinySaverInputError("rank 1 (LOCAL_RANK 1) needs cuda:1")
+
+    monkeypatch.setenv("RANK", "1")
+    assert exit_code_of(every_rank) == 2 and capsys.readouterr().err == ""
+    assert exit_code_of(this_rank) == 2 and capsys.readouterr().err == "error: rank 1 (LOCAL_RANK 1) needs cuda:1\n"
+    monkeypatch.setenv("RANK", "0")
+    assert exit_code_of(every_rank) == 2
+    assert capsys.readouterr().err == "error: rank 0: cannot resume runs/x; rank 1: cannot resume runs/x\n"
+
+
+def test_an_interrupted_torchrun_job_is_resumed_with_torchrun(monkeypatch, capsys):
+    """SIGTERM reaches every rank: rank 0 prints the command, with the job's number of processes."""
+    from tinysaver_det.cli.options import interrupted, resume_command
+
+    argv = ["/site/tinysaver_det/__main__.py", "eval", "--t", "0.3", "--overwrite"]
+    assert resume_command(argv, {"WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8"}) == (
+        "torchrun --nnodes 2 --nproc_per_node 8 <the job's rendezvous flags> -m tinysaver_det eval --t 0.3 --resume")
+    assert resume_command(["tools/eval_coco.py", "--resume"], {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}) == (
+        "torchrun --standalone --nproc_per_node 2 tools/eval_coco.py --resume")
+    monkeypatch.setattr(sys, "argv", argv)
+    for name, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert interrupted("runs/x") == 130 and capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert interrupted("runs/x") == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "  torchrun --standalone --nproc_per_node 2 -m tinysaver_det eval --t 0.3 --resume")
 
 
 def test_one_process_raises_its_own_error_unchanged():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterator
 
-from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.errors import EveryRankInputError, TinySaverInputError
 
 #: How long a collective waits for the slowest rank. A sharded run meets at a barrier after every
 #: rank's shard, and shards can take hours longer than each other (more images routed to the base,
@@ -91,11 +91,13 @@ class DistContext:
             if error is not None and not self.sharded:
                 raise error  # one process: the error as it was raised, type and all
             failed = [] if error is None else [(self.rank, str(error))]
+            kind = TinySaverInputError
         else:
             messages = self.gather(None if error is None else str(error))
             failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+            kind = EveryRankInputError  # every rank raises this same message: rank 0 prints it
         if failed:
-            raise TinySaverInputError("; ".join(f"rank {rank}: {message}" for rank, message in failed))
+            raise kind("; ".join(f"rank {rank}: {message}" for rank, message in failed))
 
 
 SINGLE_PROCESS = DistContext()
@@ -190,6 +192,12 @@ def process_group(device: str | None = "cpu", timeout: timedelta = DEFAULT_TIMEO
     if backend == "nccl":
         if not torch.cuda.is_available():
             raise TinySaverInputError(f"--device {device} asks for CUDA, but torch sees no GPU on this node")
+        if context.local_rank >= torch.cuda.device_count():
+            raise TinySaverInputError(
+                f"rank {context.rank} (LOCAL_RANK {context.local_rank}) needs cuda:{context.local_rank}, but this node "
+                f"has {torch.cuda.device_count()} GPU(s): start at most that many processes per node "
+                "(torchrun --nproc_per_node), one per GPU"
+            )
         torch.cuda.set_device(context.local_rank)
     started_here = not dist.is_initialized()
     if started_here:

@@ -10,6 +10,7 @@ message says how to resume it). Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -23,7 +24,19 @@ class TinySaverInputError(ValueError):
     """
 
 
+class EveryRankInputError(TinySaverInputError):
+    """The same input error raised on every rank of a ``torchrun`` job at once (each rank learned the
+    others' errors through the process group): rank 0 alone prints it, so a job of N processes says it
+    once, not N times. The exit code is 2 on every rank."""
+
+
 INPUT_ERRORS = (FileNotFoundError, TinySaverInputError)
+
+
+def torchrun_rank() -> int:
+    """This process's ``RANK`` under torchrun, 0 without it (or when it is not a number)."""
+    text = os.environ.get("RANK", "")
+    return int(text) if text.isdigit() else 0
 
 
 def exit_code_of(main: Callable[..., object], *args) -> int:
@@ -39,7 +52,8 @@ def exit_code_of(main: Callable[..., object], *args) -> int:
     try:
         result = main(*args)
     except INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+        if not isinstance(error, EveryRankInputError) or torchrun_rank() == 0:
+            print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # no space, no permission, not a directory...: on an input or an output
         print(f"error: {os_error_message(error)}", file=sys.stderr)

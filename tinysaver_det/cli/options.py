@@ -23,13 +23,13 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from tinysaver_det import assets
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE, validate_threshold
 from tinysaver_det.detection.cache import COST_UNITS, SPLITS
 from tinysaver_det.detection.routers import resolve_router
-from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.errors import TinySaverInputError, torchrun_rank
 
 #: Where ``predict-coco`` writes the demo ladder's records by default (see its docstring).
 DEMO_RECORDS = "runs/demo"
@@ -281,19 +281,39 @@ def cache_inputs(args: argparse.Namespace) -> tuple[Path, dict[str, Path]]:
     return Path(args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS)), parse_model_specs(args.model)
 
 
-def resume_command(argv: list[str] | None = None) -> str:
+def resume_command(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> str:
     """The command line of this process with ``--resume`` (and without ``--overwrite``), to paste.
 
-    >>> resume_command(["tools/eval_coco.py", "--t", "0.3", "--overwrite"])
+    Under torchrun (``WORLD_SIZE`` > 1 in ``environ``, default ``os.environ``) it is a torchrun
+    command with the job's number of processes per node (and nodes): a sharded run resumes only with
+    the number of processes that cut its shards.
+
+    >>> resume_command(["tools/eval_coco.py", "--t", "0.3", "--overwrite"], environ={})
     'python tools/eval_coco.py --t 0.3 --resume'
+    >>> resume_command(["/x/tinysaver_det/__main__.py", "eval"], environ={"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"})
+    'torchrun --standalone --nproc_per_node 2 -m tinysaver_det eval --resume'
     """
     argv = list(sys.argv if argv is None else argv)
-    program = "python -m tinysaver_det" if argv[0].endswith("__main__.py") else f"python {argv[0]}"
+    environ = os.environ if environ is None else environ
+    module = argv[0].endswith("__main__.py")
     rest = [a for a in argv[1:] if a != "--overwrite"]
-    return " ".join([program, *map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])])
+    tail = [*map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])]
+    world = int(environ.get("WORLD_SIZE", "1")) if environ.get("WORLD_SIZE", "1").isdigit() else 1
+    if world <= 1:
+        return " ".join(["python -m tinysaver_det" if module else f"python {argv[0]}", *tail])
+    per_node = environ.get("LOCAL_WORLD_SIZE", "")
+    nodes = world // int(per_node) if per_node.isdigit() and int(per_node) > 0 else None
+    if nodes == 1:
+        launcher = f"torchrun --standalone --nproc_per_node {per_node}"
+    else:  # several nodes: the rendezvous flags are torchrun's own, not visible to a worker
+        launcher = (f"torchrun --nnodes {nodes or '<nodes>'} --nproc_per_node {per_node or '<processes>'} "
+                    "<the job's rendezvous flags>")
+    return " ".join([launcher, "-m tinysaver_det" if module else argv[0], *tail])
 
 
 def interrupted(out) -> int:
     """Say where a run stopped by Ctrl-C or SIGTERM left its finished batches and how to resume it; the exit code."""
-    print(f"\ninterrupted: the finished batches are in {out}; continue with:\n  {resume_command()}", file=sys.stderr)
+    if torchrun_rank() == 0:  # under torchrun every rank is stopped; rank 0 says how to go on
+        print(f"\ninterrupted: the finished batches are in {out}; continue with:\n  {resume_command()}",
+              file=sys.stderr)
     return 130

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -84,7 +84,8 @@ class CachedModel:
         seconds: (N,) model seconds per image (the batch's time divided by its size).
         results: the results list as read from a COCO results json, when the model came from one:
             it is what gets evaluated, boxes as written (``[x, y, w, h]``, as pycocotools' ``loadRes``),
-            while ``detections`` (xyxy) serve the routers.
+            while ``detections`` (xyxy) serve the routers. A :class:`PredictionCache` evaluates it
+            and keeps its models without it.
         sha256: the model's weights sha256 as the predictions' provenance records it (None: not recorded);
             routers trained on its answers record it.
     """
@@ -176,11 +177,12 @@ class PredictionCache:
             ids = [d.image_id for d in model.detections]
             if ids != self.image_ids.tolist():
                 raise ValueError(f"{model.name}: records must follow the ground truth's image order")
-        self.models = tuple(models)
         self.notes = tuple(notes)
         self.evaluations = tuple(
             evaluate_images(ground_truth, m.results if m.results is not None else m.detections) for m in models
         )
+        # A results list is read for the evaluation alone; not keeping it leaves one copy of the boxes.
+        self.models = tuple(replace(m, results=None) if m.results is not None else m for m in models)
         self._per_image_ap: dict[int, np.ndarray] = {}
 
     @property

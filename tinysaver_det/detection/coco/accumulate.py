@@ -305,16 +305,19 @@ class _MergedEvaluations:
             size = len(evaluation.dt_score)
             where = position[offset:offset + size]
             offset += size
-            matched = evaluation.dt_match_offset >= 0  # [A×T×d]
-            counted = ~evaluation.dt_ignore
-            matched_somewhere = matched.any(axis=(0, 1))
-            special[where] = matched_somewhere
-            in_range[:, where] = counted[:, 0, :]  # read for never-matched dts only
+            # One area at a time and only the columns of dts matched somewhere: no [A×T×d] temporaries.
+            matched_somewhere = np.zeros(size, dtype=bool)
             for area in range(n_areas):
-                tp = matched[area] & counted[area] & matched_somewhere
-                fp = ~matched[area] & counted[area] & matched_somewhere
-                rows, columns = np.nonzero(tp | fp)
-                parts[area].append((rows, where[columns], tp[rows, columns]))
+                matched_somewhere |= (evaluation.dt_match_offset[area] >= 0).any(axis=0)
+            special[where] = matched_somewhere
+            in_range[:, where] = ~evaluation.dt_ignore[:, 0, :]  # read for never-matched dts only
+            columns = np.flatnonzero(matched_somewhere)
+            for area in range(n_areas):
+                matched = evaluation.dt_match_offset[area][:, columns] >= 0  # [T×m]
+                counted = ~evaluation.dt_ignore[area][:, columns]
+                tp = matched & counted
+                rows, picked = np.nonzero(tp | (~matched & counted))
+                parts[area].append((rows, where[columns[picked]], tp[rows, picked]))
         self.anchors = np.flatnonzero(special).astype(index)  # [U] the matched dts' global positions
         self.anchor_category = category[self.anchors]  # [U] their category indices (ascending)
         self.events = []

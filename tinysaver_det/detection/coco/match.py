@@ -108,7 +108,8 @@ def _greedy_match(
     dt_xywh: np.ndarray,
     params: CocoParams,
 ) -> np.ndarray:
-    """``evaluateImg``'s greedy matching for every (image, category) group at once: [A×T×D] gt index, -1 if none.
+    """``evaluateImg``'s greedy matching for every (image, category) group at once: [A×T×D] the matched gt's
+    position counted from its group's first gt (int16 when every group has fewer than 32767 gts), -1 if none.
 
     pycocotools walks each group's dts in score order and gives each the best still-free gt. Groups do
     not share gts, so step ``d`` handles the dt of rank ``d`` of every group together. For one dt, its
@@ -140,7 +141,8 @@ def _greedy_match(
     steps = np.searchsorted(dt_rank[pair_dt], np.arange(params.max_dets[-1] + 1))
 
     free = np.ones((len(ground_truth.ids), n_areas, len(thresholds)), dtype=bool)
-    matched_gt = np.full((n_areas, len(thresholds), n_dts), -1, dtype=np.int32)
+    largest = int(np.bincount(gt_group).max()) if len(gt_group) else 0
+    matched = np.full((n_areas, len(thresholds), n_dts), -1, dtype=np.int16 if largest < 2**15 - 1 else np.int32)
     for start, stop in zip(steps[:-1], steps[1:]):
         if start == stop:
             continue
@@ -151,9 +153,9 @@ def _greedy_match(
         best = np.maximum.reduceat(key, np.flatnonzero(new_dt), axis=0)
         pair, area, threshold = np.nonzero((key == best[np.cumsum(new_dt) - 1]) & (key >= 0))
         winner = gts[pair]
-        matched_gt[area, threshold, dts[pair]] = winner
+        matched[area, threshold, dts[pair]] = winner - first[dts[pair]]
         free[winner, area, threshold] = ground_truth.iscrowd[winner]  # a crowd gt takes any number of dts
-    return matched_gt
+    return matched
 
 
 def evaluate_images(
@@ -207,25 +209,23 @@ def evaluate_images(
     keep, group, rank = keep[within], group[within], rank[within]
 
     gt_ignore = ground_truth.iscrowd | _out_of_range(ground_truth.areas, params)
-    matched_gt = _greedy_match(ground_truth, gt_ignore, group, rank, xywh[keep], params)
-    matched = matched_gt >= 0
-    ignored_gt = np.empty(matched.shape, dtype=bool)
-    for area in range(len(gt_ignore)):  # one area at a time: no [A×T×D] index temporary
-        ignored_gt[area] = gt_ignore[area][np.maximum(matched_gt[area], 0)]
-    ignored_gt &= matched
-    if (ground_truth.ids == 0).any():  # a match to gt id 0 is no match for pycocotools
-        matched &= ~np.isin(matched_gt, np.flatnonzero(ground_truth.ids == 0))
-        matched_gt = np.where(matched, matched_gt, -1)
     # The matched gt relative to its group's first gt: a small number, stored in 2 bytes.
+    offset = _greedy_match(ground_truth, gt_ignore, group, rank, xywh[keep], params)
     gt_group = ground_truth.category_index * len(ground_truth.image_ids) + ground_truth.image_index
     first_gt = np.searchsorted(gt_group, group, side="left")
-    largest = int(np.bincount(gt_group).max()) if len(gt_group) else 0
-    matched_gt -= first_gt.astype(matched_gt.dtype)  # in place: no second [A×T×D] array
-    matched_gt[~matched] = -1
-    offset = matched_gt.astype(np.int16 if largest < 2**15 - 1 else np.int32)
-    del matched_gt
+    first_gt_32 = first_gt.astype(np.int32)
+    dt_ignore = np.empty(offset.shape, dtype=bool)
     out_of_range = _out_of_range(xywh[keep, 2] * xywh[keep, 3], params)
-    dt_ignore = ignored_gt | (~matched & out_of_range[:, None, :])
+    zero_id = np.flatnonzero(ground_truth.ids == 0)
+    for area in range(len(gt_ignore)):  # one area at a time: no [A×T×D] temporaries
+        matched = offset[area] >= 0
+        matched_gt = np.where(matched, offset[area] + first_gt_32, 0)
+        ignored_gt = gt_ignore[area][matched_gt] & matched
+        if zero_id.size:  # a match to gt id 0 is no match for pycocotools
+            zero = matched & np.isin(matched_gt, zero_id)
+            matched &= ~zero
+            offset[area][zero] = -1
+        np.logical_or(ignored_gt, ~matched & out_of_range[area], out=dt_ignore[area])
     return PerImageEval(
         ground_truth=ground_truth,
         params=params,
