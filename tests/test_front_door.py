@@ -308,6 +308,26 @@ def test_a_device_this_machine_lacks_is_one_line_before_anything_is_written(tmp_
         assert not out.exists()
 
 
+def test_half_on_the_cpu_is_refused_in_one_line_before_anything_is_written(tmp_path, capsys):
+    """Ultralytics would run fp32 on the CPU without a word; the run would not be the one asked for."""
+    from tinysaver_det.adapters import create_detector
+    from tinysaver_det.cli import main
+
+    commands = (["predict", "--source", str(tmp_path)], ["eval", "--limit", "2"], ["predict-coco", "--weights", "demo:n"],
+                ["multistage-run", "--weights", "demo:pico", "demo:n", "--t", "0.3"])
+    for command in commands:
+        out = tmp_path / "out" / command[0]
+        with pytest.raises(SystemExit) as stop:  # a usage error: usage lines, then one error line
+            main([*command, "--out", str(out), "--device", "cpu", "--half"])
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith(("usage:", " "))]
+        assert stop.value.code == 2 and len(err) == 1, err
+        assert err[0].endswith("error: --half (fp16) needs a GPU, and the device is the CPU; drop --half or pass "
+                               "--device 0"), err
+        assert not out.exists()
+    with pytest.raises(TinySaverInputError, match="needs a GPU"):
+        create_detector("demo:pico", None, half=True)  # the library's default device is the CPU too
+
+
 def test_op_and_the_settings_it_gives_are_not_taken_together(capsys):
     from tinysaver_det.cli import main
 

@@ -190,7 +190,7 @@ class TinySaver:
         min_score: score floor of the confidence (boxes below it do not count; they stay in the answer).
         device: ``cpu``, ``cuda``, ``cuda:N``, ``N``; default: ``cuda:0`` when there is one, else ``cpu``.
             A device this machine lacks is refused.
-        half: fp16 inference of the Ultralytics models (GPU).
+        half: fp16 inference of the Ultralytics models (needs a GPU; refused on the CPU).
         imgsz: inference size of the Ultralytics models; default: each model's training size.
         class_map: ``{saver class name: base class name}`` for classes named differently.
 

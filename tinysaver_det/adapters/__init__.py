@@ -35,6 +35,19 @@ def resolve_weights(weights):
     return weights
 
 
+def check_half(half: bool, device: str | None) -> None:
+    """Refuse fp16 on the CPU (``device`` None is the CPU): Ultralytics would run fp32 there without a
+    word, and the run would not be the one asked for.
+
+    >>> check_half(True, "0"), check_half(False, "cpu")
+    (None, None)
+    """
+    if half and str(device or "cpu").strip().lower() == "cpu":
+        from tinysaver_det.errors import TinySaverInputError
+
+        raise TinySaverInputError("--half (fp16) needs a GPU, and the device is the CPU; drop --half or pass --device 0")
+
+
 def create_detector(weights, category_ids_by_name: Mapping[str, int] | None = None, **options):
     """Build the adapter that fits ``weights``.
 
@@ -47,6 +60,7 @@ def create_detector(weights, category_ids_by_name: Mapping[str, int] | None = No
     """
     options = {key: value for key, value in options.items() if value is not None}
     weights = resolve_weights(weights)
+    check_half(options.get("half", False), options.get("device"))
     if is_mmdet_config(weights):
         from tinysaver_det.adapters.mmdet import MMDetDetector
 

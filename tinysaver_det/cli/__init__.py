@@ -24,6 +24,7 @@ from typing import Sequence
 
 from tinysaver_det.errors import exit_code_of
 from tinysaver_det.framework_warnings import silence_framework_warnings
+from tinysaver_det.cli.options import check_run_options
 
 #: Subcommand -> module under ``tinysaver_det.cli`` (the table of the command line; add a row to add one).
 COMMANDS = {
@@ -91,6 +92,7 @@ def parse_command(name: str, argv: Sequence[str] | None = None) -> argparse.Name
     check = getattr(command_module(name), "check", None)
     if check is not None:
         check(built[name], args)
+    check_run_options(built[name], args)
     return args
 
 

@@ -207,6 +207,17 @@ def check_operating_point(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error(f"--op gives the saver, base, t and confidence; drop {', '.join(given)}")
 
 
+def check_run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options of :func:`add_run_options` that do not go together (usage error): ``--half`` on the CPU."""
+    from tinysaver_det.adapters import check_half
+
+    if hasattr(args, "half"):
+        try:
+            check_half(args.half, args.device)
+        except TinySaverInputError as error:
+            parser.error(str(error))
+
+
 def add_run_options(
     parser: argparse.ArgumentParser, out: str | None, resume: bool = False, out_help: str = "run directory"
 ) -> None:
@@ -215,7 +226,7 @@ def add_run_options(
     parser.add_argument("--batch", type=positive_int_argument, default=32, help="images per batch (default 32)")
     parser.add_argument("--device", type=device_argument, default="cpu",
                         help="torch device: cpu (default), cuda, cuda:N, N, mps; one this machine lacks is refused")
-    parser.add_argument("--half", action="store_true", help="fp16 inference of the Ultralytics models (GPU)")
+    parser.add_argument("--half", action="store_true", help="fp16 inference of the Ultralytics models (needs a GPU: refused with --device cpu)")
     if out is None:
         parser.add_argument("--out", required=True, help=out_help)
     else:
