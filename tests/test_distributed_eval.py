@@ -407,20 +407,18 @@ def test_a_cuda_rank_without_its_gpu_is_refused_before_the_process_group_starts(
             pass
 
 
-def test_an_error_raised_on_every_rank_is_printed_by_rank_zero_alone(monkeypatch, capsys):
+def test_an_error_raised_on_every_rank_is_printed_by_rank_zero_alone(capsys):
     from tinysaver_det.errors import EveryRankInputError, exit_code_of
 
-    def every_rank():
-        raise EveryRankInputError("rank 0: cannot resume runs/x; rank 1: cannot resume runs/x")
+    def every_rank(rank):  # as DistContext.raise_if_any raises it on each rank
+        raise EveryRankInputError("rank 0: cannot resume runs/x; rank 1: cannot resume runs/x", printed_here=rank == 0)
 
     def this_rank():
         raise TinySaverInputError("rank 1 (LOCAL_RANK 1) needs cuda:1")
 
-    monkeypatch.setenv("RANK", "1")
-    assert exit_code_of(every_rank) == 2 and capsys.readouterr().err == ""
+    assert exit_code_of(every_rank, 1) == 2 and capsys.readouterr().err == ""
     assert exit_code_of(this_rank) == 2 and capsys.readouterr().err == "error: rank 1 (LOCAL_RANK 1) needs cuda:1\n"
-    monkeypatch.setenv("RANK", "0")
-    assert exit_code_of(every_rank) == 2
+    assert exit_code_of(every_rank, 0) == 2
     assert capsys.readouterr().err == "error: rank 0: cannot resume runs/x; rank 1: cannot resume runs/x\n"
 
 

@@ -19,7 +19,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from tinysaver_det.errors import EveryRankInputError, TinySaverInputError
 
@@ -90,21 +90,26 @@ class DistContext:
         if self.backend is None:  # no process group: this process knows its own error only
             if error is not None and not self.sharded:
                 raise error  # one process: the error as it was raised, type and all
-            failed = [] if error is None else [(self.rank, str(error))]
-            kind = TinySaverInputError
-        else:
-            messages = self.gather(None if error is None else str(error))
-            failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
-            kind = EveryRankInputError  # every rank raises this same message: rank 0 prints it
-        if failed:
-            raise kind("; ".join(f"rank {rank}: {message}" for rank, message in failed))
+            if error is not None:
+                raise TinySaverInputError(f"rank {self.rank}: {error}")
+            return
+        messages = self.gather(None if error is None else str(error))
+        failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+        if failed:  # every rank raises this same message; rank 0 prints it
+            raise EveryRankInputError("; ".join(f"rank {rank}: {message}" for rank, message in failed),
+                                      printed_here=self.is_main)
 
 
 SINGLE_PROCESS = DistContext()
 
 
-def _environment_int(name: str, default: int) -> int:
-    text = os.environ.get(name)
+def environment_int(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
+    """The integer torchrun put in variable ``name`` of ``environ`` (default ``os.environ``), or ``default``.
+
+    Raises:
+        TinySaverInputError: the variable is set but not an integer.
+    """
+    text = (os.environ if environ is None else environ).get(name)
     if text is None or text == "":
         return default
     try:
@@ -113,15 +118,16 @@ def _environment_int(name: str, default: int) -> int:
         raise TinySaverInputError(f"environment variable {name} must be an integer, got {text!r}") from None
 
 
-def environment_context() -> DistContext:
-    """Rank, world size and local rank as ``torchrun`` sets them (rank 0 of 1 without it); no backend yet.
+def environment_context(environ: Mapping[str, str] | None = None) -> DistContext:
+    """Rank, world size and local rank as ``torchrun`` sets them in ``environ`` (default ``os.environ``;
+    rank 0 of 1 without torchrun); no backend yet.
 
     Raises:
         TinySaverInputError: the variables are not integers, or the rank is outside the world.
     """
-    world_size = _environment_int("WORLD_SIZE", 1)
-    rank = _environment_int("RANK", 0)
-    local_rank = _environment_int("LOCAL_RANK", 0)
+    world_size = environment_int("WORLD_SIZE", 1, environ)
+    rank = environment_int("RANK", 0, environ)
+    local_rank = environment_int("LOCAL_RANK", 0, environ)
     if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
         raise TinySaverInputError(
             f"inconsistent torchrun environment: RANK={rank}, WORLD_SIZE={world_size}, LOCAL_RANK={local_rank}"

@@ -10,7 +10,6 @@ message says how to resume it). Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -26,17 +25,15 @@ class TinySaverInputError(ValueError):
 
 class EveryRankInputError(TinySaverInputError):
     """The same input error raised on every rank of a ``torchrun`` job at once (each rank learned the
-    others' errors through the process group): rank 0 alone prints it, so a job of N processes says it
-    once, not N times. The exit code is 2 on every rank."""
+    others' errors through the process group): one rank prints it (``printed_here``: rank 0), so a job
+    of N processes says it once, not N times. The exit code is 2 on every rank."""
+
+    def __init__(self, message: str, *, printed_here: bool) -> None:
+        super().__init__(message)
+        self.printed_here = printed_here
 
 
 INPUT_ERRORS = (FileNotFoundError, TinySaverInputError)
-
-
-def torchrun_rank() -> int:
-    """This process's ``RANK`` under torchrun, 0 without it (or when it is not a number)."""
-    text = os.environ.get("RANK", "")
-    return int(text) if text.isdigit() else 0
 
 
 def exit_code_of(main: Callable[..., object], *args) -> int:
@@ -52,7 +49,7 @@ def exit_code_of(main: Callable[..., object], *args) -> int:
     try:
         result = main(*args)
     except INPUT_ERRORS as error:
-        if not isinstance(error, EveryRankInputError) or torchrun_rank() == 0:
+        if not isinstance(error, EveryRankInputError) or error.printed_here:
             print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # no space, no permission, not a directory...: on an input or an output

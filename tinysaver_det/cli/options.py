@@ -29,7 +29,8 @@ from tinysaver_det import assets
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE, validate_threshold
 from tinysaver_det.detection.cache import COST_UNITS, SPLITS
 from tinysaver_det.detection.routers import resolve_router
-from tinysaver_det.errors import TinySaverInputError, torchrun_rank
+from tinysaver_det.distributed import environment_context, environment_int
+from tinysaver_det.errors import TinySaverInputError
 
 #: Where ``predict-coco`` writes the demo ladder's records by default (see its docstring).
 DEMO_RECORDS = "runs/demo"
@@ -305,15 +306,14 @@ def resume_command(argv: list[str] | None = None, environ: Mapping[str, str] | N
     'torchrun --standalone --nproc_per_node 2 -m tinysaver_det eval --resume'
     """
     argv = list(sys.argv if argv is None else argv)
-    environ = os.environ if environ is None else environ
     module = argv[0].endswith("__main__.py")
     rest = [a for a in argv[1:] if a != "--overwrite"]
     tail = [*map(shlex.quote, rest), *([] if "--resume" in rest else ["--resume"])]
-    world = int(environ.get("WORLD_SIZE", "1")) if environ.get("WORLD_SIZE", "1").isdigit() else 1
+    world = environment_context(environ).world_size
     if world <= 1:
         return " ".join(["python -m tinysaver_det" if module else f"python {argv[0]}", *tail])
-    per_node = environ.get("LOCAL_WORLD_SIZE", "")
-    nodes = world // int(per_node) if per_node.isdigit() and int(per_node) > 0 else None
+    per_node = environment_int("LOCAL_WORLD_SIZE", 0, environ)
+    nodes = world // per_node if per_node > 0 else None
     if nodes == 1:
         launcher = f"torchrun --standalone --nproc_per_node {per_node}"
     else:  # several nodes: the rendezvous flags are torchrun's own, not visible to a worker
@@ -324,7 +324,7 @@ def resume_command(argv: list[str] | None = None, environ: Mapping[str, str] | N
 
 def interrupted(out) -> int:
     """Say where a run stopped by Ctrl-C or SIGTERM left its finished batches and how to resume it; the exit code."""
-    if torchrun_rank() == 0:  # under torchrun every rank is stopped; rank 0 says how to go on
+    if environment_context().is_main:  # under torchrun every rank is stopped; rank 0 says how to go on
         print(f"\ninterrupted: the finished batches are in {out}; continue with:\n  {resume_command()}",
               file=sys.stderr)
     return 130

@@ -107,9 +107,11 @@ def _greedy_match(
     dt_rank: np.ndarray,
     dt_xywh: np.ndarray,
     params: CocoParams,
-) -> np.ndarray:
-    """``evaluateImg``'s greedy matching for every (image, category) group at once: [A×T×D] the matched gt's
-    position counted from its group's first gt (int16 when every group has fewer than 32767 gts), -1 if none.
+) -> tuple[np.ndarray, np.ndarray]:
+    """``evaluateImg``'s greedy matching for every (image, category) group at once.
+
+    Returns ``(offset, first)``: [A×T×D] the matched gt's position counted from its group's first gt
+    (int16 when every group has fewer than 32767 gts), -1 if none; and [D] each dt's group's first gt.
 
     pycocotools walks each group's dts in score order and gives each the best still-free gt. Groups do
     not share gts, so step ``d`` handles the dt of rank ``d`` of every group together. For one dt, its
@@ -155,7 +157,7 @@ def _greedy_match(
         winner = gts[pair]
         matched[area, threshold, dts[pair]] = winner - first[dts[pair]]
         free[winner, area, threshold] = ground_truth.iscrowd[winner]  # a crowd gt takes any number of dts
-    return matched
+    return matched, first
 
 
 def evaluate_images(
@@ -210,9 +212,7 @@ def evaluate_images(
 
     gt_ignore = ground_truth.iscrowd | _out_of_range(ground_truth.areas, params)
     # The matched gt relative to its group's first gt: a small number, stored in 2 bytes.
-    offset = _greedy_match(ground_truth, gt_ignore, group, rank, xywh[keep], params)
-    gt_group = ground_truth.category_index * len(ground_truth.image_ids) + ground_truth.image_index
-    first_gt = np.searchsorted(gt_group, group, side="left")
+    offset, first_gt = _greedy_match(ground_truth, gt_ignore, group, rank, xywh[keep], params)
     first_gt_32 = first_gt.astype(np.int32)
     dt_ignore = np.empty(offset.shape, dtype=bool)
     out_of_range = _out_of_range(xywh[keep, 2] * xywh[keep, 3], params)

@@ -25,10 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-try:  # optional: the compiled walk
-    import numba
-except ImportError:  # pragma: no cover - exercised where numba is absent
-    numba = None
+from tinysaver_det.detection.coco.compiled import AVAILABLE, compiled
 
 __all__ = ["nested_ap", "is_chain"]
 
@@ -38,6 +35,7 @@ def is_chain(masks: np.ndarray) -> bool:
     return bool(len(masks) < 2 or not (masks[:-1] & ~masks[1:]).any())
 
 
+@compiled
 def _walk(first_set, stop_set, arrival_order, arrival_start, event_segment, true_positive, anchor, segment_start, n_categories,
           category_anchor_start, changed, plain_cut_start, plain_start, npig, recall_thresholds):
     """AP of sets ``first_set .. stop_set - 1``: see :func:`nested_ap` (this is the loop numba compiles).
@@ -119,16 +117,6 @@ def _walk(first_set, stop_set, arrival_order, arrival_start, event_segment, true
     return out
 
 
-_compiled = None
-
-
-def _compiled_walk():
-    global _compiled
-    if _compiled is None:
-        _compiled = numba.njit(cache=True, nogil=True)(_walk)
-    return _compiled
-
-
 def nested_ap(merged, model: int, masks: np.ndarray, area: int, max_det: int, workers: int = 1) -> np.ndarray | None:
     """AP (all IoU thresholds, one area, one maxDets) of one model alone on each set of a chain.
 
@@ -143,7 +131,7 @@ def nested_ap(merged, model: int, masks: np.ndarray, area: int, max_det: int, wo
     Returns:
         [P] AP per set (-1 where no category has gts), or None when numba is not installed.
     """
-    if numba is None:
+    if not AVAILABLE:
         return None
     masks = np.asarray(masks, dtype=bool)
     n_sets, n_images = masks.shape
@@ -179,7 +167,6 @@ def nested_ap(merged, model: int, masks: np.ndarray, area: int, max_det: int, wo
     changed[event_arrival, events.segment[usable] % n_categories] = True
     changed[plain_arrival[chosen], merged.anchor_category[merged.plain_start[chosen]]] = True
     category_anchor_start = np.searchsorted(merged.anchor_category, np.arange(n_categories + 1))
-    walk = _compiled_walk()
     arguments = (
         by_arrival, arrival_start, events.segment[usable].astype(np.int32),
         events.true_positive[usable], events.anchor[usable].astype(np.int32),
@@ -187,11 +174,11 @@ def nested_ap(merged, model: int, masks: np.ndarray, area: int, max_det: int, wo
         merged.plain_start[chosen].astype(np.int32), npig, np.asarray(params.recall_thresholds, dtype=np.float64),
     )
     if workers <= 1 or n_sets < 2:
-        return walk(0, n_sets, *arguments)
+        return _walk(0, n_sets, *arguments)
     # Ranges of equal work: a set costs about the events it holds (later sets hold more).
     work = np.cumsum(arrival_start[1:] + n_segments, dtype=np.float64)
     cuts = np.unique(np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1]))
     cuts = np.concatenate([[0], cuts[(cuts > 0) & (cuts < n_sets)], [n_sets]])
     with ThreadPoolExecutor(len(cuts) - 1) as pool:
-        parts = pool.map(lambda first, stop: walk(first, stop, *arguments), cuts[:-1], cuts[1:])
+        parts = pool.map(lambda first, stop: _walk(first, stop, *arguments), cuts[:-1], cuts[1:])
         return np.concatenate(list(parts))

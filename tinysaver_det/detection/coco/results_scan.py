@@ -26,10 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-try:  # optional: the compiled reader
-    import numba
-except ImportError:  # pragma: no cover - exercised where numba is absent
-    numba = None
+from tinysaver_det.detection.coco.compiled import AVAILABLE, compiled
 
 __all__ = ["MIN_COMPILED_BYTES", "scan_results_file"]
 
@@ -54,18 +51,12 @@ _IMAGE_ID_BYTES, _CATEGORY_ID_BYTES, _BBOX_BYTES, _SCORE_BYTES = map(_ascii, ("i
 _TRUE_BYTES, _FALSE_BYTES, _NULL_BYTES = map(_ascii, ("true", "false", "null"))
 
 
-def _compiled(function):
-    """``function`` compiled by numba on its first call (and cached on disk); as written without numba,
-    where :func:`scan_results_file` never calls it."""
-    return numba.njit(cache=True, nogil=True)(function) if numba is not None else function
-
-
-@_compiled
+@compiled
 def _is_space(byte) -> bool:
     return byte == 32 or byte == 10 or byte == 13 or byte == 9
 
 
-@_compiled
+@compiled
 def _skip_space(buf, i):
     n = len(buf)
     while i < n and _is_space(buf[i]):
@@ -73,12 +64,12 @@ def _skip_space(buf, i):
     return i
 
 
-@_compiled
+@compiled
 def _is_digit(byte) -> bool:
     return 48 <= byte <= 57
 
 
-@_compiled
+@compiled
 def _number(buf, i):
     """Parse the json number at ``i`` (json's grammar: ``-?(0|[1-9]\\d*)(\\.\\d+)?([eE][-+]?\\d+)?``).
 
@@ -142,7 +133,7 @@ def _number(buf, i):
     return j, True, is_integer, negative, mantissa, exponent, exact
 
 
-@_compiled
+@compiled
 def _exact_float(is_integer, negative, mantissa, exponent, exact):
     """(True, value) when Clinger's fast path gives the correctly rounded value, else (False, 0.0)."""
     if not exact or mantissa > _MAX_EXACT_INTEGER:
@@ -163,7 +154,7 @@ def _exact_float(is_integer, negative, mantissa, exponent, exact):
     return True, -value if negative else value
 
 
-@_compiled
+@compiled
 def _spells(buf, start, stop, word):
     """True when buf[start:stop] holds exactly the bytes of ``word`` (a uint8 array)."""
     if stop - start != len(word) or stop > len(buf):
@@ -174,7 +165,7 @@ def _spells(buf, start, stop, word):
     return True
 
 
-@_compiled
+@compiled
 def _key(buf, start, stop):
     """Which of the four keys the bytes buf[start:stop] spell, or _OTHER."""
     if _spells(buf, start, stop, _IMAGE_ID_BYTES):
@@ -188,7 +179,7 @@ def _key(buf, start, stop):
     return _OTHER
 
 
-@_compiled
+@compiled
 def _string_end(buf, i):
     """The index after the closing quote of the plain ASCII string opening at ``i``, or -1."""
     n = len(buf)
@@ -203,7 +194,7 @@ def _string_end(buf, i):
     return -1
 
 
-@_compiled
+@compiled
 def _literal_end(buf, i):
     """The index after ``true``, ``false`` or ``null`` at ``i``, or -1."""
     for word in (_TRUE_BYTES, _FALSE_BYTES, _NULL_BYTES):
@@ -212,7 +203,7 @@ def _literal_end(buf, i):
     return -1
 
 
-@_compiled
+@compiled
 def _float_into(buf, i, numbers, slot, slow_slot, slow_start, slow_stop, n_slow):
     """Parse a number at ``i`` into ``numbers[slot]``; a number off the fast path is queued as text.
 
@@ -232,7 +223,7 @@ def _float_into(buf, i, numbers, slot, slow_slot, slow_start, slow_stop, n_slow)
     return end, n_slow
 
 
-@_compiled
+@compiled
 def _scan(buf, image_ids, category_ids, numbers, slow_slot, slow_start, slow_stop):
     """Fill the columns from ``buf``; returns (entries, slow numbers), entries -1 when json.loads must read it.
 
@@ -330,7 +321,7 @@ def _scan(buf, image_ids, category_ids, numbers, slow_slot, slow_start, slow_sto
     return count, n_slow
 
 
-@_compiled
+@compiled
 def _gather_text(buf, starts, stops, width):
     """The bytes of each queued number, zero-padded to ``width`` (a numpy ``S<width>`` array's buffer)."""
     out = np.zeros((len(starts), width), dtype=np.uint8)
@@ -348,7 +339,7 @@ def scan_results_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndar
     The values are the ones ``json.loads`` gives, bit for bit; they are not range-checked here.
     """
     path = Path(path)
-    if numba is None or not path.is_file() or path.stat().st_size < MIN_COMPILED_BYTES:
+    if not AVAILABLE or not path.is_file() or path.stat().st_size < MIN_COMPILED_BYTES:
         return None
     buf = np.fromfile(path, dtype=np.uint8)
     capacity = int(np.count_nonzero(buf == ord("{")))  # every entry opens one object
