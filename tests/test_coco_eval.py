@@ -283,6 +283,19 @@ def test_gt_with_id_zero_is_never_matched(small_data):
     assert reference.stats[0] < 1.0
 
 
+def test_a_dt_on_an_ignored_gt_with_id_zero_at_low_iou_thresholds_only(small_data):
+    """pycocotools ignores such a dt where it matched (IoU 0.88: thresholds up to 0.85) and counts it as a
+    false positive above; the matched-somewhere split of the accumulation must not read one threshold."""
+    data = copy.deepcopy(small_data)
+    data["annotations"][0].update(id=0, bbox=[10, 10, 20, 20], area=1500.0)  # small box, ignored in "small"
+    data["annotations"][1].update(bbox=[100, 100, 20, 20], area=400.0)
+    detections = [Detections(1, [[10, 10, 30, 27.6], [100, 100, 120, 120]], [0.9, 0.8], [1, 1])]
+    ours, reference = assert_matches_pycocotools(data, detections)
+    small = reference.eval["precision"][:, :, 0, 1, 2]  # [T×R] category 1, area small, maxDets 100
+    np.testing.assert_allclose(small[:8, :51], 1.0)  # recall up to 0.5: ignored up to IoU 0.85,
+    np.testing.assert_allclose(small[8:, :51], 0.5)  # a false positive before the true one above
+
+
 def test_more_than_max_dets_per_image_category(small_data):
     rng = np.random.default_rng(0)
     corners = rng.uniform(0, 150, size=(30, 2))

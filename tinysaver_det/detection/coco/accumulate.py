@@ -265,7 +265,8 @@ class _MergedEvaluations:
 
     What a selection costs: a true positive's precision needs the selected true and false positives
     before it. The dts matched at some (area, IoU threshold) are few; they are kept per area as
-    sparse events (:class:`_AreaEvents`). The rest (most dts of a YOLO-style results list) are never
+    sparse events (:class:`_AreaEvents`), with the rare dts whose ignore flag depends on the threshold
+    (a voided match to a gt with id 0). The rest (most dts of a YOLO-style results list) are never
     matched, so in an area they are a false positive at every threshold or ignored; their counts
     before each matched dt are kept up to date from one selection to the next (:class:`_PlainCounts`).
     Nothing of the size of all dts is touched per selection once the first one is counted.
@@ -305,13 +306,17 @@ class _MergedEvaluations:
             size = len(evaluation.dt_score)
             where = position[offset:offset + size]
             offset += size
-            # One area at a time and only the columns of dts matched somewhere: no [A×T×d] temporaries.
-            matched_somewhere = np.zeros(size, dtype=bool)
+            # The dts kept as events: those matched somewhere, and those whose dtIgnore changes with the
+            # IoU threshold (a match pycocotools voids, to a gt with id 0, leaves the dt ignored where it
+            # matched an ignored gt and counted above). Any other dt is ignored at every threshold or at
+            # none, as its area says. One area at a time, only their columns: no [A×T×d] temporaries.
+            as_events = np.zeros(size, dtype=bool)
             for area in range(n_areas):
-                matched_somewhere |= (evaluation.dt_match_offset[area] >= 0).any(axis=0)
-            special[where] = matched_somewhere
-            in_range[:, where] = ~evaluation.dt_ignore[:, 0, :]  # read for never-matched dts only
-            columns = np.flatnonzero(matched_somewhere)
+                ignore = evaluation.dt_ignore[area]
+                as_events |= (evaluation.dt_match_offset[area] >= 0).any(axis=0) | (ignore != ignore[:1]).any(axis=0)
+            special[where] = as_events
+            in_range[:, where] = ~evaluation.dt_ignore[:, 0, :]  # read for the other dts only
+            columns = np.flatnonzero(as_events)
             for area in range(n_areas):
                 matched = evaluation.dt_match_offset[area][:, columns] >= 0  # [T×m]
                 counted = ~evaluation.dt_ignore[area][:, columns]
