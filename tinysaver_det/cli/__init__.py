@@ -2,7 +2,7 @@
 
 One module per subcommand, each with the same four names:
 
-* ``DESCRIPTION`` (its ``--help`` text, line breaks kept) and ``HELP`` (one line for the list);
+* ``DESCRIPTION``: its ``--help`` text, line breaks kept (its one line in the list is in :data:`SUMMARIES`);
 * ``add_arguments(parser)``: its options, the shared groups taken from :mod:`tinysaver_det.cli.options`;
 * ``check(parser, args)`` (optional): checks across options, reported with ``parser.error``;
 * ``run(args)``: the work, through library functions; returns the exit code.
