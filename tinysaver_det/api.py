@@ -243,10 +243,11 @@ class TinySaver:
 
         point = read_operating_point(path)
         device = check_device(device if device is not None else default_device())
-        features = router_needs_saver_features(point.confidence_option())
+        confidence = point.confidence_option()  # once: a router file is stat-ed and sha256-hashed on each call
+        features = router_needs_saver_features(confidence)
         models = {role: point.build_model(role, None, device=device, half=half, features=features and role == "saver")
                   for role in ("base", "saver")}
-        return cls(models["saver"], models["base"], point.t, confidence=point.confidence_option(),
+        return cls(models["saver"], models["base"], point.t, confidence=confidence,
                    min_score=point.min_score, device=device, class_map=point.saver.get("class_map"))
 
     def predict(self, source, *, conf: float = 0.25, stream: bool = False, batch: int = 1,

@@ -2,7 +2,7 @@
 
 One module per subcommand, each with the same four names:
 
-* ``DESCRIPTION`` (its ``--help`` text, line breaks kept) and ``HELP`` (one line for the list);
+* ``DESCRIPTION``: its ``--help`` text, line breaks kept (its one line in the list is in :data:`SUMMARIES`);
 * ``add_arguments(parser)``: its options, the shared groups taken from :mod:`tinysaver_det.cli.options`;
 * ``check(parser, args)`` (optional): checks across options, reported with ``parser.error``;
 * ``run(args)``: the work, through library functions; returns the exit code.
@@ -24,7 +24,6 @@ from typing import Sequence
 
 from tinysaver_det.errors import exit_code_of
 from tinysaver_det.framework_warnings import silence_framework_warnings
-from tinysaver_det.cli.options import check_run_options
 
 #: Subcommand -> module under ``tinysaver_det.cli`` (the table of the command line; add a row to add one).
 COMMANDS = {
@@ -87,6 +86,10 @@ def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, di
 
 def parse_command(name: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the options of subcommand ``name`` alone (``argv`` without the subcommand), with its checks."""
+    # Imported here, not at the top: options pulls in the COCO reader and the cache, which ``--help``
+    # and the subcommand list do not need (the subcommands import it themselves when they build).
+    from tinysaver_det.cli.options import check_run_options
+
     parser, built = build_parser(name)
     args = parser.parse_args([name, *(sys.argv[1:] if argv is None else argv)])
     check = getattr(command_module(name), "check", None)

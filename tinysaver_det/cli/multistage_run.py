@@ -55,6 +55,16 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.detection.runner import evaluate_multistage
     from tinysaver_det.errors import TinySaverInputError
 
+    # The exit rules need only the options: check them before the dataset is read and the K models are
+    # built, so that a wrong --confidence count fails at once instead of after every model has loaded.
+    confidences = args.confidence * len(args.t) if len(args.confidence) == 1 else args.confidence
+    if len(confidences) != len(args.t):
+        raise TinySaverInputError(f"--confidence: {len(confidences)} given for {len(args.t)} thresholds (one per "
+                                  "stage but the last, or one for all)")
+    try:
+        rules = [ExitPolicy(t, confidence, args.min_score) for t, confidence in zip(args.t, confidences)]
+    except ValueError as error:
+        raise TinySaverInputError(str(error)) from None
     dataset = CocoDataset(*dataset_paths(args))
     if args.part != "all":
         calibration, held_out = split_image_ids(dataset.image_ids, args.split, args.seed)
@@ -63,12 +73,7 @@ def run(args: argparse.Namespace) -> int:
         create_detector(w, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device, half=args.half)
         for w in args.weights
     ]
-    confidences = args.confidence * len(args.t) if len(args.confidence) == 1 else args.confidence
-    if len(confidences) != len(args.t):
-        raise TinySaverInputError(f"--confidence: {len(confidences)} given for {len(args.t)} thresholds (one per "
-                                  "stage but the last, or one for all)")
     try:
-        rules = [ExitPolicy(t, confidence, args.min_score) for t, confidence in zip(args.t, confidences)]
         cascade = MultiStageCascade(stages, rules)
     except ValueError as error:
         raise TinySaverInputError(str(error)) from None

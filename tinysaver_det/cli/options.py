@@ -8,8 +8,9 @@ Groups:
 * :func:`add_confidence_options`: ``--confidence --min-score`` (the exit rule's confidence);
 * :func:`add_run_options`: ``--batch --device --half --out [--resume --overwrite] --quiet`` (every
   subcommand that runs a model; :func:`tinysaver_det.cli.main` refuses a missing ``--device`` first);
-* :func:`add_cache_options`: ``--ann --model --split --seed --cost``, the cached predictions of the
-  offline studies (:mod:`tinysaver_det.detection.cache`);
+* :func:`add_cache_options`: ``--ann --model --split --seed --cost [--saver --base]``, the cached
+  predictions of the offline studies (:mod:`tinysaver_det.detection.cache`), read with
+  :func:`cache_inputs` (and :func:`cache_pair` for the saver and base among them);
 * :func:`resume_command`, :func:`interrupted`: the command line that resumes an interrupted run.
 
 Nothing here imports a framework: the offline subcommands build their parsers from it.
@@ -264,9 +265,14 @@ def parse_model_specs(specs: Sequence[str] | None, default_names: Sequence[str] 
 
 
 def add_cache_options(
-    parser: argparse.ArgumentParser, cost_help: str = "cost: counted GFLOPs (default) or measured latency (ms per image)"
+    parser: argparse.ArgumentParser, cost_help: str = "cost: counted GFLOPs (default) or measured latency (ms per image)",
+    pair: bool = False,
 ) -> None:
-    """The dataset, models, split and cost options of the offline studies over cached predictions."""
+    """The dataset, models, split and cost options of the offline studies over cached predictions.
+
+    ``pair=True`` adds ``--saver --base``: two of the cached models by name (default: the first and the
+    last), read with :func:`cache_pair`. Not :func:`add_detector_options`, where they name weights files.
+    """
     parser.add_argument("--ann", help="COCO annotation json; default: demo val annotations")
     parser.add_argument("--model", action="append", metavar="NAME=PREDICTIONS.jsonl",
                         help=f"a model's cached predictions, cheapest first (repeat); default: {DEMO_RECORDS} "
@@ -275,6 +281,9 @@ def add_cache_options(
                         help="calibration/held-out split: parity (odd ids calibrate; default) or a seeded permutation")
     parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
     parser.add_argument("--cost", choices=sorted(COST_UNITS), default="gflops", help=cost_help)
+    if pair:
+        parser.add_argument("--saver", help="saver model name (default: the first model)")
+        parser.add_argument("--base", help="base model name (default: the last model)")
 
 
 def chosen_model(value: str | None, default: str | None, names: Sequence[str], option: str) -> str | None:
@@ -291,6 +300,22 @@ def chosen_model(value: str | None, default: str | None, names: Sequence[str], o
 def cache_inputs(args: argparse.Namespace) -> tuple[Path, dict[str, Path]]:
     """The annotation file and ``{name: predictions file}`` named by :func:`add_cache_options`."""
     return Path(args.ann or assets.asset_path(assets.DEMO_ANNOTATIONS)), parse_model_specs(args.model)
+
+
+def cache_pair(args: argparse.Namespace) -> tuple[Path, dict[str, Path], str, str]:
+    """:func:`cache_inputs` and the saver and base named by ``add_cache_options(pair=True)``.
+
+    Returns:
+        ``(ann, models, saver, base)``; the saver defaults to the first model, the base to the last.
+
+    Raises:
+        TinySaverInputError: a ``--saver`` or ``--base`` that is none of the models (:func:`chosen_model`).
+    """
+    ann, models = cache_inputs(args)
+    names = list(models)
+    saver = chosen_model(args.saver, names[0], names, "--saver")
+    base = chosen_model(args.base, names[-1], names, "--base")
+    return ann, models, saver, base
 
 
 def resume_command(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> str:

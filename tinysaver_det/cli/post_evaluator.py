@@ -27,9 +27,7 @@ use it with ``--confidence OUT/features_router.json``).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_cache_options(parser)
-    parser.add_argument("--saver", help="saver model name (default: the first model)")
-    parser.add_argument("--base", help="base model name (default: the last model)")
+    add_cache_options(parser, pair=True)
     parser.add_argument("--splits", type=positive_int_argument, default=5,
                         help="random calibration/held-out splits of the comparison (permutation seeds F..F+N-1)")
     parser.add_argument("--first-seed", type=int, default=0,
@@ -44,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tinysaver_det.cli.options import cache_inputs, chosen_model
+    from tinysaver_det.cli.options import cache_pair
     from tinysaver_det.core.tables import to_markdown, write_csv
     from tinysaver_det.detection.cache import load_splits
     from tinysaver_det.detection.post_evaluator import fit_feature_router, gain_target
@@ -57,10 +55,7 @@ def run(args: argparse.Namespace) -> int:
         summary_table,
     )
 
-    ann, models = cache_inputs(args)
-    names = list(models)
-    saver = chosen_model(args.saver, names[0], names, "--saver")
-    base = chosen_model(args.base, names[-1], names, "--base")
+    ann, models, saver, base = cache_pair(args)
     out = Path(args.out)
     ablations = {} if args.no_ablation else {"features[outputs]": ("outputs",),
                                              "features[candidates+pooled]": ("candidates", "pooled"),

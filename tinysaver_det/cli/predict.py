@@ -17,7 +17,6 @@ video, a webcam index, a stream URL. --conf only filters the boxes written: the 
 the saver's boxes at the evaluation settings (conf 0.001), so it does not depend on --conf. A folder
 run that was stopped continues with --resume (an unfinished video is redone whole).
 """
-HELP = "run the cascade on any images or video: predictions.jsonl, summary.json, drawn images"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

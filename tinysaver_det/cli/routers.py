@@ -27,9 +27,7 @@ Elsewhere::
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_cache_options(parser)
-    parser.add_argument("--saver", help="saver model name (default: the first model)")
-    parser.add_argument("--base", help="base model name (default: the last model)")
+    add_cache_options(parser, pair=True)
     parser.add_argument("--reference", help="static model to compare with (default: the middle one of 3 models)")
     parser.add_argument("--levels", type=levels_argument, default=101,
                         help="cut points per curve (0: every distinct confidence)")
@@ -43,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tinysaver_det.cli.options import cache_inputs, chosen_model
+    from tinysaver_det.cli.options import cache_pair, chosen_model
     from tinysaver_det.core.tables import to_markdown, write_csv
     from tinysaver_det.detection.cache import COST_UNITS, load_cache, load_splits
     from tinysaver_det.detection.studies.router_comparison import (
@@ -55,10 +53,8 @@ def run(args: argparse.Namespace) -> int:
         router_table,
     )
 
-    ann, models = cache_inputs(args)
+    ann, models, saver, base = cache_pair(args)
     names = list(models)
-    saver = chosen_model(args.saver, names[0], names, "--saver")
-    base = chosen_model(args.base, names[-1], names, "--base")
     reference = chosen_model(args.reference, names[1] if len(names) == 3 else None, names, "--reference")
     unit = COST_UNITS[args.cost]
     levels = args.levels or None
