@@ -48,6 +48,7 @@ import numpy as np
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
 from tinysaver_det.detection.routers import (
     FEATURE_NAMES,
+    _sigmoid,  # the one overflow-free logistic; its input here is float64 already (predicted_gain casts)
     check_router_saver,
     detection_features,
     feature_flops,
@@ -148,10 +149,6 @@ def captured_gain(predicted_gain, gain, shares: Sequence[float] = ROUTED_SHARES)
         attainable = best[:m].sum()
         values.append(by_prediction[:m].sum() / attainable if attainable > 0 else 1.0)
     return float(np.mean(values))
-
-
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
 
 
 @dataclass(frozen=True)
