@@ -36,7 +36,6 @@ numpy and the standard library only; router files are json.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from itertools import product
@@ -56,6 +55,7 @@ from tinysaver_det.detection.routers import (
 )
 from tinysaver_det.detection.saver_features import CANDIDATE_NAMES
 from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.io import atomic_write_text, strict_json_dumps
 
 #: The feature blocks a :class:`FeatureRouter` can read.
 BLOCKS = ("outputs", "candidates", "pooled")
@@ -292,11 +292,17 @@ class FeatureRouter:
         )
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the router as json; returns the path.
+
+        Written as :meth:`LogisticRouter.save <tinysaver_det.detection.routers.LogisticRouter.save>`
+        writes its file: through the one atomic writer (a crash leaves the old file or the whole new
+        one), as strict JSON. A router from :func:`fit_feature_router` holds no NaN (a non-finite fit
+        gives a NaN spread, which the constructor refuses); a hand-made one with a NaN is refused here
+        (:class:`~tinysaver_det.io.NonFiniteJsonError`, naming the field) rather than written as a
+        ``NaN`` token most JSON readers reject.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, strict_json_dumps(self.to_dict(), indent=2) + "\n")
         return path
 
 
