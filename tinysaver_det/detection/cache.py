@@ -184,6 +184,7 @@ class PredictionCache:
         # A results list is read for the evaluation alone; not keeping it leaves one copy of the boxes.
         self.models = tuple(replace(m, results=None) if m.results is not None else m for m in models)
         self._per_image_ap: dict[int, np.ndarray] = {}
+        self._model_metrics: dict[int, dict[str, float]] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -217,9 +218,16 @@ class PredictionCache:
         raise ValueError(f"unknown cost unit {unit!r}; choose one of {sorted(COST_UNITS.values())}")
 
     def model_metrics(self, model: str | int) -> dict[str, float]:
-        """The 12 COCO stats of one model alone on every image."""
+        """The 12 COCO stats of one model alone on every image.
+
+        Memoised per model, like :meth:`per_image_ap`: the studies ask for the same model's stats
+        several times (each reference, each split's summary), and each call re-accumulates the
+        whole split. A copy is returned, so a caller that edits its dict cannot change the cache.
+        """
         k = self.index(model)
-        return summarize_selections(self.evaluations[k], np.ones((1, self.n_images), dtype=bool))[0]
+        if k not in self._model_metrics:
+            self._model_metrics[k] = summarize_selections(self.evaluations[k], np.ones((1, self.n_images), dtype=bool))[0]
+        return dict(self._model_metrics[k])
 
     def per_image_ap(self, model: str | int) -> np.ndarray:
         """``(N,)`` COCO AP of one model on each image evaluated alone; -1 on an image without ground truth."""

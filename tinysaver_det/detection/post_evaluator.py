@@ -36,7 +36,6 @@ numpy and the standard library only; router files are json.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from itertools import product
@@ -48,6 +47,7 @@ import numpy as np
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
 from tinysaver_det.detection.routers import (
     FEATURE_NAMES,
+    _sigmoid,  # the one overflow-free logistic; its input here is float64 already (predicted_gain casts)
     check_router_saver,
     detection_features,
     feature_flops,
@@ -55,6 +55,7 @@ from tinysaver_det.detection.routers import (
 )
 from tinysaver_det.detection.saver_features import CANDIDATE_NAMES
 from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.io import atomic_write_text, strict_json_dumps
 
 #: The feature blocks a :class:`FeatureRouter` can read.
 BLOCKS = ("outputs", "candidates", "pooled")
@@ -148,10 +149,6 @@ def captured_gain(predicted_gain, gain, shares: Sequence[float] = ROUTED_SHARES)
         attainable = best[:m].sum()
         values.append(by_prediction[:m].sum() / attainable if attainable > 0 else 1.0)
     return float(np.mean(values))
-
-
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
 
 
 @dataclass(frozen=True)
@@ -295,11 +292,17 @@ class FeatureRouter:
         )
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the router as json; returns the path.
+
+        Written as :meth:`LogisticRouter.save <tinysaver_det.detection.routers.LogisticRouter.save>`
+        writes its file: through the one atomic writer (a crash leaves the old file or the whole new
+        one), as strict JSON. A router from :func:`fit_feature_router` holds no NaN (a non-finite fit
+        gives a NaN spread, which the constructor refuses); a hand-made one with a NaN is refused here
+        (:class:`~tinysaver_det.io.NonFiniteJsonError`, naming the field) rather than written as a
+        ``NaN`` token most JSON readers reject.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, strict_json_dumps(self.to_dict(), indent=2) + "\n")
         return path
 
 
@@ -317,6 +320,20 @@ def gain_target(saver_ap, base_ap) -> np.ndarray:
     saver_ap = np.asarray(saver_ap, dtype=np.float64)
     base_ap = np.asarray(base_ap, dtype=np.float64)
     return np.where((saver_ap < 0) | (base_ap < 0), 0.0, base_ap - saver_ap)
+
+
+def _choice_inputs(detections: Sequence, choices: Sequence[tuple[str, ...]], min_score: float) -> dict:
+    """``{blocks: (N, F) input matrix}`` for each block choice, each distinct block computed once.
+
+    Most default choices share the ``outputs`` block, whose :func:`detection_features` (an IoU
+    matrix per image) is the costly one; its matrix is built once and joined to each choice's other
+    blocks in the choice's order, giving the same values as stacking :func:`block_values` per choice.
+    """
+    per_block = {
+        block: np.stack([block_values(d, (block,), min_score) for d in detections])
+        for block in dict.fromkeys(b for blocks in choices for b in blocks)
+    }
+    return {blocks: np.hstack([per_block[b] for b in blocks]) for blocks in choices}
 
 
 def _fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
@@ -351,7 +368,7 @@ def fit_feature_router(
     if not choices:
         raise TinySaverInputError("no feature block can be read: the detections carry no saver features")
     recipe, saver, n_values = saver_features_of(detections, ("candidates",)) if has_features else ("", None, 0)
-    inputs = {blocks: np.stack([block_values(d, blocks, min_score) for d in detections]) for blocks in choices}
+    inputs = _choice_inputs(detections, choices, min_score)
     fold = _fold_ids(len(gain), folds, seed)
     table = []
     for blocks, alpha in product(choices, alphas):

@@ -27,7 +27,6 @@ numpy and the standard library only; router files are json (no pickle).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from tinysaver_det.core.policy import (
 )
 from tinysaver_det.core.router import Router, score_router
 from tinysaver_det.errors import TinySaverInputError
-from tinysaver_det.io import atomic_write_text, strict_json_dumps
+from tinysaver_det.io import atomic_write_text, read_json, strict_json_dumps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,15 +341,17 @@ def _router_kinds() -> dict:
 
 
 def load_router(path: str | os.PathLike) -> Router:
-    """Read a router file written by a router's ``save`` (json with a ``kind`` of :data:`ROUTER_KINDS`)."""
+    """Read a router file written by a router's ``save`` (json with a ``kind`` of :data:`ROUTER_KINDS`).
+
+    The file is read by the project's one json reader (:func:`tinysaver_det.io.read_json`), whose
+    errors are the ones this function gave: ``router file not found: <path>`` (``FileNotFoundError``)
+    and ``router file <path> is not valid json: <why>`` (a :class:`~tinysaver_det.errors.TinySaverInputError`,
+    a ``ValueError``, so a command line reports it as a wrong input).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"router file not found: {path}")
+    data = read_json(path, "router file")
     try:
-        data = json.loads(path.read_text())
         reader = _router_kinds()[data["kind"]]
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"router file {path} is not valid json: {error}") from None
     except (KeyError, TypeError):
         raise ValueError(f"router file {path} has no known 'kind'; known kinds: {sorted(_router_kinds())}") from None
     return reader.from_dict(data)

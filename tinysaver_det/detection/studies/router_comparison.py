@@ -32,6 +32,7 @@ import numpy as np
 
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE
 from tinysaver_det.core.router import Router
+from tinysaver_det.detection.post_evaluator import gain_target
 from tinysaver_det.detection.routers import LogisticRouter, feature_matrix, resolve_router
 from tinysaver_det.core.selection import r_match
 from tinysaver_det.core.cascade_model import COST, DEFERRED, StageRow, sweep
@@ -46,7 +47,7 @@ ORACLE = "oracle"
 def oracle_confidences(saver_quality, base_quality) -> np.ndarray:
     """Confidences that rank images by the base's per-image gain over the saver, smallest gain first.
 
-    ``gain = base_quality - saver_quality``; an image whose quality is -1 under either model (no
+    ``gain = base_quality - saver_quality`` (:func:`~tinysaver_det.detection.post_evaluator.gain_target`); an image whose quality is -1 under either model (no
     ground truth: per-image AP is undefined) has gain 0. Ties are broken by the saver's quality
     (better first), then by position. The result is ``1 - rank / N``: distinct values in (0, 1],
     so a threshold sweep cuts the ranking at every position.
@@ -58,7 +59,7 @@ def oracle_confidences(saver_quality, base_quality) -> np.ndarray:
     base = np.asarray(base_quality, dtype=np.float64).reshape(-1)
     if saver.shape != base.shape:
         raise ValueError(f"saver_quality ({saver.size}) and base_quality ({base.size}) must cover the same images")
-    gain = np.where((saver < 0) | (base < 0), 0.0, base - saver)
+    gain = gain_target(saver, base)
     order = np.lexsort((np.arange(len(gain)), -saver, gain))
     confidences = np.empty(len(gain), dtype=np.float64)
     confidences[order] = 1.0 - np.arange(len(gain)) / max(len(gain), 1)
@@ -66,9 +67,13 @@ def oracle_confidences(saver_quality, base_quality) -> np.ndarray:
 
 
 def router_labels(ladder: PredictionCache, saver, base) -> np.ndarray:
-    """``(N,)`` True where the saver's per-image AP is >= the base's (images without ground truth: True)."""
-    saver_ap, base_ap = ladder.per_image_ap(saver), ladder.per_image_ap(base)
-    return (saver_ap >= base_ap) | (saver_ap < 0) | (base_ap < 0)
+    """``(N,)`` True where the saver's per-image AP is >= the base's (images without ground truth: True).
+
+    That is: the base gains nothing on the image (:func:`~tinysaver_det.detection.post_evaluator.gain_target`
+    ``<= 0``), so the logistic router's label and the feature post-evaluator's and the oracle's gain
+    are one definition (for per-image APs, which are finite, ``base - saver <= 0`` exactly when ``saver >= base``).
+    """
+    return gain_target(ladder.per_image_ap(saver), ladder.per_image_ap(base)) <= 0
 
 
 def train_router(
