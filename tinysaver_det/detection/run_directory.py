@@ -105,10 +105,25 @@ def describe_dataset(dataset: CocoDataset) -> dict:
         "annotation_file": str(dataset.annotation_file.resolve()),
         "annotation_sha256": sha256_file(dataset.annotation_file),
         "image_dir": str(dataset.image_dir.resolve()),
+        **_describe_images(dataset),
+    }
+
+
+def _describe_images(dataset: CocoDataset) -> dict:
+    """The part of :func:`describe_dataset` that differs between a dataset and its subsets: its images."""
+    return {
         "limit": dataset.limit,
         "n_images": len(dataset),
         "image_ids_sha256": hashlib.sha256(json.dumps(dataset.image_ids).encode()).hexdigest(),
     }
+
+
+def describe_subset(description: dict, subset: CocoDataset) -> dict:
+    """``description`` (of a run over a dataset) for ``subset`` of that dataset (:meth:`CocoDataset.subset`,
+    which keeps its files and ``limit``), as :func:`describe_run` of ``subset`` would give it, keys in
+    the same order: a sharded run's rank describes its shard without hashing the annotation file again.
+    """
+    return {**description, **_describe_images(subset)}
 
 
 def describe_predictions(detector, dataset: CocoDataset, batch_size: int) -> dict:

@@ -21,14 +21,19 @@ No framework (torch, cv2, Ultralytics, mmdet): the offline tools import it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from tinysaver_det.detection.run_directory import BASE_PREDICTIONS, RECORDS, RUN_JSON, SAVER_PREDICTIONS
+from tinysaver_det.detection.run_directory import (
+    BASE_PREDICTIONS,
+    RECORDS,
+    RUN_JSON,
+    SAVER_PREDICTIONS,
+    predictions_run_json,
+)
 from tinysaver_det.errors import TinySaverInputError
-from tinysaver_det.io import read_jsonl, sha256_file
+from tinysaver_det.io import read_json, read_jsonl, sha256_file
 
 
 @dataclass(frozen=True)
@@ -93,10 +98,10 @@ def read_run_inputs(run_dir: str | Path) -> RunInputs:
     """
     run_dir = Path(run_dir)
     path = run_dir / RUN_JSON
-    if not path.is_file():
+    if not path.is_file():  # checked here, not by read_json: this message says what the folder is not
         raise FileNotFoundError(f"{run_dir} is not a run directory: it has no {RUN_JSON}")
+    recorded = read_json(path, "run description")
     try:
-        recorded = json.loads(path.read_text())
         annotation_file, sha256 = Path(recorded["annotation_file"]), str(recorded["annotation_sha256"])
         limit, n_images = recorded.get("limit"), int(recorded["n_images"])
     except (ValueError, KeyError, TypeError) as error:
@@ -137,15 +142,28 @@ def coverage_note(name: str, covered: int, total: int) -> str | None:
     return None if covered >= total else f"{name}: detections for {covered} of {total} images"
 
 
-#: Suffix of the metadata file ``predict-coco`` writes beside a predictions file (``x.jsonl`` -> ``x.run.json``).
-PROVENANCE_SUFFIX = ".run.json"
+#: The role of a cascade run's predictions files in its ``run.json`` (the entry that describes the model).
+_ROLES = {SAVER_PREDICTIONS: "saver", BASE_PREDICTIONS: "base"}
+
+
+def _provenance_source(path: Path) -> tuple[Path, str | None] | None:
+    """Where what produced the predictions file ``path`` is recorded, the one lookup of
+    :func:`prediction_provenance` and :func:`provenance_file`: ``(its own .run.json, None)``
+    (:func:`~tinysaver_det.detection.run_directory.predictions_run_json`), else, for a cascade run's
+    saver or base predictions, ``(the run's run.json, the role)``; None when neither file exists."""
+    own = predictions_run_json(path)
+    if own.is_file():
+        return own, None
+    run_json = path.parent / RUN_JSON
+    if path.name in _ROLES and run_json.is_file():
+        return run_json, _ROLES[path.name]
+    return None
 
 
 def _read_json_object(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise TinySaverInputError(f"{path} is not valid json ({error})") from None
+    """A provenance file's content, read by :func:`tinysaver_det.io.read_json` (its messages for a
+    missing or invalid file), refused unless it is a json object."""
+    data = read_json(path, "provenance file")
     if not isinstance(data, dict):
         raise TinySaverInputError(f"{path} is not a json object of this package")
     return data
@@ -160,26 +178,25 @@ def prediction_provenance(path: str | Path) -> dict | None:
     ``base`` entry is returned as ``model``, beside the run's annotation fields.
 
     Raises:
-        TinySaverInputError: the metadata file is not a json object.
+        TinySaverInputError: the metadata file is not valid json, or not a json object.
     """
-    path = Path(path)
-    own = path.with_suffix(PROVENANCE_SUFFIX)
-    if own.is_file():
-        return _read_json_object(own)
-    run_json = path.parent / RUN_JSON
-    roles = {SAVER_PREDICTIONS: "saver", BASE_PREDICTIONS: "base"}
-    if path.name in roles and run_json.is_file():
-        run = _read_json_object(run_json)
-        model = run.get(roles[path.name])
-        return {**run, "model": model if isinstance(model, dict) else None}
-    return None
+    source = _provenance_source(Path(path))
+    if source is None:
+        return None
+    file, role = source
+    recorded = _read_json_object(file)
+    if role is None:
+        return recorded
+    model = recorded.get(role)
+    return {**recorded, "model": model if isinstance(model, dict) else None}
 
 
 def provenance_file(path: str | Path) -> Path:
-    """The file :func:`prediction_provenance` read for ``path`` (for messages)."""
+    """The file :func:`prediction_provenance` read for ``path`` (for messages; the run directory's
+    ``run.json`` when neither file exists, where a cascade run would record it)."""
     path = Path(path)
-    own = path.with_suffix(PROVENANCE_SUFFIX)
-    return own if own.is_file() else path.parent / RUN_JSON
+    source = _provenance_source(path)
+    return source[0] if source else path.parent / RUN_JSON
 
 
 def recorded_weights_sha256(path: str | Path) -> str | None:

@@ -64,7 +64,9 @@ from tinysaver_det.detection.run_directory import (
     SAVER_PREDICTIONS,
     describe_multistage,
     describe_predictions,
+    cascade_streams,
     describe_run,
+    describe_subset,
     open_predictions_file,
     open_run,
     open_sharded_run,
@@ -124,8 +126,11 @@ def _decoded_batches(dataset: CocoDataset, batch_size: int, desc: str, progress:
     Yields:
         ``(infos, decoded, readable)``: the batch's images, their pixels or failed records, and the
         positions of the readable ones.
+
+    The batch size is checked by the public entry points (:func:`evaluate_cascade`,
+    :func:`predict_dataset`, :func:`evaluate_multistage`) before anything is opened, not here: a check
+    in this generator would only run at its first batch, after the run directory was written.
     """
-    _check_batch_size(batch_size)
     with tqdm(total=len(dataset), initial=start, desc=desc, unit="img", disable=not progress) as bar:
         for begin in range(start, len(dataset), batch_size):
             infos = dataset.images[begin : begin + batch_size]
@@ -223,7 +228,7 @@ def _evaluate_sharded(
     Locks: each rank holds its shard folder, rank 0 also ``out_dir`` (for the whole run, the merge included).
     """
     start = perf_counter()
-    description = describe_run(cascade, dataset, batch_size)
+    description = describe_run(cascade, dataset, batch_size)  # rank 0's run.json; every rank's shard is derived from it
     bounds = shard_bounds(len(dataset), batch_size, context.world_size)
     first, stop = bounds[context.rank]
     shard = dataset.subset(dataset.image_ids[first:stop])
@@ -239,7 +244,7 @@ def _evaluate_sharded(
         context.raise_if_any(error)
         try:
             locks.enter_context(RunLock(shard_out))
-            own = shard_description(describe_run(cascade, shard, batch_size), context.rank, context.world_size, (first, stop))
+            own = shard_description(describe_subset(description, shard), context.rank, context.world_size, (first, stop))
             done = open_run(shard_out, own, shard, resume=resume)
         except INPUT_ERRORS as raised:
             error = raised
@@ -263,13 +268,9 @@ def _merge_shards(out_dir: Path, dataset: CocoDataset, world_size: int, bounds, 
     that the records are one per image in dataset order and the predictions those the records imply."""
     shards = [shard_dir(out_dir, rank, world_size) for rank in range(world_size)]
     records = merge_jsonl([path / RECORDS for path in shards], out_dir / RECORDS, dataset.image_ids)
-    ran = [r for r in records if r["status"] == "ok"]
-    merge_jsonl([path / SAVER_PREDICTIONS for path in shards], out_dir / SAVER_PREDICTIONS, [r["image_id"] for r in ran])
-    merge_jsonl(
-        [path / BASE_PREDICTIONS for path in shards],
-        out_dir / BASE_PREDICTIONS,
-        [r["image_id"] for r in ran if full or not r["exited"]],
-    )
+    # the streams the records imply are the ones a resume repairs to (run_directory.cascade_streams): one rule
+    for name, image_ids in cascade_streams(records, full).items():
+        merge_jsonl([path / name for path in shards], out_dir / name, image_ids)
 
 
 def _records_in_order(out_dir: Path, dataset: CocoDataset) -> list[dict]:
