@@ -64,10 +64,16 @@ def create_detector(weights, category_ids_by_name: Mapping[str, int] | None = No
     if is_mmdet_config(weights):
         from tinysaver_det.adapters.mmdet import MMDetDetector
 
-        if options.pop("half", False):
-            from tinysaver_det.errors import TinySaverInputError
+        from tinysaver_det.errors import TinySaverInputError
 
+        # Options of the Ultralytics adapter that an mmdet model has no counterpart for: refused by name.
+        if options.pop("half", False):
             raise TinySaverInputError(f"{weights}: --half is not supported for mmdet models (fp32 only)")
+        if "imgsz" in options:
+            raise TinySaverInputError(f"{weights}: --imgsz sets an Ultralytics model's input size; an mmdet "
+                                      "model's comes from its config's test pipeline")
+        if options.pop("features", False):
+            raise TinySaverInputError(f"{weights}: an mmdet model captures no saver features (YOLO savers only)")
         return MMDetDetector(weights, category_ids_by_name, **options)
     from tinysaver_det.adapters.ultralytics import UltralyticsDetector
 
