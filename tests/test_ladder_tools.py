@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from tinysaver_det.detection.routers import LogisticRouter, load_router
+from tinysaver_det.detection.logistic_router import LogisticRouter
+
+from tinysaver_det.detection.router_files import load_router
 from tinysaver_det.cli.options import parse_model_specs
 from tinysaver_det.detection.cache import load_cache, load_splits, split_image_ids
 from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco

@@ -16,14 +16,9 @@ from tinysaver_det.core import (
     max_score,
     topk_mean_score,
 )
-from tinysaver_det.detection.routers import (
-    FEATURE_NAMES,
-    LogisticRouter,
-    detection_features,
-    feature_flops,
-    load_router,
-    resolve_router,
-)
+from tinysaver_det.detection.logistic_router import LogisticRouter
+from tinysaver_det.detection.output_features import FEATURE_NAMES, detection_features, feature_flops
+from tinysaver_det.detection.router_files import load_router, resolve_router
 from tinysaver_det.core.curves import curve_auc, curve_thresholds
 from tinysaver_det.detection.studies.router_comparison import evaluator_condition, oracle_confidences
 from tinysaver_det.core import StageRow

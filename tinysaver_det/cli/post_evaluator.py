@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.cli.options import cache_pair
     from tinysaver_det.core.tables import to_markdown, write_csv
     from tinysaver_det.detection.cache import load_splits
-    from tinysaver_det.detection.post_evaluator import fit_feature_router, gain_target
+    from tinysaver_det.detection.feature_router import fit_feature_router, gain_target
     from tinysaver_det.detection.studies.post_evaluator_comparison import (
         budget_table,
         compare_split,

@@ -34,7 +34,7 @@ from tinysaver_det.core.policy import (
     resolve_confidence,
     topk_mean_score,
 )
-from tinysaver_det.core.router import Router, ScoreRouter, router_confidences, score_router
+from tinysaver_det.core.score_routers import Router, ScoreRouter, router_confidences, score_router
 from tinysaver_det.core.selection import (
     CandidateReport,
     RMatch,

@@ -148,7 +148,7 @@ class ExitPolicy:
         confidence: how a stage's answer becomes one confidence: a name of
             :data:`CONFIDENCE_FUNCTIONS` (``"mean"``, the paper's), a callable
             ``(scores, min_score) -> float``, a router object or a router file (resolved where the
-            answers are, e.g. :func:`tinysaver_det.detection.routers.resolve_router`).
+            answers are, e.g. :func:`tinysaver_det.detection.router_files.resolve_router`).
         min_score: the score floor given to a score function (boxes below it still stay in the answer).
 
     >>> ExitPolicy(0.25).exits(0.25)

@@ -18,7 +18,7 @@ import numpy as np
 
 from tinysaver_det.core.bootstrap import bootstrap_intervals
 from tinysaver_det.core.picker import OperatingPoint
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.coco import evaluate_images, load_ground_truth, summarize_selections
 from tinysaver_det.detection.dataset import load_annotation_json

@@ -25,7 +25,7 @@ import numpy as np
 from tinysaver_det.core.cascade_model import StageRow, multistage_sweep, pareto_front, threshold_grid
 from tinysaver_det.core.picker import Target, pick
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.core.curves import curve_thresholds

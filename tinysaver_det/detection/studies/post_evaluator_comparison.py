@@ -5,8 +5,8 @@ optional ablations) route the saver/base cascade on the held-out half:
 
 * ``mean``: the paper's rule (mean score of the saver's boxes >= 0.05);
 * ``outputs``: the logistic router over the saver's output statistics
-  (:class:`~tinysaver_det.detection.routers.LogisticRouter`, trained on calibration);
-* ``features``: the feature post-evaluator (:func:`~tinysaver_det.detection.post_evaluator.fit_feature_router`,
+  (:class:`~tinysaver_det.detection.logistic_router.LogisticRouter`, trained on calibration);
+* ``features``: the feature post-evaluator (:func:`~tinysaver_det.detection.feature_router.fit_feature_router`,
   blocks and ridge strength chosen by cross-validation on calibration only);
 * ``oracle``: the per-image ranking by the base's true gain on the held-out half (an upper-bound heuristic).
 
@@ -28,8 +28,8 @@ from tinysaver_det.core.cascade_model import StageRow
 from tinysaver_det.core.curves import curve_auc
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
-from tinysaver_det.detection.post_evaluator import FeatureRouter, fit_feature_router, gain_target
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.detection.feature_router import FeatureRouter, fit_feature_router, gain_target
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.studies.router_comparison import (
     EvaluatorCheck,
     evaluator_condition,

@@ -15,7 +15,7 @@ could in principle score a little higher, and the oracle uses the labels of the 
 evaluated on, so no deployable router can be expected to reach it.
 
 The **learned router** (:func:`train_router`) is the paper's post-evaluator (Sec. 3.2): a logistic
-regression over features of the saver's output (:func:`~tinysaver_det.detection.routers.detection_features`),
+regression over features of the saver's output (:func:`~tinysaver_det.detection.output_features.detection_features`),
 trained on the calibration split to predict "the saver's per-image AP is >= the base's". Eq. 5 of
 the paper says such an evaluator of cost ``C_E`` pays for itself at matched performance only when
 ``C_S + C_E + (1 - r_E) C_B < C_S + (1 - r) C_B``, i.e. ``C_E < (r_E - r) * C_B``, where ``r`` and
@@ -31,9 +31,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE
-from tinysaver_det.core.router import Router
-from tinysaver_det.detection.post_evaluator import gain_target
-from tinysaver_det.detection.routers import LogisticRouter, feature_matrix, resolve_router
+from tinysaver_det.core.score_routers import Router
+from tinysaver_det.detection.feature_router import gain_target
+from tinysaver_det.detection.logistic_router import LogisticRouter
+from tinysaver_det.detection.output_features import feature_matrix
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.core.selection import r_match
 from tinysaver_det.core.cascade_model import COST, DEFERRED, StageRow, sweep
 from tinysaver_det.core.curves import curve_auc, curve_thresholds
@@ -47,7 +49,7 @@ ORACLE = "oracle"
 def oracle_confidences(saver_quality, base_quality) -> np.ndarray:
     """Confidences that rank images by the base's per-image gain over the saver, smallest gain first.
 
-    ``gain = base_quality - saver_quality`` (:func:`~tinysaver_det.detection.post_evaluator.gain_target`); an image whose quality is -1 under either model (no
+    ``gain = base_quality - saver_quality`` (:func:`~tinysaver_det.detection.feature_router.gain_target`); an image whose quality is -1 under either model (no
     ground truth: per-image AP is undefined) has gain 0. Ties are broken by the saver's quality
     (better first), then by position. The result is ``1 - rank / N``: distinct values in (0, 1],
     so a threshold sweep cuts the ranking at every position.
@@ -69,7 +71,7 @@ def oracle_confidences(saver_quality, base_quality) -> np.ndarray:
 def router_labels(ladder: PredictionCache, saver, base) -> np.ndarray:
     """``(N,)`` True where the saver's per-image AP is >= the base's (images without ground truth: True).
 
-    That is: the base gains nothing on the image (:func:`~tinysaver_det.detection.post_evaluator.gain_target`
+    That is: the base gains nothing on the image (:func:`~tinysaver_det.detection.feature_router.gain_target`
     ``<= 0``), so the logistic router's label and the feature post-evaluator's and the oracle's gain
     are one definition (for per-image APs, which are finite, ``base - saver <= 0`` exactly when ``saver >= base``).
     """
@@ -225,7 +227,7 @@ def compare_routers(
         calibration, held_out: the two splits (same models).
         saver, base: the pair (names or indices).
         unit: the cost unit.
-        routers: ``{name: confidence option}`` (see :func:`~tinysaver_det.detection.routers.resolve_router`);
+        routers: ``{name: confidence option}`` (see :func:`~tinysaver_det.detection.router_files.resolve_router`);
             default: every registered confidence function.
         learned: also train and compare the learned post-evaluator.
         reference: a model whose cost and AP (per split) are the comparison points, e.g. a mid-size

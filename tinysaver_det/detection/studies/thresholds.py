@@ -19,12 +19,12 @@ from typing import Sequence
 import numpy as np
 
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction
-from tinysaver_det.core.router import Router
+from tinysaver_det.core.score_routers import Router
 from tinysaver_det.core.selection import RMatch, delta_cost_tr, r_match
 from tinysaver_det.core.cascade_model import StageRow, default_thresholds, sweep
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.coco import STAT_KEYS
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.detection.router_files import resolve_router
 
 #: Columns of ``sweep.csv``: one row per threshold.
 SWEEP_COLUMNS = ("t", "exit_ratio", *STAT_KEYS[:6], "gflops")
@@ -68,7 +68,7 @@ def sweep_cascade(
             :func:`~tinysaver_det.detection.cache.cache_from_results` or any prediction files.
         thresholds: default 0..1 step 0.01 plus the paper's 0.25, 0.26, 0.34, 0.37, 0.69.
         min_score, confidence: the image-confidence rule: a registered name, a ``(scores, min_score)``
-            callable, a router or a router file (:func:`tinysaver_det.detection.routers.resolve_router`).
+            callable, a router or a router file (:func:`tinysaver_det.detection.router_files.resolve_router`).
         saver, base: the two models of ``cache`` (name or index; default its first two).
         workers: processes scoring the thresholds and r_match's exit sets; results do not depend on it.
 

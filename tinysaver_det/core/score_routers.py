@@ -1,4 +1,6 @@
-"""Routers: what turns one image's answer into the confidence that the cascade rule compares.
+"""The router protocol and the routers made of a score function (task-agnostic).
+
+A *router* turns one image's answer into the confidence that the cascade rule compares.
 
 The cascade rule (:class:`~tinysaver_det.core.policy.ExitPolicy`) needs one number per image. A
 *router* computes it from the saver's whole answer for that image (for detection: an object with
@@ -10,8 +12,9 @@ The cascade rule (:class:`~tinysaver_det.core.policy.ExitPolicy`) needs one numb
   registered name of :data:`~tinysaver_det.core.policy.CONFIDENCE_FUNCTIONS`) as a router;
 * :func:`score_router`, which turns a name, a callable or a router into a :class:`Router`.
 
-The learned router over detection features (the paper's post-evaluator) and router files live in
-:mod:`tinysaver_det.detection.routers`, whose ``resolve_router`` also accepts a router file.
+The learned detection routers (the paper's post-evaluator) live in
+:mod:`tinysaver_det.detection.logistic_router` and :mod:`tinysaver_det.detection.feature_router`;
+:func:`tinysaver_det.detection.router_files.resolve_router` also accepts their router files.
 
 numpy and the standard library only.
 """
@@ -82,7 +85,7 @@ def score_router(confidence="mean", min_score: float = DEFAULT_MIN_SCORE) -> Rou
         min_score: the score floor given to score functions (a router keeps its own).
 
     Raises:
-        ValueError: anything else (:func:`tinysaver_det.detection.routers.resolve_router` also reads router files).
+        ValueError: anything else (:func:`tinysaver_det.detection.router_files.resolve_router` also reads router files).
 
     >>> score_router("max").name
     'max'
