@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable, Mapping
 
 import numpy as np
@@ -28,16 +29,53 @@ def _kept_scores(scores, min_score: float) -> np.ndarray:
     return scores[scores >= min_score]
 
 
+def correctly_rounded_mean(values) -> float:
+    """The float nearest the exact mean of ``values`` (ties to even); equal values give that value.
+
+    ``np.mean`` rounds twice, the sum and then the quotient, so three boxes scoring 0.37 have the mean
+    0.36999999999999994 and the image would not exit at ``t = 0.37``. Here the rounding happens once:
+    the exact sum of floats is a rational number, :func:`math.fsum` gives it correctly rounded, and
+    when that sum is exact (its residual is 0, the usual case for scores: float32 values of a few
+    hundred boxes add up exactly in float64) one IEEE division by ``n`` is correctly rounded.
+    Otherwise the exact sum, as a :class:`~fractions.Fraction` (the rounded sum plus its residual
+    when that residual is itself exact, else the sum of every value), is divided by ``n`` and
+    rounded once by ``float`` (a fraction's ``float`` is correctly rounded). A non-finite value gives the
+    naive mean (nan or inf); an empty input raises ``ValueError``.
+
+    >>> correctly_rounded_mean([0.37, 0.37, 0.37]), float(np.mean([0.37, 0.37, 0.37]))
+    (0.37, 0.36999999999999994)
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+    if not values:
+        raise ValueError("the mean of no value is undefined")
+    total = math.fsum(values)
+    if not math.isfinite(total):
+        return total / len(values)
+    residual = math.fsum(values + [-total])  # the exact sum minus its rounding, rounded
+    if residual == 0.0:
+        return total / len(values)
+    if math.fsum(values + [-total, -residual]) == 0.0:  # the exact sum is total + residual
+        exact = Fraction(total) + Fraction(residual)
+    else:
+        exact = sum(map(Fraction, values))
+    return float(exact / len(values))
+
+
 def image_confidence(scores, min_score: float = DEFAULT_MIN_SCORE) -> float:
     """Mean score of the boxes scoring ``>= min_score``; 0.0 when none is left (the paper's rule).
+
+    The mean is correctly rounded (:func:`correctly_rounded_mean`): boxes all scoring ``s`` give
+    exactly ``s``, so such an image exits at ``t = s``.
 
     >>> image_confidence([0.9, 0.5, 0.01])
     0.7
     >>> image_confidence([0.01, 0.02])
     0.0
+    >>> ExitPolicy(0.37).exits(image_confidence([0.37, 0.37, 0.37]))
+    True
     """
     kept = _kept_scores(scores, min_score)
-    return float(kept.mean()) if kept.size else 0.0
+    return correctly_rounded_mean(kept) if kept.size else 0.0
 
 
 def max_score(scores, min_score: float = DEFAULT_MIN_SCORE) -> float:
@@ -59,7 +97,7 @@ def topk_mean_score(scores, min_score: float = DEFAULT_MIN_SCORE, k: int = 3) ->
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k!r}")
     kept = np.sort(_kept_scores(scores, min_score))[::-1][:k]
-    return float(kept.mean()) if kept.size else 0.0
+    return correctly_rounded_mean(kept) if kept.size else 0.0
 
 
 def high_score_share(scores, min_score: float = DEFAULT_MIN_SCORE, high: float = 0.5) -> float:
