@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 
 from tinysaver_det.detection.logistic_router import LogisticRouter
-
 from tinysaver_det.detection.router_files import load_router
 from tinysaver_det.cli.options import parse_model_specs
 from tinysaver_det.detection.cache import load_cache, load_splits, split_image_ids
 from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
 from tinysaver_det.detection.cache import read_predictions
-from tinysaver_det.core import Target
+from tinysaver_det.core import ExitPolicy, Target
 from tinysaver_det.detection.studies.depths import front_auc, simulate_chain
 from tinysaver_det.detection.studies.operating_points import pick_operating_points
 
@@ -165,7 +164,7 @@ def test_detection_sweep_takes_a_router_file_through_the_same_hook(demo_slice, t
     path = router.save(tmp_path / "router.json")
     confidences = router_confidences(router, ladder.detections("pico"))
     thresholds = np.quantile(confidences, [0.25, 0.5, 0.75]).tolist()
-    result = sweep_cascade(ladder, thresholds, confidence=str(path), saver="pico", base="s")
+    result = sweep_cascade(ladder, thresholds, ExitPolicy(confidence=str(path)), saver="pico", base="s")
     assert [row.exit_ratio for row in result.rows] == [pytest.approx((confidences >= t).mean()) for t in thresholds]
     metric = ladder.pair_metric("pico", "s")
     for row, t in zip(result.rows, thresholds):

@@ -110,3 +110,19 @@ def test_the_sweep_and_the_online_cascade_exit_an_image_of_equal_scores_at_that_
     offline = cache.confidences("saver", resolve_router("mean")) >= 0.37
     online = [o.record.exited for o in Cascade(Saver(), Base(), 0.37)([np.zeros((4, 4, 3), np.uint8)] * 3, ids)]
     assert offline.tolist() == online == [True, False, True]
+
+
+def test_an_exit_policy_without_a_threshold_carries_the_confidence_rule_alone():
+    from tinysaver_det.core.policy import stage_policies
+    from tinysaver_det.detection.router_files import resolve_router
+
+    rule = ExitPolicy(confidence="max", min_score=0.2)
+    with pytest.raises(ValueError, match="no threshold yet"):
+        rule.exits(0.5)
+    assert rule.with_threshold(0.5).exits(0.5) and rule.with_threshold(0.5).min_score == 0.2
+    assert resolve_router(rule).min_score == 0.2 and resolve_router(rule).name == "max"
+    with pytest.raises(ValueError, match="min_score in the exit policy"):
+        resolve_router(rule, 0.1)
+    assert stage_policies(rule, 2) == [rule, rule]
+    with pytest.raises(ValueError, match="1 given for 2 exiting stages"):
+        stage_policies([rule], 2)

@@ -13,7 +13,7 @@ cannot drift apart.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Callable, Mapping
 
@@ -181,8 +181,12 @@ def validate_threshold(threshold: float, name: str = "threshold") -> float:
 class ExitPolicy:
     """The exit rule as one value: exit at a stage when its image confidence is ``>= threshold``.
 
+    The same value carries the confidence rule alone (``threshold`` None) where the threshold is
+    not chosen yet: a sweep, a grid or a picker scans thresholds under one confidence rule, and
+    :meth:`with_threshold` fixes one.
+
     Attributes:
-        threshold: ``t >= 0``; above 1 nothing exits.
+        threshold: ``t >= 0``; above 1 nothing exits; None: not chosen yet (:meth:`exits` refuses).
         confidence: how a stage's answer becomes one confidence: a name of
             :data:`CONFIDENCE_FUNCTIONS` (``"mean"``, the paper's), a callable
             ``(scores, min_score) -> float``, a router object or a router file (resolved where the
@@ -195,20 +199,44 @@ class ExitPolicy:
     True
     >>> ExitPolicy(0.3, "max", 0.1)
     ExitPolicy(threshold=0.3, confidence='max', min_score=0.1)
+    >>> ExitPolicy(confidence="max").with_threshold(0.3)
+    ExitPolicy(threshold=0.3, confidence='max', min_score=0.05)
     """
 
-    threshold: float
+    threshold: float | None = None
     confidence: object = "mean"
     min_score: float = DEFAULT_MIN_SCORE
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "threshold", validate_threshold(self.threshold))
+        if self.threshold is not None:
+            object.__setattr__(self, "threshold", validate_threshold(self.threshold))
         min_score = float(self.min_score)
         if not 0 <= min_score <= 1:
             raise ValueError(f"min_score must be a number in [0, 1], got {self.min_score!r}")
         object.__setattr__(self, "min_score", min_score)
 
+    def with_threshold(self, threshold: float) -> "ExitPolicy":
+        """The same confidence rule exiting at ``threshold``."""
+        return replace(self, threshold=threshold)
+
     def exits(self, confidence):
         """Exit decision for one confidence (bool) or an array of them (bool array)."""
+        if self.threshold is None:
+            raise ValueError("this exit policy has no threshold yet: give one (ExitPolicy.with_threshold)")
         decision = np.asarray(confidence, dtype=np.float64) >= self.threshold
         return bool(decision) if decision.ndim == 0 else decision
+
+
+def stage_policies(rules, n_stages: int) -> list[ExitPolicy]:
+    """One :class:`ExitPolicy` per exiting stage: ``rules`` is one policy for every stage or one per stage.
+
+    Raises:
+        ValueError: a list of another length than ``n_stages``.
+
+    >>> [p.confidence for p in stage_policies(ExitPolicy(confidence="max"), 2)]
+    ['max', 'max']
+    """
+    policies = [rules] * n_stages if isinstance(rules, ExitPolicy) else list(rules)
+    if len(policies) != n_stages:
+        raise ValueError(f"exit policies: {len(policies)} given for {n_stages} exiting stages")
+    return policies

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
+from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ExitPolicy
 from tinysaver_det.core.score_routers import Router, score_router
 from tinysaver_det.detection.feature_router import FeatureRouter
 from tinysaver_det.detection.logistic_router import LogisticRouter
@@ -62,22 +62,33 @@ def load_router(path: str | os.PathLike) -> Router:
     return reader.from_dict(data)
 
 
-def resolve_router(confidence="mean", min_score: float = DEFAULT_MIN_SCORE) -> Router:
-    """The :class:`Router` for a confidence option: a name, a score function, a router, or a router file.
+def resolve_router(rule: ExitPolicy | object = "mean", min_score: float | None = None) -> Router:
+    """The :class:`Router` of a confidence option: a name, a score function, a router, or a router file.
 
     Args:
-        confidence: a key of ``CONFIDENCE_FUNCTIONS``; a callable ``(scores, min_score) -> float``;
-            a :class:`Router`; or the path of a ``.json`` router file.
-        min_score: the score floor given to score functions (a router keeps its own).
+        rule: an :class:`~tinysaver_det.core.policy.ExitPolicy` (its ``confidence`` and
+            ``min_score``; the offline studies pass one), or the confidence option itself: a key of
+            ``CONFIDENCE_FUNCTIONS``, a callable ``(scores, min_score) -> float``, a :class:`Router`,
+            or the path of a ``.json`` router file.
+        min_score: with a bare option, the score floor given to score functions (default 0.05;
+            a router keeps its own). An exit policy carries its own.
 
     >>> resolve_router("max").name
     'max'
+    >>> resolve_router(ExitPolicy(confidence="topk_mean", min_score=0.1)).min_score
+    0.1
     >>> resolve_router(lambda scores, min_score: 1.0).name
     '<lambda>'
     """
-    if not isinstance(confidence, Router) and is_router_file(confidence):
-        return load_router(confidence)
-    return score_router(confidence, min_score)
+    if isinstance(rule, ExitPolicy):
+        if min_score is not None:
+            raise ValueError("give min_score in the exit policy, not beside it")
+        policy = rule
+    else:
+        policy = ExitPolicy(confidence=rule, min_score=DEFAULT_MIN_SCORE if min_score is None else min_score)
+    if not isinstance(policy.confidence, Router) and is_router_file(policy.confidence):
+        return load_router(policy.confidence)
+    return score_router(policy)
 
 
 def router_needs_saver_features(confidence) -> bool:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
 from tinysaver_det.core.cascade_model import StageRow, multistage_sweep, pareto_front, threshold_grid
 from tinysaver_det.core.picker import Target, pick
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
+from tinysaver_det.core.policy import ExitPolicy, stage_policies
 from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
@@ -36,16 +36,14 @@ PRIMARY = "AP"
 UNITS = ("GFLOPs", "ms")
 
 
-def _routers(confidence, n: int, min_score: float) -> list:
-    options = list(confidence) if isinstance(confidence, (list, tuple)) else [confidence] * n
-    if len(options) != n:
-        raise ValueError(f"confidence: {len(options)} given for {n} exiting stages")
-    return [resolve_router(option, min_score) for option in options]
+#: What the studies here take as the exit rule of a chain: one :class:`ExitPolicy` for every exiting
+#: stage, or one per exiting stage (thresholds, if any, are not used: the studies grid them).
+StageRules = Union[ExitPolicy, Sequence[ExitPolicy]]
 
 
-def stage_confidences(ladder: PredictionCache, models: Sequence, confidence="mean", min_score: float = DEFAULT_MIN_SCORE):
+def stage_confidences(ladder: PredictionCache, models: Sequence, rules: StageRules = ExitPolicy()):
     """``(K-1, N)`` confidences of each exiting stage of the chain ``models``, and the routers used."""
-    routers = _routers(confidence, len(models) - 1, min_score)
+    routers = [resolve_router(policy) for policy in stage_policies(rules, len(models) - 1)]
     return np.stack([ladder.confidences(m, r) for m, r in zip(models[:-1], routers)]), routers
 
 
@@ -53,16 +51,15 @@ def simulate_chain(
     ladder: PredictionCache,
     models: Sequence,
     threshold_vectors,
-    confidence="mean",
+    rules: StageRules = ExitPolicy(),
     units: Sequence[str] = UNITS,
-    min_score: float = DEFAULT_MIN_SCORE,
 ) -> list[StageRow]:
     """The chain ``models`` (cheapest first) on ``ladder``'s images at each threshold vector.
 
     Costs per unit include each exiting stage's router cost (0 for score functions).
     """
     models = [ladder.names[ladder.index(m)] for m in models]
-    conf, routers = stage_confidences(ladder, models, confidence, min_score)
+    conf, routers = stage_confidences(ladder, models, rules)
     costs = {}
     for unit in units:
         per_model = [ladder.cost(m, unit) for m in models]
@@ -73,10 +70,10 @@ def simulate_chain(
 
 
 def calibration_grid(
-    ladder: PredictionCache, models: Sequence, confidence="mean", levels: int = 21, min_score: float = DEFAULT_MIN_SCORE
+    ladder: PredictionCache, models: Sequence, rules: StageRules = ExitPolicy(), levels: int = 21
 ) -> np.ndarray:
     """``(P, K-1)`` threshold vectors: per stage, the confidences at ``levels`` exit ratios of ``ladder``, and inf."""
-    conf, _ = stage_confidences(ladder, list(models), confidence, min_score)
+    conf, _ = stage_confidences(ladder, list(models), rules)
     return threshold_grid(*(curve_thresholds(row, levels) for row in conf))
 
 
@@ -112,17 +109,16 @@ def sweep_chain(
     calibration: PredictionCache,
     held_out: PredictionCache,
     models: Sequence[str],
-    confidence="mean",
+    rules: StageRules = ExitPolicy(),
     levels: int = 21,
     units: Sequence[str] = UNITS,
-    min_score: float = DEFAULT_MIN_SCORE,
 ) -> ChainSweep:
     """Grid a chain's thresholds on calibration and evaluate every vector on both splits."""
-    grid = calibration_grid(calibration, models, confidence, levels, min_score)
+    grid = calibration_grid(calibration, models, rules, levels)
     return ChainSweep(
         tuple(models),
-        tuple(simulate_chain(calibration, models, grid, confidence, units, min_score)),
-        tuple(simulate_chain(held_out, models, grid, confidence, units, min_score)),
+        tuple(simulate_chain(calibration, models, grid, rules, units)),
+        tuple(simulate_chain(held_out, models, grid, rules, units)),
     )
 
 
@@ -165,22 +161,22 @@ def _front(candidates: list[FrontPoint], unit: str) -> tuple[FrontPoint, ...]:
 def compare_depths(
     calibration: PredictionCache,
     held_out: PredictionCache,
-    confidence="mean",
+    rule: ExitPolicy = ExitPolicy(),
     unit: str = "GFLOPs",
     levels: int = 21,
-    min_score: float = DEFAULT_MIN_SCORE,
 ) -> DepthStudy:
     """Do cascades deeper than two stages extend the cost/AP front? Fronts on calibration, checked on held-out.
 
     Every chain of length 2 .. K of the ladder is swept on a grid of ``levels`` exit ratios per
     stage (gridded on calibration). The 2-stage front takes the static models and the 2-stage
-    chains; the deep front adds every longer chain.
+    chains; the deep front adds every longer chain. Every exiting stage of every chain uses ``rule``'s
+    confidence.
     """
     names = calibration.names
     if len(names) < 3:
         raise TinySaverInputError(f"a depth study needs at least 3 models (--model), got {list(names)}")
     sweeps = tuple(
-        sweep_chain(calibration, held_out, chain, confidence, levels, UNITS, min_score)
+        sweep_chain(calibration, held_out, chain, rule, levels, UNITS)
         for chain in chains(names, range(2, len(names) + 1))
     )
     static = tuple(zip(static_rows(calibration), static_rows(held_out)))

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from tinysaver_det.core.cascade_model import StageRow
 from tinysaver_det.core.picker import OperatingPoint, Target, held_out_gap
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
+from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ExitPolicy
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.studies.depths import (
@@ -37,8 +37,9 @@ def pick_operating_points(
     the same target, the picker says so instead of returning a cascade that costs more.
     """
     units = sorted({t.unit for t in targets} | set(UNITS))
-    grid = calibration_grid(calibration, models, confidence, levels, min_score)
-    rows = simulate_chain(calibration, models, grid, confidence, units, min_score)
+    rule = ExitPolicy(confidence=confidence, min_score=min_score)
+    grid = calibration_grid(calibration, models, rule, levels)
+    rows = simulate_chain(calibration, models, grid, rule, units)
     last = models[-1]
     reference = (calibration.model_metrics(last)[PRIMARY], held_out.model_metrics(last)[PRIMARY])
 
@@ -47,7 +48,7 @@ def pick_operating_points(
     def evaluate_held_out(thresholds) -> StageRow:
         if not thresholds:  # the fallback: the last model alone
             return alone[held_out]
-        return simulate_chain(held_out, models, [thresholds], confidence, units, min_score)[0]
+        return simulate_chain(held_out, models, [thresholds], rule, units)[0]
 
     return [held_out_gap(t, rows, evaluate_held_out, PRIMARY, *reference, alone[calibration]) for t in targets]
 
