@@ -22,7 +22,7 @@ from tinysaver_det.core.cascade_model import (
     threshold_grid,
 )
 from tinysaver_det.core.cost import FLOPS_CONVENTION, expected_cost
-from tinysaver_det.core.picker import TOLERANCE, OperatingPoint, Target, held_out_gap, pick
+from tinysaver_det.core.picker import TOLERANCE, Target, TargetPick, held_out_gap, pick
 from tinysaver_det.core.policy import (
     CONFIDENCE_FUNCTIONS,
     DEFAULT_MIN_SCORE,
@@ -59,7 +59,6 @@ __all__ = [
     "CandidateReport",
     "CostAtDrop",
     "ExitPolicy",
-    "OperatingPoint",
     "RMatch",
     "Router",
     "SaverCandidate",
@@ -70,6 +69,7 @@ __all__ = [
     "Table",
     "Table1Row",
     "Target",
+    "TargetPick",
     "cost_at_drop",
     "default_thresholds",
     "delta_cost_tr",

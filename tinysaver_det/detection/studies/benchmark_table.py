@@ -79,7 +79,7 @@ def benchmark_table(
 
     Args:
         pairs: sweeps over one image set; each must contain the requested thresholds.
-        thresholds: fixed operating points to list.
+        thresholds: fixed thresholds to list (rows labelled ``t = ...``).
         max_drops: allowed AP drops vs the pair's base (0.01 = one point).
     """
     rows: list[list] = []

@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from tinysaver_det.core.bootstrap import bootstrap_intervals
-from tinysaver_det.core.picker import OperatingPoint
+from tinysaver_det.core.picker import TargetPick
 from tinysaver_det.core.policy import ExitPolicy
 from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.cache import PredictionCache
@@ -84,7 +84,7 @@ def _measured(row, cache: PredictionCache, annotations_sha256: str) -> dict:
 
 
 def operating_point_file(
-    point: OperatingPoint,
+    point: TargetPick,
     calibration: PredictionCache,
     held_out: PredictionCache,
     chain: tuple[str, str],
