@@ -103,8 +103,9 @@ def test_the_sweep_and_the_online_cascade_exit_an_image_of_equal_scores_at_that_
     class Base(Saver):
         name = "base"
 
-    annotations = {"images": [{"id": i, "width": 64, "height": 64} for i in ids], "categories": [{"id": 1, "name": "a"}],
-                   "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0}]}
+    box = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0}
+    annotations = {"images": [{"id": i, "width": 64, "height": 64} for i in ids],
+                   "categories": [{"id": 1, "name": "a"}], "annotations": [box]}
     model = CachedModel("saver", tuple(detections(i) for i in ids), np.ones(3), np.zeros(3))
     cache = PredictionCache(load_ground_truth(annotations), [model])
     offline = cache.confidences("saver", resolve_router("mean")) >= 0.37
