@@ -6,13 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from tinysaver_det.detection.routers import LogisticRouter, load_router
+from tinysaver_det.detection.logistic_router import LogisticRouter
+from tinysaver_det.detection.router_files import load_router
 from tinysaver_det.cli.options import parse_model_specs
 from tinysaver_det.detection.cache import load_cache, load_splits, split_image_ids
 from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
 from tinysaver_det.detection.cache import read_predictions
-from tinysaver_det.core import Target
-from tinysaver_det.detection.studies.depths import front_auc, simulate_chain
+from tinysaver_det.core import ExitPolicy, Target
+from tinysaver_det.detection.studies.depths import front_mean_best_ap, simulate_chain
 from tinysaver_det.detection.studies.operating_points import pick_operating_points
 
 pytestmark = pytest.mark.slow  # every test here runs real models
@@ -90,7 +91,7 @@ def test_compare_routers_tool(demo_slice, load_script, tmp_path, capsys):
     printed = capsys.readouterr().out
     rows = {r["router"]: r for r in read_csv(out / "routers.csv")}
     assert list(rows) == ["mean", "max", "topk_mean", "high_share", "entropy", "learned", "oracle"]
-    assert sorted(int(rows[n]["rank AUC"]) for n in rows if n != "oracle") == [1, 2, 3, 4, 5, 6]
+    assert sorted(int(rows[n]["rank curve mean AP"]) for n in rows if n != "oracle") == [1, 2, 3, 4, 5, 6]
     router = load_router(out / "learned_router.json")
     assert isinstance(router, LogisticRouter) and router.info["n_images"] == 16  # trained on the calibration half
     assert float(rows["learned"]["C_E (GFLOPs)"]) > 0
@@ -134,7 +135,7 @@ def test_multistage_front_tool_writes_a_figure_and_the_deep_front_dominates(demo
     assert len(read_csv(out / "depths.csv")) == 6
     calibration, held_out = load_splits(demo_slice.annotations, demo_slice.predictions)
     study = compare_depths(calibration, held_out, levels=6)
-    assert front_auc(study.deep_front, "GFLOPs") >= front_auc(study.two_stage_front, "GFLOPs") - 1e-12
+    assert front_mean_best_ap(study.deep_front, "GFLOPs") >= front_mean_best_ap(study.two_stage_front, "GFLOPs") - 1e-12
     assert {len(s.models) for s in study.sweeps} == {2, 3} and len(study.sweeps) == 4
 
 
@@ -163,7 +164,7 @@ def test_detection_sweep_takes_a_router_file_through_the_same_hook(demo_slice, t
     path = router.save(tmp_path / "router.json")
     confidences = router_confidences(router, ladder.detections("pico"))
     thresholds = np.quantile(confidences, [0.25, 0.5, 0.75]).tolist()
-    result = sweep_cascade(ladder, thresholds, confidence=str(path), saver="pico", base="s")
+    result = sweep_cascade(ladder, thresholds, ExitPolicy(confidence=str(path)), saver="pico", base="s")
     assert [row.exit_ratio for row in result.rows] == [pytest.approx((confidences >= t).mean()) for t in thresholds]
     metric = ladder.pair_metric("pico", "s")
     for row, t in zip(result.rows, thresholds):

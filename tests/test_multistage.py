@@ -19,7 +19,7 @@ from tinysaver_det.core import (
     threshold_grid,
 )
 from tinysaver_det.detection.cascade import Cascade, MultiStageCascade
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.images import load_image
 from tinysaver_det.detection.cache import load_cache
 from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco

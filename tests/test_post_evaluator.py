@@ -7,13 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tinysaver_det.detection.post_evaluator import (
-    FeatureRouter,
-    captured_gain,
-    fit_feature_router,
-    gain_target,
-)
-from tinysaver_det.detection.routers import load_router, resolve_router
+from tinysaver_det.detection.feature_router import FeatureRouter, captured_gain, fit_feature_router, gain_target
+from tinysaver_det.detection.router_files import load_router, resolve_router
 from tinysaver_det.detection.saver_features import CANDIDATE_NAMES, RECIPE
 from tinysaver_det.detection.types import Detections, SaverFeatures
 from tinysaver_det.errors import TinySaverInputError

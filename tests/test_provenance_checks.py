@@ -13,7 +13,7 @@ import pytest
 from tinysaver_det.cli import main
 from tinysaver_det.detection.cache import load_cache
 from tinysaver_det.detection.cascade import Cascade
-from tinysaver_det.detection.routers import load_router
+from tinysaver_det.detection.router_files import load_router
 from tinysaver_det.detection.run_inputs import prediction_provenance
 from tinysaver_det.detection.studies.router_comparison import train_router
 from tinysaver_det.detection.types import Detections, Prediction

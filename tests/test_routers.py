@@ -16,15 +16,10 @@ from tinysaver_det.core import (
     max_score,
     topk_mean_score,
 )
-from tinysaver_det.detection.routers import (
-    FEATURE_NAMES,
-    LogisticRouter,
-    detection_features,
-    feature_flops,
-    load_router,
-    resolve_router,
-)
-from tinysaver_det.core.curves import curve_auc, curve_thresholds
+from tinysaver_det.detection.logistic_router import LogisticRouter
+from tinysaver_det.detection.output_features import FEATURE_NAMES, detection_features, feature_flops
+from tinysaver_det.detection.router_files import load_router, resolve_router
+from tinysaver_det.core.curves import curve_mean_ap, curve_thresholds
 from tinysaver_det.detection.studies.router_comparison import evaluator_condition, oracle_confidences
 from tinysaver_det.core import StageRow
 from tinysaver_det.detection.types import Detections
@@ -191,4 +186,4 @@ def test_evaluator_condition_is_eq5():
     assert [(c.r, c.r_evaluator) for c in checks] == [(0.1, 0.2), (0.3, 0.25), (None, None)]
     assert checks[0].saving == pytest.approx(1.0) and checks[0].holds  # 0.5 < (0.2 - 0.1) * 10
     assert checks[1].holds is False and checks[2].holds is None
-    assert curve_auc(plain) == pytest.approx(0.45)
+    assert curve_mean_ap(plain) == pytest.approx(0.45)

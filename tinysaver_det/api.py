@@ -37,7 +37,7 @@ from tinysaver_det.adapters import create_detector, is_mmdet_config, resolve_wei
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, validate_threshold
 from tinysaver_det.detection.cascade import Cascade, CascadeOutput
 from tinysaver_det.detection.categories import normalize_name
-from tinysaver_det.detection.post_evaluator import router_needs_saver_features
+from tinysaver_det.detection.router_files import router_needs_saver_features
 from tinysaver_det.detection.types import Detector
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.timing import check_device, default_device

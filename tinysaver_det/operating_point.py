@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tinysaver_det.detection.categories import normalize_name
+from tinysaver_det.detection.router_files import is_router_file
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, read_json, sha256_file
 
@@ -85,7 +86,7 @@ def model_entry(spec: str | os.PathLike, settings: Mapping[str, Any], **extra) -
 
 def confidence_entry(confidence: str | os.PathLike) -> dict:
     """``{"name": ...}`` for a registered confidence name, ``{"router_file", "sha256"}`` for a router file."""
-    if isinstance(confidence, (str, os.PathLike)) and Path(confidence).suffix == ".json":
+    if is_router_file(confidence):
         path = Path(confidence)
         if not path.is_file():
             raise FileNotFoundError(f"router file not found: {path}")

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.core.policy import ExitPolicy
     from tinysaver_det.detection.cascade import Cascade
     from tinysaver_det.detection.dataset import CocoDataset
-    from tinysaver_det.detection.post_evaluator import router_needs_saver_features
+    from tinysaver_det.detection.router_files import router_needs_saver_features
     from tinysaver_det.detection.runner import evaluate_cascade
     from tinysaver_det.distributed import process_group, rank_device
     from tinysaver_det.errors import TinySaverInputError

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tinysaver_det.cli.options import cache_inputs
+    from tinysaver_det.core.policy import ExitPolicy
     from tinysaver_det.core.tables import to_markdown, write_csv
     from tinysaver_det.detection.cache import COST_UNITS, load_splits
     from tinysaver_det.detection.studies.depths import compare_depths, depth_table, front_table
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     unit = COST_UNITS[args.cost]
     calibration, held_out = load_splits(*cache_inputs(args), args.split, args.seed)
-    study = compare_depths(calibration, held_out, args.confidence, unit, args.levels)
+    study = compare_depths(calibration, held_out, ExitPolicy(confidence=args.confidence), unit, args.levels)
     costs = [row.costs[unit] for row, _ in study.static]
     budgets = args.budgets or np.linspace(min(costs), max(costs), 7)[1:].round(3).tolist()
     out = Path(args.out)

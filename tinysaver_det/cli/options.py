@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 from tinysaver_det import assets
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE, validate_threshold
 from tinysaver_det.detection.cache import COST_UNITS, SPLITS
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.distributed import environment_context, environment_int
 from tinysaver_det.errors import TinySaverInputError
 

@@ -114,6 +114,7 @@ def _weights_of(args: argparse.Namespace) -> dict[str, str]:
 def _write_operating_point(args, ann, chain, point, calibration, held_out) -> None:
     """``operating_point.json`` for a 2-model chain whose weights are known (the first target's pick)."""
     from tinysaver_det.adapters import create_detector
+    from tinysaver_det.core.policy import ExitPolicy
     from tinysaver_det.detection.studies.deployment import operating_point_file
     from tinysaver_det.operating_point import model_entry
 
@@ -126,8 +127,8 @@ def _write_operating_point(args, ann, chain, point, calibration, held_out) -> No
         detector = create_detector(weights[name], None)
         extra = {"class_map": {}} if role == "saver" else {}
         models[role] = model_entry(weights[name], getattr(detector, "settings", {}), **extra)
-    op = operating_point_file(point, calibration, held_out, tuple(chain), models, ann, args.confidence,
-                              split=args.split, replicates=args.bootstrap, seed=args.seed)
+    op = operating_point_file(point, calibration, held_out, tuple(chain), models, ann,
+                              ExitPolicy(confidence=args.confidence), split=args.split, replicates=args.bootstrap, seed=args.seed)
     if op is None:
         print(f"note: no operating_point.json: for {point.target.label} the pick is {chain[-1]} alone")
         return

@@ -10,7 +10,7 @@ DESCRIPTION = """\
 Train the feature post-evaluator (the saver's own features -> the base's per-image AP gain) on a
 calibration split, save it as a router file, and compare it honestly on several random
 calibration / held-out splits with the paper's mean rule, the output-feature router and the oracle:
-AP at the cost of each static model of the cache, GFLOPs to reach each one's AP, AUC, and the share
+AP at the cost of each static model of the cache, GFLOPs to reach each one's AP, curve mean AP, and the share
 of the mean-to-oracle gap closed (mean ± std over splits; every router's own cost included).
 
 Needs the saver's cached predictions WITH features (``predict-coco --features``). On the demo ladder::
@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.cli.options import cache_pair
     from tinysaver_det.core.tables import to_markdown, write_csv
     from tinysaver_det.detection.cache import load_splits
-    from tinysaver_det.detection.post_evaluator import fit_feature_router, gain_target
+    from tinysaver_det.detection.feature_router import fit_feature_router, gain_target
     from tinysaver_det.detection.studies.post_evaluator_comparison import (
         budget_table,
         compare_split,
+        cv_choice_table,
         eq5_table,
-        selection_table,
         split_label,
         summary_table,
     )
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         outcomes.append(compare_split(cal, held, saver, base, split_label("permutation", seed), ablations))
         print(f"split {k + 1}/{args.splits} done", flush=True)
     tables = {"summary": summary_table(outcomes), "routers": budget_table(outcomes),
-              "eq5": eq5_table(outcomes), "selection": selection_table(outcomes)}
+              "eq5": eq5_table(outcomes), "selection": cv_choice_table(outcomes)}
     print(f"\n# Post-evaluator, {saver} -> {base}: {args.splits} random splits, held-out halves\n")
     for name in ("summary", "selection", "eq5"):
         print(to_markdown(tables[name]), "\n")

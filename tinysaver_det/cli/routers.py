@@ -12,7 +12,7 @@ Rank the cascade's routers on a calibration split and report each on a held-out 
 Routers: every registered confidence function (mean = the paper's rule, max, topk_mean, high_share,
 entropy), the learned post-evaluator (trained here on the calibration split and saved as json),
 and the per-image oracle (an upper bound). Prints three tables: the routers (calibration r_match
-and AUC with ranks, then the held-out results), the paper's Eq. 5 check for the learned
+and curve mean AP with ranks, then the held-out results), the paper's Eq. 5 check for the learned
 evaluator, and where each router puts the cascade against a static reference model on all images.
 
 Needs each model's cached predictions (``predict-coco``). On the demo ladder::

@@ -54,6 +54,7 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tinysaver_det.core.cost import FLOPS_CONVENTION
+    from tinysaver_det.core.policy import ExitPolicy
     from tinysaver_det.core.tables import Table, select_rows, to_markdown, write_csv
     from tinysaver_det.detection.cache import cache_from_results, cache_from_run
     from tinysaver_det.detection.studies.thresholds import SWEEP_COLUMNS, sweep_cascade, sweep_rows_table
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         cache = cache_from_run(args.records, args.ann, allow_partial=args.allow_partial)
     else:
         cache = cache_from_results(args.ann, args.saver_json, args.base_json, args.saver_gflops, args.base_gflops)
-    result = sweep_cascade(cache, args.thresholds, args.min_score, args.confidence, workers=args.workers)
+    rule = ExitPolicy(confidence=args.confidence, min_score=args.min_score)
+    result = sweep_cascade(cache, args.thresholds, rule, workers=args.workers)
     note = f"{cache.n_images} images; GFLOPs per image, {FLOPS_CONVENTION}."
     if cache.notes:
         note = f"{note} NOTE: {'; '.join(cache.notes)}."

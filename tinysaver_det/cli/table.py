@@ -20,7 +20,7 @@ Writes table.md, table.csv and ap_vs_gflops.png (every pair's cascade curve, sta
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="run directories written with --full")
-    parser.add_argument("--thresholds", type=threshold_argument, nargs="+", default=[0.25], help="operating points to list")
+    parser.add_argument("--thresholds", type=threshold_argument, nargs="+", default=[0.25], help="thresholds to list (rows labelled t = ...)")
     parser.add_argument("--max-drops", type=nonnegative_number_argument, nargs="+", default=list(BENCHMARK_MAX_DROPS),
                         help="allowed AP drops vs the base, absolute (0.01 = one point)")
     parser.add_argument("--allow-partial", action="store_true",

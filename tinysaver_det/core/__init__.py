@@ -22,19 +22,21 @@ from tinysaver_det.core.cascade_model import (
     threshold_grid,
 )
 from tinysaver_det.core.cost import FLOPS_CONVENTION, expected_cost
-from tinysaver_det.core.picker import TOLERANCE, OperatingPoint, Target, held_out_gap, pick
+from tinysaver_det.core.picker import TOLERANCE, Target, TargetPick, held_out_gap, pick
 from tinysaver_det.core.policy import (
     CONFIDENCE_FUNCTIONS,
     DEFAULT_MIN_SCORE,
     ExitPolicy,
+    correctly_rounded_mean,
     entropy_confidence,
     high_score_share,
     image_confidence,
     max_score,
     resolve_confidence,
+    stage_policies,
     topk_mean_score,
 )
-from tinysaver_det.core.router import Router, ScoreRouter, router_confidences, score_router
+from tinysaver_det.core.score_routers import Router, ScoreRouter, router_confidences, score_router
 from tinysaver_det.core.selection import (
     CandidateReport,
     RMatch,
@@ -59,7 +61,6 @@ __all__ = [
     "CandidateReport",
     "CostAtDrop",
     "ExitPolicy",
-    "OperatingPoint",
     "RMatch",
     "Router",
     "SaverCandidate",
@@ -70,6 +71,8 @@ __all__ = [
     "Table",
     "Table1Row",
     "Target",
+    "TargetPick",
+    "correctly_rounded_mean",
     "cost_at_drop",
     "default_thresholds",
     "delta_cost_tr",
@@ -90,6 +93,7 @@ __all__ = [
     "select_saver",
     "selection_table",
     "stage_front",
+    "stage_policies",
     "stage_indices",
     "stage_indices_many",
     "sweep",

@@ -9,7 +9,7 @@ one threshold per row, the exit ratio is the share the saver answers.
 The simulation takes every model's confidence on every sample (computed once from cached
 predictions or records) and one metric protocol (:class:`SelectionMetric`) that scores any
 assignment of samples to models, so a sweep needs no model run. Every sweep gives
-:class:`StageRow` rows; :func:`tinysaver_det.core.picker.pick` reads an operating point off them.
+:class:`StageRow` rows; :func:`tinysaver_det.core.picker.pick` picks a row off them (a :class:`~tinysaver_det.core.picker.TargetPick`).
 
 Costs may be scalars (classification: every sample costs the same) or per-sample arrays (detection:
 GFLOPs depend on the input shape).
@@ -274,7 +274,8 @@ def default_thresholds(steps: int = 100) -> np.ndarray:
     return np.unique(np.concatenate([grid, np.asarray(PAPER_THRESHOLDS, dtype=np.float64)]))
 
 
-def _confidences(confidences) -> np.ndarray:
+def checked_confidences(confidences) -> np.ndarray:
+    """``confidences`` as a 1-D float64 array, refusing another shape or a NaN (naming the problem)."""
     conf = np.asarray(confidences, dtype=np.float64)
     if conf.ndim != 1:
         raise ValueError(f"confidences must be a 1-D array (one per sample), got shape {conf.shape}")
@@ -306,7 +307,7 @@ def sweep(confidences, thresholds, metric: SelectionMetric, cost_saver, cost_bas
     ...  for r in sweep([0.9, 0.8, 0.1], [0.0, 0.5], metric, 1.0, 10.0)]
     [(0.0, 1.0, 1.0, 0.6666666666666666), (0.5, 0.6666666666666666, 4.333333333333334, 1.0)]
     """
-    conf = _confidences(confidences)
+    conf = checked_confidences(confidences)
     if metric.n_samples != len(conf):
         raise ValueError(f"metric covers {metric.n_samples} samples but {len(conf)} confidences were given")
     thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1, 1)

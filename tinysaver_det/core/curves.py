@@ -36,8 +36,13 @@ def curve_thresholds(confidences, levels: int | None = None) -> np.ndarray:
     return np.append(np.unique(falling[counts[counts > 0] - 1]), np.inf)
 
 
-def curve_auc(rows: Sequence[StageRow], primary: str = "AP") -> float:
-    """Area under the metric-vs-cost curve divided by its cost range (a mean metric over that range)."""
+def curve_mean_ap(rows: Sequence[StageRow], primary: str = "AP") -> float:
+    """The curve's mean metric over its cost range: the area under the metric-vs-cost curve
+    (trapezoids between the curve's own points) divided by that range. Printed as "curve mean AP".
+
+    Not :func:`~tinysaver_det.detection.studies.depths.front_mean_best_ap`, which averages the best
+    metric reachable within each cost (a staircase over a front's points).
+    """
     cost = np.array([r.cost for r in rows])
     perf = np.array([r.metrics[primary] for r in rows])
     order = np.lexsort((perf, cost))

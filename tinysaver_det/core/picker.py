@@ -1,11 +1,17 @@
-"""Reading an operating point off a sweep: the one picker, and its check on a held-out split.
+"""Picking a sweep row that meets a target: the one picker, and its check on a held-out split.
+
+Words: a :class:`TargetPick` is what the picker returns for one :class:`Target` (the calibration
+row, the same thresholds on held-out, whether the target still holds); an *operating point file*
+(:class:`tinysaver_det.operating_point.OperatingPointFile`) is the deployable record written from
+one pick (models, confidence rule, ``t``, measurements); a benchmark table's "operating point"
+column only labels how a row's threshold was set (``t = 0.25``, ``AP drop <= 1 pt``, ``static``).
 
 Every "cheapest point that meets a target" and "best point within a budget" of the package is
 :func:`pick` over :class:`~tinysaver_det.core.cascade_model.StageRow` rows, with one tolerance
 (:data:`TOLERANCE`): Table 1's cost at a drop (:func:`tinysaver_det.core.summary.cost_at_drop`),
 the router study's AP at a budget and cost to reach a level, the largest exit ratio at a level
 (cost unit :data:`~tinysaver_det.core.cascade_model.DEFERRED`), the depth study's best point within
-a budget, and the operating-point picker.
+a budget, and the threshold picker of ``tinysaver pick``.
 
 TinySaver warns (Sec. 3.3) that a threshold chosen on one split drifts on another. The picker makes
 that visible: a :class:`Target` (largest drop of the primary metric against a reference, or a cost
@@ -108,8 +114,8 @@ def pick(
 
 
 @dataclass(frozen=True)
-class OperatingPoint:
-    """A target, the thresholds picked on calibration, and what they give on both splits.
+class TargetPick:
+    """What the picker chose for one target: the thresholds picked on calibration, and what they give on both splits.
 
     Attributes:
         target: what was asked.
@@ -144,7 +150,7 @@ def held_out_gap(
     reference_calibration: float,
     reference_held_out: float,
     fallback: StageRow | None = None,
-) -> OperatingPoint:
+) -> TargetPick:
     """Pick on calibration, apply the same thresholds on held-out, and say whether the target still holds.
 
     Args:
@@ -158,4 +164,4 @@ def held_out_gap(
     chosen = pick(calibration_rows, target, primary, reference_calibration, fallback)
     held_out = None if chosen is None else evaluate_held_out(chosen.thresholds)
     met = None if held_out is None else target.met(held_out, primary, reference_held_out)
-    return OperatingPoint(target, chosen, held_out, reference_calibration, reference_held_out, met)
+    return TargetPick(target, chosen, held_out, reference_calibration, reference_held_out, met)

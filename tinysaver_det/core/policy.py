@@ -13,7 +13,8 @@ cannot drift apart.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Callable, Mapping
 
 import numpy as np
@@ -28,16 +29,53 @@ def _kept_scores(scores, min_score: float) -> np.ndarray:
     return scores[scores >= min_score]
 
 
+def correctly_rounded_mean(values) -> float:
+    """The float nearest the exact mean of ``values`` (ties to even); equal values give that value.
+
+    ``np.mean`` rounds twice, the sum and then the quotient, so three boxes scoring 0.37 have the mean
+    0.36999999999999994 and the image would not exit at ``t = 0.37``. Here the rounding happens once:
+    the exact sum of floats is a rational number, :func:`math.fsum` gives it correctly rounded, and
+    when that sum is exact (its residual is 0, the usual case for scores: float32 values of a few
+    hundred boxes add up exactly in float64) one IEEE division by ``n`` is correctly rounded.
+    Otherwise the exact sum, as a :class:`~fractions.Fraction` (the rounded sum plus its residual
+    when that residual is itself exact, else the sum of every value), is divided by ``n`` and
+    rounded once by ``float`` (a fraction's ``float`` is correctly rounded). A non-finite value gives the
+    naive mean (nan or inf); an empty input raises ``ValueError``.
+
+    >>> correctly_rounded_mean([0.37, 0.37, 0.37]), float(np.mean([0.37, 0.37, 0.37]))
+    (0.37, 0.36999999999999994)
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+    if not values:
+        raise ValueError("the mean of no value is undefined")
+    total = math.fsum(values)
+    if not math.isfinite(total):
+        return total / len(values)
+    residual = math.fsum(values + [-total])  # the exact sum minus its rounding, rounded
+    if residual == 0.0:
+        return total / len(values)
+    if math.fsum(values + [-total, -residual]) == 0.0:  # the exact sum is total + residual
+        exact = Fraction(total) + Fraction(residual)
+    else:
+        exact = sum(map(Fraction, values))
+    return float(exact / len(values))
+
+
 def image_confidence(scores, min_score: float = DEFAULT_MIN_SCORE) -> float:
     """Mean score of the boxes scoring ``>= min_score``; 0.0 when none is left (the paper's rule).
+
+    The mean is correctly rounded (:func:`correctly_rounded_mean`): boxes all scoring ``s`` give
+    exactly ``s``, so such an image exits at ``t = s``.
 
     >>> image_confidence([0.9, 0.5, 0.01])
     0.7
     >>> image_confidence([0.01, 0.02])
     0.0
+    >>> ExitPolicy(0.37).exits(image_confidence([0.37, 0.37, 0.37]))
+    True
     """
     kept = _kept_scores(scores, min_score)
-    return float(kept.mean()) if kept.size else 0.0
+    return correctly_rounded_mean(kept) if kept.size else 0.0
 
 
 def max_score(scores, min_score: float = DEFAULT_MIN_SCORE) -> float:
@@ -59,7 +97,7 @@ def topk_mean_score(scores, min_score: float = DEFAULT_MIN_SCORE, k: int = 3) ->
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k!r}")
     kept = np.sort(_kept_scores(scores, min_score))[::-1][:k]
-    return float(kept.mean()) if kept.size else 0.0
+    return correctly_rounded_mean(kept) if kept.size else 0.0
 
 
 def high_score_share(scores, min_score: float = DEFAULT_MIN_SCORE, high: float = 0.5) -> float:
@@ -143,12 +181,16 @@ def validate_threshold(threshold: float, name: str = "threshold") -> float:
 class ExitPolicy:
     """The exit rule as one value: exit at a stage when its image confidence is ``>= threshold``.
 
+    The same value carries the confidence rule alone (``threshold`` None) where the threshold is
+    not chosen yet: a sweep, a grid or a picker scans thresholds under one confidence rule, and
+    :meth:`with_threshold` fixes one.
+
     Attributes:
-        threshold: ``t >= 0``; above 1 nothing exits.
+        threshold: ``t >= 0``; above 1 nothing exits; None: not chosen yet (:meth:`exits` refuses).
         confidence: how a stage's answer becomes one confidence: a name of
             :data:`CONFIDENCE_FUNCTIONS` (``"mean"``, the paper's), a callable
             ``(scores, min_score) -> float``, a router object or a router file (resolved where the
-            answers are, e.g. :func:`tinysaver_det.detection.routers.resolve_router`).
+            answers are, e.g. :func:`tinysaver_det.detection.router_files.resolve_router`).
         min_score: the score floor given to a score function (boxes below it still stay in the answer).
 
     >>> ExitPolicy(0.25).exits(0.25)
@@ -157,20 +199,44 @@ class ExitPolicy:
     True
     >>> ExitPolicy(0.3, "max", 0.1)
     ExitPolicy(threshold=0.3, confidence='max', min_score=0.1)
+    >>> ExitPolicy(confidence="max").with_threshold(0.3)
+    ExitPolicy(threshold=0.3, confidence='max', min_score=0.05)
     """
 
-    threshold: float
+    threshold: float | None = None
     confidence: object = "mean"
     min_score: float = DEFAULT_MIN_SCORE
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "threshold", validate_threshold(self.threshold))
+        if self.threshold is not None:
+            object.__setattr__(self, "threshold", validate_threshold(self.threshold))
         min_score = float(self.min_score)
         if not 0 <= min_score <= 1:
             raise ValueError(f"min_score must be a number in [0, 1], got {self.min_score!r}")
         object.__setattr__(self, "min_score", min_score)
 
+    def with_threshold(self, threshold: float) -> "ExitPolicy":
+        """The same confidence rule exiting at ``threshold``."""
+        return replace(self, threshold=threshold)
+
     def exits(self, confidence):
         """Exit decision for one confidence (bool) or an array of them (bool array)."""
+        if self.threshold is None:
+            raise ValueError("this exit policy has no threshold yet: give one (ExitPolicy.with_threshold)")
         decision = np.asarray(confidence, dtype=np.float64) >= self.threshold
         return bool(decision) if decision.ndim == 0 else decision
+
+
+def stage_policies(rules, n_stages: int) -> list[ExitPolicy]:
+    """One :class:`ExitPolicy` per exiting stage: ``rules`` is one policy for every stage or one per stage.
+
+    Raises:
+        ValueError: a list of another length than ``n_stages``.
+
+    >>> [p.confidence for p in stage_policies(ExitPolicy(confidence="max"), 2)]
+    ['max', 'max']
+    """
+    policies = [rules] * n_stages if isinstance(rules, ExitPolicy) else list(rules)
+    if len(policies) != n_stages:
+        raise ValueError(f"exit policies: {len(policies)} given for {n_stages} exiting stages")
+    return policies

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tinysaver_det.core.cascade_model import SelectionMetric, _confidences, stage_indices_many
+from tinysaver_det.core.cascade_model import SelectionMetric, checked_confidences, stage_indices_many
 
 #: The two models of a saver/base metric, by their index in the cascade.
 SAVER, BASE = 0, 1
@@ -96,7 +96,7 @@ def r_match(confidences, metric: SelectionMetric, thresholds=None) -> RMatch:
     >>> result.search
     'over every distinct confidence (4 non-empty exit sets; exact)'
     """
-    conf = _confidences(confidences)
+    conf = checked_confidences(confidences)
     if metric.n_samples != len(conf):
         raise ValueError(f"metric covers {metric.n_samples} samples but {len(conf)} confidences were given")
     cuts = np.unique(conf) if thresholds is None else np.unique(np.asarray(thresholds, dtype=np.float64))

@@ -41,7 +41,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tinysaver_det.core.router import Router, router_confidences
+from tinysaver_det.core.score_routers import Router, router_confidences
 from tinysaver_det.detection.cascade import ModelOutput
 from tinysaver_det.detection.coco import (
     CocoCascadeMetric,

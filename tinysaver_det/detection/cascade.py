@@ -14,8 +14,8 @@ from typing import Callable, Sequence, Union
 import numpy as np
 
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ExitPolicy
-from tinysaver_det.core.router import Router
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.core.score_routers import Router
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.types import Detections, Detector, Prediction
 from tinysaver_det.errors import TinySaverInputError
 
@@ -65,7 +65,7 @@ def model_outputs(prediction: Prediction) -> list[ModelOutput]:
 
 
 #: What ``confidence=`` accepts: a name of ``CONFIDENCE_FUNCTIONS``, a callable ``(scores, min_score) -> float``,
-#: a :class:`~tinysaver_det.core.router.Router` (sees the whole Detections), or a router file path (.json).
+#: a :class:`~tinysaver_det.core.score_routers.Router` (sees the whole Detections), or a router file path (.json).
 ConfidenceOption = Union[str, os.PathLike, Router, Callable[..., float]]
 
 
@@ -139,7 +139,7 @@ class MultiStageCascade:
         confidence: for bare thresholds, one option for every exiting stage, or a sequence with one
             per exiting stage: a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS``, a callable
             ``(scores, min_score) -> float``, a router object, or a router file (``.json``); see
-            :func:`tinysaver_det.detection.routers.resolve_router`.
+            :func:`tinysaver_det.detection.router_files.resolve_router`.
         run_all: run every stage on every image (to cache all answers for offline sweeps); the
             routing and the cost counted are unchanged.
     """
@@ -240,7 +240,7 @@ class Cascade(MultiStageCascade):
         min_score: boxes below it do not count towards the confidence (they stay in the answer).
         confidence: a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS``, a callable
             ``(scores, min_score) -> float``, a router object that sees the saver's whole
-            Detections (e.g. a learned :class:`~tinysaver_det.detection.routers.LogisticRouter`), or the
+            Detections (e.g. a learned :class:`~tinysaver_det.detection.logistic_router.LogisticRouter`), or the
             path of a router file (``.json``).
         run_base_on_all: also run the base on exited images, so that every image has both models'
             predictions and later threshold sweeps need no re-run (``--full``).

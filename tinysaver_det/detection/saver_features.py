@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tinysaver_det.detection.boxes import pairwise_iou_xyxy
+
 #: Name/version of the feature vector: candidate statistics, then pooled neck maps (avg, max per level).
 RECIPE = "yolov8-candidates+neck-pool/1"
 
@@ -48,16 +50,6 @@ CANDIDATE_NAMES = (
 
 #: At most this many kept boxes (highest scores) are described; bounds the O(K * A) cost.
 MAX_DESCRIBED = 100
-
-
-def _iou_xyxy(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = w * h
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -117,14 +109,14 @@ def candidate_features(
     for k, anchor in enumerate(kept_index):
         box, cls = candidate_boxes[anchor], label[anchor]
         own = candidates[label[candidates] == cls]
-        overlap = _iou_xyxy(box, candidate_boxes[own])
+        overlap = pairwise_iou_xyxy(box[None], candidate_boxes[own])[0]
         absorbed = own[overlap >= iou]
         size = np.maximum(np.repeat(box[2:] - box[:2], 2)[[0, 2, 1, 3]], 1.0)  # w, h, w, h for x1, y1, x2, y2
         spread = (candidate_boxes[absorbed].std(axis=0) / size).mean() if len(absorbed) > 1 else 0.0
         ranked = np.sort(class_scores[anchor])[::-1]
         margin = ranked[0] - (ranked[1] if len(ranked) > 1 else 0.0)
         other = rivals[label[rivals] != cls]
-        rival = bool(len(other)) and bool((_iou_xyxy(box, candidate_boxes[other]) >= 0.5).any())
+        rival = bool(len(other)) and bool((pairwise_iou_xyxy(box[None], candidate_boxes[other])[0] >= 0.5).any())
         level = int(np.searchsorted(level_edges, anchor, side="right"))
         rows[k] = (
             np.log1p(len(absorbed)),

@@ -20,8 +20,8 @@ from mmengine.structures import InstanceData
 from tinysaver_det.adapters.mmdet import MMDetFlops, instances_to_detections
 from tinysaver_det.adapters.ultralytics import UltralyticsDetector
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction, validate_threshold
-from tinysaver_det.core.router import Router
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.core.score_routers import Router
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.images import load_image
 from tinysaver_det.detection.types import Prediction
@@ -124,7 +124,7 @@ class TinySaverDetector(BaseDetector):
         min_score: boxes below it do not count towards the confidence (they stay in the answer).
         confidence: a name from ``tinysaver_det.core.CONFIDENCE_FUNCTIONS``, a callable
             ``(scores, min_score) -> float``, a router object or a router file (``.json``, e.g. the
-            learned post-evaluator of ``tools/compare_routers.py``); see ``detection.routers.resolve_router``.
+            learned post-evaluator of ``tools/compare_routers.py``); see ``detection.router_files.resolve_router``.
         classes: the base's class names in label order, which must be the test dataset's
             ``metainfo['classes']``. Default: those stored in ``base_checkpoint``, else COCO's 80 (the
             rule of ``mmdet.apis.init_detector``).

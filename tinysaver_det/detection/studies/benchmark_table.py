@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tinysaver_det.core.cost import FLOPS_CONVENTION
+from tinysaver_det.core.policy import ExitPolicy
 from tinysaver_det.core.summary import cost_at_drop
 from tinysaver_det.core.cascade_model import StageRow, default_thresholds
 from tinysaver_det.core.tables import Table
@@ -50,7 +51,8 @@ def pair_from_run(
     described = json.loads((Path(run_dir) / RUN_JSON).read_text())
     grid = sorted(set(default_thresholds().tolist()) | set(thresholds))
     cache = cache_from_run(run_dir, allow_partial=allow_partial)
-    sweep = sweep_cascade(cache, grid, described["min_score"], described["confidence"], workers=workers)
+    sweep = sweep_cascade(cache, grid, ExitPolicy(confidence=described["confidence"], min_score=described["min_score"]),
+                          workers=workers)
     return PairSweep(described["saver"]["name"], described["base"]["name"], sweep, cache.notes)
 
 
@@ -77,7 +79,7 @@ def benchmark_table(
 
     Args:
         pairs: sweeps over one image set; each must contain the requested thresholds.
-        thresholds: fixed operating points to list.
+        thresholds: fixed thresholds to list (rows labelled ``t = ...``).
         max_drops: allowed AP drops vs the pair's base (0.01 = one point).
     """
     rows: list[list] = []

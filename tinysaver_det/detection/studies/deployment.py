@@ -17,8 +17,9 @@ from typing import Mapping
 import numpy as np
 
 from tinysaver_det.core.bootstrap import bootstrap_intervals
-from tinysaver_det.core.picker import OperatingPoint
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.core.picker import TargetPick
+from tinysaver_det.core.policy import ExitPolicy
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.coco import evaluate_images, load_ground_truth, summarize_selections
 from tinysaver_det.detection.dataset import load_annotation_json
@@ -27,9 +28,9 @@ from tinysaver_det.io import sha256_file
 from tinysaver_det.operating_point import OperatingPointFile, confidence_entry
 
 
-def routed(cache: PredictionCache, saver: str, base: str, t: float, confidence, min_score: float):
-    """The exit mask at ``t`` on ``cache``'s images and each image's cascade detections and GFLOPs."""
-    exited = cache.confidences(saver, resolve_router(confidence, min_score)) >= t
+def routed(cache: PredictionCache, saver: str, base: str, policy: ExitPolicy):
+    """The exit mask of ``policy`` on ``cache``'s images and each image's cascade detections and GFLOPs."""
+    exited = policy.exits(cache.confidences(saver, resolve_router(policy)))
     detections = [s if e else b for s, b, e in zip(cache.detections(saver), cache.detections(base), exited)]
     gflops = cache.cost(saver, "GFLOPs") + np.where(exited, 0.0, cache.cost(base, "GFLOPs"))
     return exited, detections, gflops
@@ -61,11 +62,11 @@ def resampled_ap(annotations: Mapping, image_ids, detections, indices: np.ndarra
 
 
 def held_out_bootstrap(
-    cache: PredictionCache, annotations: Mapping, saver: str, base: str, t: float, confidence, min_score: float,
+    cache: PredictionCache, annotations: Mapping, saver: str, base: str, policy: ExitPolicy,
     replicates: int = 200, seed: int = 0, level: float = 0.95,
 ) -> dict:
-    """Percentile intervals over ``cache``'s images for the cascade's AP and GFLOPs/img at ``t``."""
-    _, detections, gflops = routed(cache, saver, base, t, confidence, min_score)
+    """Percentile intervals over ``cache``'s images for the cascade's AP and GFLOPs/img under ``policy``."""
+    _, detections, gflops = routed(cache, saver, base, policy)
     image_ids = cache.image_ids
     intervals = bootstrap_intervals(
         {"AP": lambda i: resampled_ap(annotations, image_ids, detections, i), "gflops_per_image": lambda i: gflops[i].mean()},
@@ -83,14 +84,13 @@ def _measured(row, cache: PredictionCache, annotations_sha256: str) -> dict:
 
 
 def operating_point_file(
-    point: OperatingPoint,
+    point: TargetPick,
     calibration: PredictionCache,
     held_out: PredictionCache,
     chain: tuple[str, str],
     models: Mapping[str, dict],
     annotation_file: str | os.PathLike,
-    confidence="mean",
-    min_score: float = 0.05,
+    rule: ExitPolicy = ExitPolicy(),
     split: str = "parity",
     replicates: int = 200,
     seed: int = 0,
@@ -103,19 +103,20 @@ def operating_point_file(
         chain: ``(saver name, base name)`` in the caches.
         models: ``{"saver": entry, "base": entry}`` (:func:`tinysaver_det.operating_point.model_entry`).
         annotation_file: the annotations both splits come from (its sha256 is recorded).
+        rule: the confidence rule the pick was made with (the threshold is the pick's).
     """
     if point.calibration is None or not point.calibration.thresholds or not math.isfinite(point.calibration.thresholds[0]):
         return None
     saver, base = chain
-    t = float(point.calibration.thresholds[0])
+    policy = rule.with_threshold(float(point.calibration.thresholds[0]))
     digest = sha256_file(annotation_file)
     annotations = load_annotation_json(annotation_file)
     held = _measured(point.held_out, held_out, digest)
-    held["bootstrap"] = held_out_bootstrap(held_out, annotations, saver, base, t, confidence, min_score, replicates, seed)
+    held["bootstrap"] = held_out_bootstrap(held_out, annotations, saver, base, policy, replicates, seed)
     target = point.target
     return OperatingPointFile(
-        saver=dict(models["saver"]), base=dict(models["base"]), confidence=confidence_entry(confidence),
-        min_score=float(min_score), t=t,
+        saver=dict(models["saver"]), base=dict(models["base"]), confidence=confidence_entry(policy.confidence),
+        min_score=policy.min_score, t=policy.threshold,
         target={"kind": target.kind, "value": target.value, "unit": target.unit, "label": target.label,
                 "met_held_out": point.met_held_out, "reference_AP": {"calibration": point.reference_calibration,
                                                                      "held_out": point.reference_held_out}},

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
 from tinysaver_det.core.cascade_model import StageRow, multistage_sweep, pareto_front, threshold_grid
 from tinysaver_det.core.picker import Target, pick
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.core.policy import ExitPolicy, stage_policies
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.core.curves import curve_thresholds
@@ -36,53 +36,50 @@ PRIMARY = "AP"
 UNITS = ("GFLOPs", "ms")
 
 
-def _routers(confidence, n: int, min_score: float) -> list:
-    options = list(confidence) if isinstance(confidence, (list, tuple)) else [confidence] * n
-    if len(options) != n:
-        raise ValueError(f"confidence: {len(options)} given for {n} exiting stages")
-    return [resolve_router(option, min_score) for option in options]
+#: What the studies here take as the exit rule of a chain: one :class:`ExitPolicy` for every exiting
+#: stage, or one per exiting stage (thresholds, if any, are not used: the studies grid them).
+StageRules = Union[ExitPolicy, Sequence[ExitPolicy]]
 
 
-def stage_confidences(ladder: PredictionCache, models: Sequence, confidence="mean", min_score: float = DEFAULT_MIN_SCORE):
+def stage_confidences(cache: PredictionCache, models: Sequence, rules: StageRules = ExitPolicy()):
     """``(K-1, N)`` confidences of each exiting stage of the chain ``models``, and the routers used."""
-    routers = _routers(confidence, len(models) - 1, min_score)
-    return np.stack([ladder.confidences(m, r) for m, r in zip(models[:-1], routers)]), routers
+    routers = [resolve_router(policy) for policy in stage_policies(rules, len(models) - 1)]
+    return np.stack([cache.confidences(m, r) for m, r in zip(models[:-1], routers)]), routers
 
 
 def simulate_chain(
-    ladder: PredictionCache,
+    cache: PredictionCache,
     models: Sequence,
     threshold_vectors,
-    confidence="mean",
+    rules: StageRules = ExitPolicy(),
     units: Sequence[str] = UNITS,
-    min_score: float = DEFAULT_MIN_SCORE,
 ) -> list[StageRow]:
-    """The chain ``models`` (cheapest first) on ``ladder``'s images at each threshold vector.
+    """The chain ``models`` (cheapest first) on ``cache``'s images at each threshold vector.
 
     Costs per unit include each exiting stage's router cost (0 for score functions).
     """
-    models = [ladder.names[ladder.index(m)] for m in models]
-    conf, routers = stage_confidences(ladder, models, confidence, min_score)
+    models = [cache.names[cache.index(m)] for m in models]
+    conf, routers = stage_confidences(cache, models, rules)
     costs = {}
     for unit in units:
-        per_model = [ladder.cost(m, unit) for m in models]
+        per_model = [cache.cost(m, unit) for m in models]
         for k, router in enumerate(routers):
-            per_model[k] = per_model[k] + router_cost(router, ladder.detections(models[k]), unit)
+            per_model[k] = per_model[k] + router_cost(router, cache.detections(models[k]), unit)
         costs[unit] = per_model
-    return multistage_sweep(conf, threshold_vectors, ladder.selection_metric(models), costs)
+    return multistage_sweep(conf, threshold_vectors, cache.selection_metric(models), costs)
 
 
 def calibration_grid(
-    ladder: PredictionCache, models: Sequence, confidence="mean", levels: int = 21, min_score: float = DEFAULT_MIN_SCORE
+    cache: PredictionCache, models: Sequence, rules: StageRules = ExitPolicy(), levels: int = 21
 ) -> np.ndarray:
-    """``(P, K-1)`` threshold vectors: per stage, the confidences at ``levels`` exit ratios of ``ladder``, and inf."""
-    conf, _ = stage_confidences(ladder, list(models), confidence, min_score)
+    """``(P, K-1)`` threshold vectors: per stage, the confidences at ``levels`` exit ratios of ``cache``, and inf."""
+    conf, _ = stage_confidences(cache, list(models), rules)
     return threshold_grid(*(curve_thresholds(row, levels) for row in conf))
 
 
-def static_rows(ladder: PredictionCache, units: Sequence[str] = UNITS) -> list[StageRow]:
+def static_rows(cache: PredictionCache, units: Sequence[str] = UNITS) -> list[StageRow]:
     """Each model alone on every image, as a row with no threshold."""
-    return [alone_row(ladder, m, units) for m in ladder.names]
+    return [alone_row(cache, m, units) for m in cache.names]
 
 
 def chains(names: Sequence[str], lengths: Sequence[int]) -> list[tuple[str, ...]]:
@@ -112,17 +109,16 @@ def sweep_chain(
     calibration: PredictionCache,
     held_out: PredictionCache,
     models: Sequence[str],
-    confidence="mean",
+    rules: StageRules = ExitPolicy(),
     levels: int = 21,
     units: Sequence[str] = UNITS,
-    min_score: float = DEFAULT_MIN_SCORE,
 ) -> ChainSweep:
     """Grid a chain's thresholds on calibration and evaluate every vector on both splits."""
-    grid = calibration_grid(calibration, models, confidence, levels, min_score)
+    grid = calibration_grid(calibration, models, rules, levels)
     return ChainSweep(
         tuple(models),
-        tuple(simulate_chain(calibration, models, grid, confidence, units, min_score)),
-        tuple(simulate_chain(held_out, models, grid, confidence, units, min_score)),
+        tuple(simulate_chain(calibration, models, grid, rules, units)),
+        tuple(simulate_chain(held_out, models, grid, rules, units)),
     )
 
 
@@ -165,22 +161,22 @@ def _front(candidates: list[FrontPoint], unit: str) -> tuple[FrontPoint, ...]:
 def compare_depths(
     calibration: PredictionCache,
     held_out: PredictionCache,
-    confidence="mean",
+    rule: ExitPolicy = ExitPolicy(),
     unit: str = "GFLOPs",
     levels: int = 21,
-    min_score: float = DEFAULT_MIN_SCORE,
 ) -> DepthStudy:
     """Do cascades deeper than two stages extend the cost/AP front? Fronts on calibration, checked on held-out.
 
     Every chain of length 2 .. K of the ladder is swept on a grid of ``levels`` exit ratios per
     stage (gridded on calibration). The 2-stage front takes the static models and the 2-stage
-    chains; the deep front adds every longer chain.
+    chains; the deep front adds every longer chain. Every exiting stage of every chain uses ``rule``'s
+    confidence.
     """
     names = calibration.names
     if len(names) < 3:
         raise TinySaverInputError(f"a depth study needs at least 3 models (--model), got {list(names)}")
     sweeps = tuple(
-        sweep_chain(calibration, held_out, chain, confidence, levels, UNITS, min_score)
+        sweep_chain(calibration, held_out, chain, rule, levels, UNITS)
         for chain in chains(names, range(2, len(names) + 1))
     )
     static = tuple(zip(static_rows(calibration), static_rows(held_out)))
@@ -198,20 +194,21 @@ def compare_depths(
     return DepthStudy(unit, tuple(names), static, sweeps, *fronts)
 
 
-def alone_row(ladder: PredictionCache, model, units: Sequence[str]) -> StageRow:
-    """One model alone on every image of ``ladder``, as a row with no thresholds."""
-    return StageRow((), (1.0,), {u: float(ladder.cost(model, u).mean()) for u in units}, ladder.model_metrics(model))
+def alone_row(cache: PredictionCache, model, units: Sequence[str]) -> StageRow:
+    """One model alone on every image of ``cache``, as a row with no thresholds."""
+    return StageRow((), (1.0,), {u: float(cache.cost(model, u).mean()) for u in units}, cache.model_metrics(model))
 
 
 def _chain_label(chain: Sequence[str]) -> str:
     return "->".join(chain)
 
 
-def _thresholds_label(row: StageRow) -> str:
+def thresholds_label(row: StageRow) -> str:
+    """A row's thresholds as tables print them (``never`` for inf, ``-`` for none)."""
     return ", ".join("never" if np.isinf(t) else f"{t:.6g}" for t in row.thresholds) or "-"
 
 
-def front_auc(points: Sequence[FrontPoint], unit: str, split: str = "calibration") -> float:
+def front_mean_best_ap(points: Sequence[FrontPoint], unit: str, split: str = "calibration") -> float:
     """Mean over the cost range of the best AP reachable within each cost, from a front's points on ``split``.
 
     The staircase ``c -> max AP of the points costing <= c``, integrated from the cheapest to the
@@ -248,11 +245,11 @@ def depth_table(study: DepthStudy, budgets: Sequence[float]) -> Table:
                 line += ["-"] * 5
             else:
                 cal, held = point.calibration, point.held_out
-                line += [_chain_label(point.chain), _thresholds_label(cal),
+                line += [_chain_label(point.chain), thresholds_label(cal),
                          cal.metrics[PRIMARY], held.metrics[PRIMARY], held.costs[unit]]
         body.append(tuple(line))
     aucs = ", ".join(
-        f"{name} front AUC {front_auc(f, unit):.4f} (cal) / {front_auc(f, unit, 'held_out'):.4f} (held-out)"
+        f"{name} front mean best AP {front_mean_best_ap(f, unit):.4f} (cal) / {front_mean_best_ap(f, unit, 'held_out'):.4f} (held-out)"
         for name, f in (("2-stage", study.two_stage_front), ("deep", study.deep_front))
     )
     n_deep = sum(len(p.chain) > 2 for p in study.deep_front)
@@ -266,7 +263,7 @@ def front_table(points: Sequence[FrontPoint], unit: str) -> Table:
     """Every point of a front: chain, thresholds, stage ratios and both splits' AP and cost."""
     header = ("chain", "thresholds", "cal stage ratios", f"cal {unit}", "cal AP", f"held {unit}", "held AP")
     body = tuple(
-        (_chain_label(p.chain), _thresholds_label(p.calibration),
+        (_chain_label(p.chain), thresholds_label(p.calibration),
          " / ".join(f"{r:.2f}" for r in p.calibration.stage_ratios),
          p.calibration.costs[unit], p.calibration.metrics[PRIMARY], p.held_out.costs[unit], p.held_out.metrics[PRIMARY])
         for p in points

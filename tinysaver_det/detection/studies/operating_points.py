@@ -7,17 +7,17 @@ from __future__ import annotations
 from typing import Sequence
 
 from tinysaver_det.core.cascade_model import StageRow
-from tinysaver_det.core.picker import OperatingPoint, Target, held_out_gap
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
+from tinysaver_det.core.picker import Target, TargetPick, held_out_gap
+from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ExitPolicy
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.studies.depths import (
     PRIMARY,
     UNITS,
-    _thresholds_label,
     alone_row,
     calibration_grid,
     simulate_chain,
+    thresholds_label,
 )
 
 
@@ -29,7 +29,7 @@ def pick_operating_points(
     confidence="mean",
     levels: int = 21,
     min_score: float = DEFAULT_MIN_SCORE,
-) -> list[OperatingPoint]:
+) -> list[TargetPick]:
     """For each target: thresholds chosen on calibration, and what they give on held-out.
 
     The reference of a ``max_drop`` target is the chain's last model alone on the same split. That
@@ -37,8 +37,9 @@ def pick_operating_points(
     the same target, the picker says so instead of returning a cascade that costs more.
     """
     units = sorted({t.unit for t in targets} | set(UNITS))
-    grid = calibration_grid(calibration, models, confidence, levels, min_score)
-    rows = simulate_chain(calibration, models, grid, confidence, units, min_score)
+    rule = ExitPolicy(confidence=confidence, min_score=min_score)
+    grid = calibration_grid(calibration, models, rule, levels)
+    rows = simulate_chain(calibration, models, grid, rule, units)
     last = models[-1]
     reference = (calibration.model_metrics(last)[PRIMARY], held_out.model_metrics(last)[PRIMARY])
 
@@ -47,12 +48,12 @@ def pick_operating_points(
     def evaluate_held_out(thresholds) -> StageRow:
         if not thresholds:  # the fallback: the last model alone
             return alone[held_out]
-        return simulate_chain(held_out, models, [thresholds], confidence, units, min_score)[0]
+        return simulate_chain(held_out, models, [thresholds], rule, units)[0]
 
     return [held_out_gap(t, rows, evaluate_held_out, PRIMARY, *reference, alone[calibration]) for t in targets]
 
 
-def picker_table(points: Sequence[OperatingPoint], units: Sequence[str] = UNITS) -> Table:
+def picker_table(points: Sequence[TargetPick], units: Sequence[str] = UNITS) -> Table:
     """One line per target: thresholds picked on calibration, both splits' AP and costs, the gap, whether it holds."""
     header = ("target", "thresholds", "cal AP", *(f"cal {u}" for u in units), "held AP", *(f"held {u}" for u in units),
               "AP gap", *(f"{u} gap" for u in units), "met on held-out")
@@ -64,7 +65,7 @@ def picker_table(points: Sequence[OperatingPoint], units: Sequence[str] = UNITS)
             body.append((label, "not reachable on calibration", *["-"] * (2 + 2 * len(units) + len(units) + 1)))
             continue
         cal, held = point.calibration, point.held_out
-        thresholds = _thresholds_label(cal) if cal.thresholds else "last model alone"
+        thresholds = thresholds_label(cal) if cal.thresholds else "last model alone"
         body.append((
             label, thresholds, cal.metrics[PRIMARY], *(cal.costs[u] for u in units), held.metrics[PRIMARY],
             *(held.costs[u] for u in units), held.metrics[PRIMARY] - cal.metrics[PRIMARY],

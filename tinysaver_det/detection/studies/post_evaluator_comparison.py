@@ -5,8 +5,8 @@ optional ablations) route the saver/base cascade on the held-out half:
 
 * ``mean``: the paper's rule (mean score of the saver's boxes >= 0.05);
 * ``outputs``: the logistic router over the saver's output statistics
-  (:class:`~tinysaver_det.detection.routers.LogisticRouter`, trained on calibration);
-* ``features``: the feature post-evaluator (:func:`~tinysaver_det.detection.post_evaluator.fit_feature_router`,
+  (:class:`~tinysaver_det.detection.logistic_router.LogisticRouter`, trained on calibration);
+* ``features``: the feature post-evaluator (:func:`~tinysaver_det.detection.feature_router.fit_feature_router`,
   blocks and ridge strength chosen by cross-validation on calibration only);
 * ``oracle``: the per-image ranking by the base's true gain on the held-out half (an upper-bound heuristic).
 
@@ -25,11 +25,11 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from tinysaver_det.core.cascade_model import StageRow
-from tinysaver_det.core.curves import curve_auc
+from tinysaver_det.core.curves import curve_mean_ap
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
-from tinysaver_det.detection.post_evaluator import FeatureRouter, fit_feature_router, gain_target
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.detection.feature_router import FeatureRouter, fit_feature_router, gain_target
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.studies.router_comparison import (
     EvaluatorCheck,
     evaluator_condition,
@@ -58,11 +58,11 @@ class BudgetRow:
 
 @dataclass(frozen=True)
 class CurveRow:
-    """A router's whole held-out curve on one split: AUC, own cost, and the cost to reach each static model's AP."""
+    """A router's whole held-out curve on one split: curve mean AP (:func:`~tinysaver_det.core.curves.curve_mean_ap`), own cost, and the cost to reach each static model's AP."""
 
     router: str
     split: str
-    auc: float
+    curve_mean_ap: float
     router_gflops: float
     cost_to_reach: Mapping[str, float | None]
 
@@ -132,7 +132,7 @@ def compare_split(
                 closed = (ap - low) / (high - low)
             budget_rows.append(BudgetRow(router, label, model, ap, closed))
     curve_rows = tuple(
-        CurveRow(router, label, curve_auc(rows), cost,
+        CurveRow(router, label, curve_mean_ap(rows), cost,
                  {m: cost_to_ap(rows, level) for m, (_, level) in statics.items()})
         for router, (rows, cost) in curves.items()
     )
@@ -154,11 +154,11 @@ def _mean_std(values: Sequence[float | None]) -> str:
 
 
 def summary_table(outcomes: Sequence[SplitOutcome]) -> Table:
-    """Per router, mean ± std over splits of: AP and gap closed at each static model's cost, AUC, own cost,
+    """Per router, mean ± std over splits of: AP and gap closed at each static model's cost, curve mean AP, own cost,
     and the GFLOPs to reach each static model's AP."""
     routers = list(dict.fromkeys(r.router for o in outcomes for r in o.budget_rows))
     models = list(dict.fromkeys(r.budget for r in outcomes[0].budget_rows))
-    header = ["router", "C_E (GFLOPs)", "AUC"]
+    header = ["router", "C_E (GFLOPs)", "curve mean AP"]
     for m in models:
         header += [f"AP @ {m}'s cost", f"gap closed @ {m}"]
     header += [f"GFLOPs to {m}'s AP" for m in models]
@@ -166,7 +166,7 @@ def summary_table(outcomes: Sequence[SplitOutcome]) -> Table:
     for router in routers:
         budget = [r for o in outcomes for r in o.budget_rows if r.router == router]
         curve = [c for o in outcomes for c in o.curve_rows if c.router == router]
-        line = [router, f"{np.mean([c.router_gflops for c in curve]):.2e}", _mean_std([c.auc for c in curve])]
+        line = [router, f"{np.mean([c.router_gflops for c in curve]):.2e}", _mean_std([c.curve_mean_ap for c in curve])]
         for m in models:
             line += [_mean_std([r.ap for r in budget if r.budget == m]),
                      _mean_std([r.gap_closed for r in budget if r.budget == m])]
@@ -195,7 +195,7 @@ def eq5_table(outcomes: Sequence[SplitOutcome]) -> Table:
     return Table(header, body, "Held-out; levels: each static model's AP between the saver's and the base's, and the base's AP - 0.01, - 0.02.")
 
 
-def selection_table(outcomes: Sequence[SplitOutcome]) -> Table:
+def cv_choice_table(outcomes: Sequence[SplitOutcome]) -> Table:
     """What cross-validation on each calibration half chose (blocks, ridge strength, CV captured gain)."""
     body = []
     for o in outcomes:

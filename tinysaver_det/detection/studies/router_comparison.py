@@ -15,7 +15,7 @@ could in principle score a little higher, and the oracle uses the labels of the 
 evaluated on, so no deployable router can be expected to reach it.
 
 The **learned router** (:func:`train_router`) is the paper's post-evaluator (Sec. 3.2): a logistic
-regression over features of the saver's output (:func:`~tinysaver_det.detection.routers.detection_features`),
+regression over features of the saver's output (:func:`~tinysaver_det.detection.output_features.detection_features`),
 trained on the calibration split to predict "the saver's per-image AP is >= the base's". Eq. 5 of
 the paper says such an evaluator of cost ``C_E`` pays for itself at matched performance only when
 ``C_S + C_E + (1 - r_E) C_B < C_S + (1 - r) C_B``, i.e. ``C_E < (r_E - r) * C_B``, where ``r`` and
@@ -31,12 +31,14 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE
-from tinysaver_det.core.router import Router
-from tinysaver_det.detection.post_evaluator import gain_target
-from tinysaver_det.detection.routers import LogisticRouter, feature_matrix, resolve_router
+from tinysaver_det.core.score_routers import Router
+from tinysaver_det.detection.feature_router import gain_target
+from tinysaver_det.detection.logistic_router import LogisticRouter
+from tinysaver_det.detection.output_features import feature_matrix
+from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.core.selection import r_match
 from tinysaver_det.core.cascade_model import COST, DEFERRED, StageRow, sweep
-from tinysaver_det.core.curves import curve_auc, curve_thresholds
+from tinysaver_det.core.curves import curve_mean_ap, curve_thresholds
 from tinysaver_det.core.picker import Target, pick
 from tinysaver_det.core.tables import Table
 from tinysaver_det.detection.cache import PredictionCache
@@ -47,7 +49,7 @@ ORACLE = "oracle"
 def oracle_confidences(saver_quality, base_quality) -> np.ndarray:
     """Confidences that rank images by the base's per-image gain over the saver, smallest gain first.
 
-    ``gain = base_quality - saver_quality`` (:func:`~tinysaver_det.detection.post_evaluator.gain_target`); an image whose quality is -1 under either model (no
+    ``gain = base_quality - saver_quality`` (:func:`~tinysaver_det.detection.feature_router.gain_target`); an image whose quality is -1 under either model (no
     ground truth: per-image AP is undefined) has gain 0. Ties are broken by the saver's quality
     (better first), then by position. The result is ``1 - rank / N``: distinct values in (0, 1],
     so a threshold sweep cuts the ranking at every position.
@@ -66,32 +68,32 @@ def oracle_confidences(saver_quality, base_quality) -> np.ndarray:
     return confidences
 
 
-def router_labels(ladder: PredictionCache, saver, base) -> np.ndarray:
+def router_labels(cache: PredictionCache, saver, base) -> np.ndarray:
     """``(N,)`` True where the saver's per-image AP is >= the base's (images without ground truth: True).
 
-    That is: the base gains nothing on the image (:func:`~tinysaver_det.detection.post_evaluator.gain_target`
+    That is: the base gains nothing on the image (:func:`~tinysaver_det.detection.feature_router.gain_target`
     ``<= 0``), so the logistic router's label and the feature post-evaluator's and the oracle's gain
     are one definition (for per-image APs, which are finite, ``base - saver <= 0`` exactly when ``saver >= base``).
     """
-    return gain_target(ladder.per_image_ap(saver), ladder.per_image_ap(base)) <= 0
+    return gain_target(cache.per_image_ap(saver), cache.per_image_ap(base)) <= 0
 
 
 def train_router(
-    ladder: PredictionCache, saver, base, l2: float = 1.0, min_score: float = DEFAULT_MIN_SCORE, name: str = "learned"
+    cache: PredictionCache, saver, base, l2: float = 1.0, min_score: float = DEFAULT_MIN_SCORE, name: str = "learned"
 ) -> LogisticRouter:
-    """Fit the learned post-evaluator on ``ladder`` (the calibration split): saver features -> saver as good as base.
+    """Fit the learned post-evaluator on ``cache`` (the calibration split): saver features -> saver as good as base.
 
     The router records the saver's weights sha256 when the cache knows it (the predictions' provenance), so a
     cascade with another saver refuses it."""
-    labels = router_labels(ladder, saver, base)
+    labels = router_labels(cache, saver, base)
     info = {
-        "saver": ladder.names[ladder.index(saver)],
-        "base": ladder.names[ladder.index(base)],
+        "saver": cache.names[cache.index(saver)],
+        "base": cache.names[cache.index(base)],
         "label": "per-image COCO AP of the saver >= that of the base",
-        "n_images": ladder.n_images,
+        "n_images": cache.n_images,
     }
-    return LogisticRouter.fit(feature_matrix(ladder.detections(saver), min_score), labels, l2, min_score, name, info,
-                              saver=ladder.models[ladder.index(saver)].sha256)
+    return LogisticRouter.fit(feature_matrix(cache.detections(saver), min_score), labels, l2, min_score, name, info,
+                              saver=cache.models[cache.index(saver)].sha256)
 
 
 def router_cost(router: Router, detections: Sequence, unit: str) -> np.ndarray:
@@ -113,7 +115,7 @@ class CurveSummary:
     Attributes:
         rows: the sweep over every distinct confidence (:func:`curve_thresholds`).
         r_match: largest exit ratio at which the saver matches the base on the exited images (Eq. 6).
-        auc: mean AP over the cost range: the area under the AP-vs-cost curve (trapezoids, points
+        curve_mean_ap: mean AP over the cost range: the area under the AP-vs-cost curve (trapezoids, points
             by rising cost) divided by the width of that range.
         ap_at_budgets: best AP at cost ``<=`` each budget (None: no point that cheap).
         cost_to_reach: cheapest cost at which AP ``>=`` the reference AP (None: never).
@@ -121,13 +123,13 @@ class CurveSummary:
 
     rows: tuple[StageRow, ...]
     r_match: float
-    auc: float
+    curve_mean_ap: float
     ap_at_budgets: tuple[float | None, ...]
     cost_to_reach: float | None
 
 
 def router_curve(
-    ladder: PredictionCache,
+    cache: PredictionCache,
     saver,
     base,
     confidences,
@@ -141,7 +143,7 @@ def router_curve(
     """Sweep one router's confidences on one split and summarise the curve.
 
     Args:
-        ladder: the split's models and evaluations.
+        cache: the split's models and evaluations.
         saver, base: the pair (names or indices).
         confidences: ``(N,)`` the router's confidence per image.
         unit: ``"GFLOPs"`` or ``"ms"``.
@@ -151,16 +153,16 @@ def router_curve(
         levels: see :func:`curve_thresholds`; ``r_match`` is read on the same cut points.
         with_r_match: False skips ``r_match`` (reported as NaN) when only the curve is needed.
     """
-    metric = ladder.pair_metric(saver, base)
-    cost_saver = ladder.cost(saver, unit) + extra_saver_cost
+    metric = cache.pair_metric(saver, base)
+    cost_saver = cache.cost(saver, unit) + extra_saver_cost
     thresholds = curve_thresholds(confidences, levels)
-    rows = tuple(sweep(confidences, thresholds, metric, cost_saver, ladder.cost(base, unit)))
+    rows = tuple(sweep(confidences, thresholds, metric, cost_saver, cache.cost(base, unit)))
     return CurveSummary(
         rows=rows,
         r_match=r_match(confidences, metric, None if levels is None else thresholds[:-1]).r_match
         if with_r_match
         else float("nan"),
-        auc=curve_auc(rows),
+        curve_mean_ap=curve_mean_ap(rows),
         ap_at_budgets=tuple(best_ap_within(rows, b) for b in budgets),
         cost_to_reach=None if reference_ap is None else cost_to_ap(rows, reference_ap),
     )
@@ -199,7 +201,7 @@ class RouterComparison:
     learned: LogisticRouter | None
 
     def ranks(self, key: str) -> dict[str, int]:
-        """Rank (1 = best) of each non-oracle router on calibration by ``"r_match"`` or ``"auc"``."""
+        """Rank (1 = best) of each non-oracle router on calibration by ``"r_match"`` or ``"curve_mean_ap"``."""
         routers = [r for r in self.results if r.name != ORACLE]
         ordered = sorted(routers, key=lambda r: -getattr(r.calibration, key))
         return {r.name: ordered.index(r) + 1 for r in routers}
@@ -225,7 +227,7 @@ def compare_routers(
         calibration, held_out: the two splits (same models).
         saver, base: the pair (names or indices).
         unit: the cost unit.
-        routers: ``{name: confidence option}`` (see :func:`~tinysaver_det.detection.routers.resolve_router`);
+        routers: ``{name: confidence option}`` (see :func:`~tinysaver_det.detection.router_files.resolve_router`);
             default: every registered confidence function.
         learned: also train and compare the learned post-evaluator.
         reference: a model whose cost and AP (per split) are the comparison points, e.g. a mid-size
@@ -374,18 +376,18 @@ def evaluator_checks(
 def router_table(comparison: RouterComparison) -> Table:
     """One line per router: calibration ranks and curve numbers, then the held-out results."""
     unit = comparison.unit
-    ranks_r, ranks_auc = comparison.ranks("r_match"), comparison.ranks("auc")
+    ranks_r, ranks_mean_ap = comparison.ranks("r_match"), comparison.ranks("curve_mean_ap")
     reference = comparison.reference or "reference"
     header = (
-        "router", f"C_E ({unit})", "cal r_match", "cal AUC", "rank r_match", "rank AUC",
-        "held r_match", "held AUC", *(f"held AP @<={b:.3g} {unit}" for b in comparison.budgets),
+        "router", f"C_E ({unit})", "cal r_match", "cal curve mean AP", "rank r_match", "rank curve mean AP",
+        "held r_match", "held curve mean AP", *(f"held AP @<={b:.3g} {unit}" for b in comparison.budgets),
         f"held {unit} to reach {reference} AP",
     )
     body = tuple(
         (
-            r.name, f"{r.cost:.2e}", r.calibration.r_match, r.calibration.auc,
-            ranks_r.get(r.name, "-"), ranks_auc.get(r.name, "-"),
-            r.held_out.r_match, r.held_out.auc, *r.held_out.ap_at_budgets, r.held_out.cost_to_reach,
+            r.name, f"{r.cost:.2e}", r.calibration.r_match, r.calibration.curve_mean_ap,
+            ranks_r.get(r.name, "-"), ranks_mean_ap.get(r.name, "-"),
+            r.held_out.r_match, r.held_out.curve_mean_ap, *r.held_out.ap_at_budgets, r.held_out.cost_to_reach,
         )
         for r in comparison.results
     )
@@ -393,7 +395,8 @@ def router_table(comparison: RouterComparison) -> Table:
         f"saver {comparison.saver} -> base {comparison.base}; base AP {comparison.base_ap[0]:.4f} (cal) / "
         f"{comparison.base_ap[1]:.4f} (held-out)"
         + (f"; {reference} alone: AP {comparison.reference_ap[1]:.4f} (held-out)" if comparison.reference else "")
-        + f". AUC: mean AP over the {unit} range C_S .. C_S + C_B. Ranks on calibration; oracle uses each "
+        + f". Curve mean AP: the area under the AP-vs-cost curve (trapezoids) over the {unit} range "
+        f"C_S .. C_S + C_B, divided by that range. Ranks on calibration; oracle uses each "
         "split's own per-image AP (an upper-bound heuristic, not a deployable router)."
     )
     return Table(header, body, note)

@@ -18,13 +18,12 @@ from typing import Sequence
 
 import numpy as np
 
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction
-from tinysaver_det.core.router import Router
+from tinysaver_det.core.policy import ExitPolicy
 from tinysaver_det.core.selection import RMatch, delta_cost_tr, r_match
 from tinysaver_det.core.cascade_model import StageRow, default_thresholds, sweep
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.coco import STAT_KEYS
-from tinysaver_det.detection.routers import resolve_router
+from tinysaver_det.detection.router_files import resolve_router
 
 #: Columns of ``sweep.csv``: one row per threshold.
 SWEEP_COLUMNS = ("t", "exit_ratio", *STAT_KEYS[:6], "gflops")
@@ -55,8 +54,7 @@ class DetectionSweep:
 def sweep_cascade(
     cache: PredictionCache,
     thresholds: Sequence[float] | None = None,
-    min_score: float = DEFAULT_MIN_SCORE,
-    confidence: str | ConfidenceFunction | Router = "mean",
+    rule: ExitPolicy = ExitPolicy(),
     saver: str | int = 0,
     base: str | int = 1,
     workers: int = 1,
@@ -67,8 +65,9 @@ def sweep_cascade(
         cache: from :func:`~tinysaver_det.detection.cache.cache_from_run`,
             :func:`~tinysaver_det.detection.cache.cache_from_results` or any prediction files.
         thresholds: default 0..1 step 0.01 plus the paper's 0.25, 0.26, 0.34, 0.37, 0.69.
-        min_score, confidence: the image-confidence rule: a registered name, a ``(scores, min_score)``
-            callable, a router or a router file (:func:`tinysaver_det.detection.routers.resolve_router`).
+        rule: the image-confidence rule (its ``confidence`` and ``min_score``; its threshold, if any,
+            is not used): a registered name, a ``(scores, min_score)`` callable, a router or a router
+            file (:func:`tinysaver_det.detection.router_files.resolve_router`). Default: the paper's mean.
         saver, base: the two models of ``cache`` (name or index; default its first two).
         workers: processes scoring the thresholds and r_match's exit sets; results do not depend on it.
 
@@ -76,7 +75,7 @@ def sweep_cascade(
     """
     thresholds = default_thresholds() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     metric = cache.pair_metric(saver, base, workers=workers)
-    router = resolve_router(confidence, min_score)
+    router = resolve_router(rule)
     confidences = cache.confidences(saver, router)
     saver_gflops, base_gflops = cache.cost(saver, "GFLOPs"), cache.cost(base, "GFLOPs")
     rows = sweep(confidences, thresholds, metric, saver_gflops, base_gflops)

@@ -1,4 +1,6 @@
-"""Routers: what turns one image's answer into the confidence that the cascade rule compares.
+"""The router protocol and the routers made of a score function (task-agnostic).
+
+A *router* turns one image's answer into the confidence that the cascade rule compares.
 
 The cascade rule (:class:`~tinysaver_det.core.policy.ExitPolicy`) needs one number per image. A
 *router* computes it from the saver's whole answer for that image (for detection: an object with
@@ -8,10 +10,11 @@ The cascade rule (:class:`~tinysaver_det.core.policy.ExitPolicy`) needs one numb
 * the :class:`Router` protocol (``name``, ``__call__(answer) -> float``, ``gflops(answer) -> float``);
 * :class:`ScoreRouter`, a confidence function of the scores (``(scores, min_score) -> float``, e.g. a
   registered name of :data:`~tinysaver_det.core.policy.CONFIDENCE_FUNCTIONS`) as a router;
-* :func:`score_router`, which turns a name, a callable or a router into a :class:`Router`.
+* :func:`score_router`, which turns an exit policy's confidence (a name, a callable or a router) into a :class:`Router`.
 
-The learned router over detection features (the paper's post-evaluator) and router files live in
-:mod:`tinysaver_det.detection.routers`, whose ``resolve_router`` also accepts a router file.
+The learned detection routers (the paper's post-evaluator) live in
+:mod:`tinysaver_det.detection.logistic_router` and :mod:`tinysaver_det.detection.feature_router`;
+:func:`tinysaver_det.detection.router_files.resolve_router` also accepts their router files.
 
 numpy and the standard library only.
 """
@@ -23,7 +26,13 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE, ConfidenceFunction, image_confidence  # noqa: F401 (doctest)
+from tinysaver_det.core.policy import (  # noqa: F401 (image_confidence: doctest)
+    CONFIDENCE_FUNCTIONS,
+    DEFAULT_MIN_SCORE,
+    ConfidenceFunction,
+    ExitPolicy,
+    image_confidence,
+)
 
 
 @runtime_checkable
@@ -73,28 +82,29 @@ class ScoreRouter:
         return 0.0
 
 
-def score_router(confidence="mean", min_score: float = DEFAULT_MIN_SCORE) -> Router:
-    """The :class:`Router` for a confidence given as a registered name, a score function or a router.
+def score_router(policy: ExitPolicy = ExitPolicy()) -> Router:
+    """The :class:`Router` of an exit policy's confidence: a registered name, a score function or a router.
 
     Args:
-        confidence: a key of ``CONFIDENCE_FUNCTIONS``; a callable ``(scores, min_score) -> float``;
-            or a :class:`Router` (returned as it is).
-        min_score: the score floor given to score functions (a router keeps its own).
+        policy: its ``confidence`` is a key of ``CONFIDENCE_FUNCTIONS``, a callable
+            ``(scores, min_score) -> float``, or a :class:`Router` (returned as it is); its
+            ``min_score`` is the score floor given to score functions (a router keeps its own).
 
     Raises:
-        ValueError: anything else (:func:`tinysaver_det.detection.routers.resolve_router` also reads router files).
+        ValueError: anything else (:func:`tinysaver_det.detection.router_files.resolve_router` also reads router files).
 
-    >>> score_router("max").name
+    >>> score_router(ExitPolicy(confidence="max")).name
     'max'
-    >>> score_router(lambda scores, min_score: 1.0).name
+    >>> score_router(ExitPolicy(confidence=lambda scores, min_score: 1.0)).name
     '<lambda>'
     """
+    confidence, min_score = policy.confidence, policy.min_score
     if isinstance(confidence, Router):
         return confidence
     if isinstance(confidence, str) and confidence in CONFIDENCE_FUNCTIONS:
-        return ScoreRouter(CONFIDENCE_FUNCTIONS[confidence], float(min_score), confidence)
+        return ScoreRouter(CONFIDENCE_FUNCTIONS[confidence], min_score, confidence)
     if callable(confidence):
-        return ScoreRouter(confidence, float(min_score))
+        return ScoreRouter(confidence, min_score)
     raise ValueError(
         f"unknown confidence {confidence!r}; choose one of {sorted(CONFIDENCE_FUNCTIONS)}, a router file (.json), "
         "a router object, or a callable(scores, min_score) -> float"

@@ -3,7 +3,7 @@
 The paper's post-evaluator (Sec. 3.2, Eq. 5) reads the saver's final layer; :class:`FeatureRouter`
 reads, for one image, any of three feature blocks (:data:`BLOCKS`):
 
-* ``outputs``: the statistics of the saver's detections (:func:`~tinysaver_det.detection.routers.detection_features`);
+* ``outputs``: the statistics of the saver's detections (:func:`~tinysaver_det.detection.output_features.detection_features`);
 * ``candidates``: the statistics of the candidate boxes before NMS (MetaDetect);
 * ``pooled``: the pooled neck maps entering the detection head.
 
@@ -16,7 +16,7 @@ trains offline from the prediction cache.
 The evaluator therefore regresses the per-image gain ``AP_base - AP_saver`` (each image's own COCO
 AP from the cached matching, :meth:`~tinysaver_det.detection.cache.PredictionCache.per_image_ap`)
 with ridge regression on standardised inputs; its confidence is ``sigmoid(-(gain - centre) / spread)``
-(high: little to gain, the saver answers). The logistic :class:`~tinysaver_det.detection.routers.LogisticRouter`
+(high: little to gain, the saver answers). The logistic :class:`~tinysaver_det.detection.logistic_router.LogisticRouter`
 instead classifies "saver as good as base", which says nothing about *how much* is lost.
 
 **Selection** (:func:`fit_feature_router`): the feature blocks and the ridge strength are chosen by
@@ -45,14 +45,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
-from tinysaver_det.detection.routers import (
-    FEATURE_NAMES,
-    _sigmoid,  # the one overflow-free logistic; its input here is float64 already (predicted_gain casts)
-    check_router_saver,
-    detection_features,
-    feature_flops,
-    resolve_router,
-)
+from tinysaver_det.detection.logistic_router import check_router_saver, sigmoid
+from tinysaver_det.detection.output_features import FEATURE_NAMES, detection_features, feature_flops
 from tinysaver_det.detection.saver_features import CANDIDATE_NAMES
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_text, strict_json_dumps
@@ -71,7 +65,8 @@ DEFAULT_ALPHAS = (1.0, 10.0, 100.0, 1000.0)
 ROUTED_SHARES = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
 
 
-def _needs_saver_features(blocks: Sequence[str]) -> bool:
+def blocks_need_saver_features(blocks: Sequence[str]) -> bool:
+    """Whether these feature blocks read features captured inside the saver (any block but ``outputs``)."""
     return any(b != "outputs" for b in blocks)
 
 
@@ -96,7 +91,7 @@ def saver_features_of(detections: Sequence, blocks: Sequence[str] = ("candidates
     Raises:
         TinySaverInputError: some image has no features, or they come from two recipes or savers.
     """
-    if not _needs_saver_features(blocks):
+    if not blocks_need_saver_features(blocks):
         return "", None, 0
     seen = set()
     for d in detections:
@@ -198,7 +193,7 @@ class FeatureRouter:
     @property
     def needs_saver_features(self) -> bool:
         """Whether the saver must run with feature capture (``features=True``) for this router."""
-        return _needs_saver_features(self.blocks)
+        return blocks_need_saver_features(self.blocks)
 
     def check_features(self, detections) -> None:
         """Refuse detections whose features are missing or come from another recipe or saver."""
@@ -226,7 +221,7 @@ class FeatureRouter:
 
     def check_saver(self, settings: Mapping | None) -> None:
         """Refuse, before any image runs, a saver (its ``settings``) that is not the one it was trained on
-        (:func:`~tinysaver_det.detection.routers.check_router_saver`) or that captures other features."""
+        (:func:`~tinysaver_det.detection.logistic_router.check_router_saver`) or that captures other features."""
         if not self.needs_saver_features or settings is None:
             return
         check_router_saver(self.name, self.saver, settings)
@@ -243,7 +238,7 @@ class FeatureRouter:
         return (np.asarray(inputs, dtype=np.float64) - self.mean) / self.scale @ self.weights + self.bias
 
     def confidence_of_inputs(self, inputs) -> np.ndarray:
-        return _sigmoid(-(self.predicted_gain(inputs) - self.centre) / self.spread)
+        return sigmoid(-(self.predicted_gain(inputs) - self.centre) / self.spread)
 
     def __call__(self, detections) -> float:
         self.check_features(detections)
@@ -294,7 +289,7 @@ class FeatureRouter:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the router as json; returns the path.
 
-        Written as :meth:`LogisticRouter.save <tinysaver_det.detection.routers.LogisticRouter.save>`
+        Written as :meth:`LogisticRouter.save <tinysaver_det.detection.logistic_router.LogisticRouter.save>`
         writes its file: through the one atomic writer (a crash leaves the old file or the whole new
         one), as strict JSON. A router from :func:`fit_feature_router` holds no NaN (a non-finite fit
         gives a NaN spread, which the constructor refuses); a hand-made one with a NaN is refused here
@@ -304,15 +299,6 @@ class FeatureRouter:
         path = Path(path)
         atomic_write_text(path, strict_json_dumps(self.to_dict(), indent=2) + "\n")
         return path
-
-
-def router_needs_saver_features(confidence) -> bool:
-    """Whether a ``--confidence`` option (name, router, router file) needs the saver run with ``features=True``.
-
-    >>> router_needs_saver_features("mean")
-    False
-    """
-    return bool(getattr(resolve_router(confidence), "needs_saver_features", False))
 
 
 def gain_target(saver_ap, base_ap) -> np.ndarray:
@@ -364,7 +350,7 @@ def fit_feature_router(
     if len(gain) != len(detections):
         raise ValueError(f"{len(detections)} images but {len(gain)} gains")
     has_features = all(getattr(d, "features", None) is not None for d in detections)
-    choices = [tuple(b) for b in block_choices if has_features or not _needs_saver_features(b)]
+    choices = [tuple(b) for b in block_choices if has_features or not blocks_need_saver_features(b)]
     if not choices:
         raise TinySaverInputError("no feature block can be read: the detections carry no saver features")
     recipe, saver, n_values = saver_features_of(detections, ("candidates",)) if has_features else ("", None, 0)
@@ -385,7 +371,7 @@ def fit_feature_router(
     mean, scale, w, b = ridge_fit(inputs[blocks], gain, alpha)
     fitted = (inputs[blocks] - mean) / scale @ w + b
     spread = float(fitted.std()) or 1.0
-    uses_saver = _needs_saver_features(blocks)
+    uses_saver = blocks_need_saver_features(blocks)
     facts = {
         "target": "per-image COCO AP of the base minus that of the saver (ridge regression)",
         "n_images": int(len(gain)),
