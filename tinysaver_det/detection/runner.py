@@ -401,20 +401,23 @@ class _PredictionsRunKind(_RunKind):
 def _execute(
     kind: _RunKind,
     dataset: CocoDataset,
-    target: Path,
-    batch_size: int,
-    progress: bool,
-    resume: bool,
-    overwrite: bool,
-    context: DistContext,
+    target: str | Path,
+    batch_size: int = 32,
+    progress: bool = True,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    context: DistContext = SINGLE_PROCESS,
 ):
     """The one run driver: ``kind`` over every image of ``dataset``, written at ``target``.
 
     In one process: lock ``target`` (first: a second writer is refused before anything is read),
     open it (refuse, overwrite or repair a resumed run), run the images from the first one not done,
-    and finish. With several processes: :func:`_execute_sharded`.
+    and finish. With several processes: :func:`_execute_sharded`. The arguments are those of
+    :func:`evaluate_cascade`.
     """
     _check_batch_size(batch_size)
+    target = Path(target)
     if context.sharded:
         return _execute_sharded(kind, dataset, target, batch_size, progress, resume, overwrite, context)
     start = perf_counter()
@@ -514,17 +517,8 @@ def _records_in_order(out_dir: Path, dataset: CocoDataset) -> list[dict]:
     return records
 
 
-def evaluate_cascade(
-    cascade: Cascade,
-    dataset: CocoDataset,
-    out_dir: str | Path,
-    batch_size: int = 32,
-    progress: bool = True,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    context: DistContext = SINGLE_PROCESS,
-) -> RunSummary:
+def evaluate_cascade(cascade: Cascade, dataset: CocoDataset, out_dir: str | Path, batch_size: int = 32,
+                     progress: bool = True, **options) -> RunSummary:
     """Run a two-model ``cascade`` on every image of ``dataset``, write the run directory (the
     saver/base files of the module doc), return the summary.
 
@@ -532,58 +526,44 @@ def evaluate_cascade(
     the same run, and the run directory holds everything a threshold sweep needs.
 
     Args:
-        resume: continue the run in ``out_dir`` where it stopped (or start one when there is none);
-            refused, naming each difference, when that run was made with other settings.
-        overwrite: replace the run in ``out_dir``. Without either flag, a ``out_dir`` that holds a
-            run is refused rather than mixed with.
-        context: this process's place in a ``torchrun`` job (:func:`tinysaver_det.distributed.process_group`);
-            with several processes each rank runs its shard of the images and rank 0 merges them
-            (:mod:`~tinysaver_det.detection.shards`). Every rank returns the same summary.
+        batch_size: images per batch (a run resumes, and is sharded, in whole batches).
+        progress: show a progress bar (rank 0's only, under torchrun).
+        resume: (keyword) continue the run in ``out_dir`` where it stopped (or start one when there
+            is none); refused, naming each difference, when that run was made with other settings.
+        overwrite: (keyword) replace the run in ``out_dir``. Without either flag, a ``out_dir`` that
+            holds a run is refused rather than mixed with; with both, refused too.
+        context: (keyword) this process's place in a ``torchrun`` job
+            (:func:`tinysaver_det.distributed.process_group`); with several processes each rank runs
+            its shard of the images and rank 0 merges them (:mod:`~tinysaver_det.detection.shards`).
+            Every rank returns the same summary.
 
     Raises:
         TinySaverInputError: a wrong batch size or run directory, or no image could be read.
         RunLockedError: another process is writing ``out_dir`` (:class:`~tinysaver_det.lock.RunLock`,
             held from the repair of a resumed run to the last final file).
     """
-    return _execute(_TwoModelRunKind(cascade), dataset, Path(out_dir), batch_size, progress, resume, overwrite, context)
+    return _execute(_TwoModelRunKind(cascade), dataset, out_dir, batch_size, progress, **options)
 
 
-def evaluate_multistage(
-    cascade: MultiStageCascade,
-    dataset: CocoDataset,
-    out_dir: str | Path,
-    batch_size: int = 32,
-    progress: bool = True,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    context: DistContext = SINGLE_PROCESS,
-) -> MultiStageSummary:
+def evaluate_multistage(cascade: MultiStageCascade, dataset: CocoDataset, out_dir: str | Path, batch_size: int = 32,
+                        progress: bool = True, **options) -> MultiStageSummary:
     """Run a K-stage cascade on every image of ``dataset``; write run.json, records.jsonl,
     detections.jsonl (the answering stage's detections), results.json, errors.json, summary.json
     and summary.md.
 
-    The stage ratios, GFLOPs and ms per image count the images the models ran on. Arguments,
-    resume, locking and sharding as :func:`evaluate_cascade` (the same driver).
+    The stage ratios, GFLOPs and ms per image count the images the models ran on. Arguments
+    (``resume``, ``overwrite``, ``context``), locking, resume and sharding as :func:`evaluate_cascade`'s:
+    the same driver.
 
     Raises:
         TinySaverInputError: a wrong batch size or run directory, or no image could be read.
         RunLockedError: another process is writing ``out_dir``.
     """
-    return _execute(_StagesRunKind(cascade), dataset, Path(out_dir), batch_size, progress, resume, overwrite, context)
+    return _execute(_StagesRunKind(cascade), dataset, out_dir, batch_size, progress, **options)
 
 
-def predict_dataset(
-    detector: Detector,
-    dataset: CocoDataset,
-    path: str | Path,
-    batch_size: int = 32,
-    progress: bool = True,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    context: DistContext = SINGLE_PROCESS,
-) -> Path:
+def predict_dataset(detector: Detector, dataset: CocoDataset, path: str | Path, batch_size: int = 32,
+                    progress: bool = True, **options) -> Path:
     """Run one model on every image of ``dataset`` and cache its per-image predictions at ``path``.
 
     The rows are those of a cascade run's ``saver_predictions.jsonl`` (detections, per-image GFLOPs
@@ -595,15 +575,13 @@ def predict_dataset(
     ``path`` (:func:`~tinysaver_det.detection.run_directory.predictions_run_json`), so that a killed
     run resumes as an ``eval`` run does (:func:`~tinysaver_det.detection.run_directory.open_predictions_file`).
 
-    Args:
-        resume: continue the run at ``path`` (whole batches; images recorded unreadable that can be
-            read now are retried); refused, naming each difference, when made with other settings.
-        overwrite: replace the file. Without either flag, an existing ``path`` is refused.
-        context: as :func:`evaluate_cascade`'s: each rank writes its shard under ``<folder>/shards/``
-            (:func:`~tinysaver_det.detection.run_directory.predictions_shard`), rank 0 merges them.
+    Arguments (``resume``, ``overwrite``, ``context``) as :func:`evaluate_cascade`'s: a resume redoes
+    whole batches and retries images recorded unreadable that can be read now; under torchrun each
+    rank writes its shard under ``<folder>/shards/``
+    (:func:`~tinysaver_det.detection.run_directory.predictions_shard`) and rank 0 merges them.
 
     Raises:
         TinySaverInputError: a wrong batch size, or ``path`` holding a run that may not be mixed with.
         RunLockedError: another process is writing ``path``.
     """
-    return _execute(_PredictionsRunKind(detector), dataset, Path(path), batch_size, progress, resume, overwrite, context)
+    return _execute(_PredictionsRunKind(detector), dataset, path, batch_size, progress, **options)
