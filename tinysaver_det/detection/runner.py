@@ -50,6 +50,7 @@ The summaries (what a run measured) are in :mod:`tinysaver_det.detection.summari
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -115,55 +116,56 @@ def _check_batch_size(batch_size: int) -> None:
         raise TinySaverInputError(f"batch size must be >= 1, got {batch_size}")
 
 
-class _RunKind:
+class _RunKind(ABC):
     """What one kind of run writes and builds; :func:`_execute` does the rest (lock, resume, batches,
     sharding). A run is written at a ``target`` (a run directory, or one predictions file)."""
 
     #: The progress bar's label.
     label = "cascade"
 
+    @abstractmethod
     def describe(self, dataset: CocoDataset, batch_size: int) -> dict:
         """The run's description (``run.json``), compared on resume."""
-        raise NotImplementedError
 
+    @abstractmethod
     def files(self, target: Path) -> list[Path]:
         """The json-lines files a batch appends to, in writing order: the commit log last."""
-        raise NotImplementedError
 
+    @abstractmethod
     def run(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> list:
         """The models' outputs on one batch of readable images."""
-        raise NotImplementedError
 
+    @abstractmethod
     def image_rows(self, info: ImageInfo, output) -> list[list[dict]]:
         """An image's rows, one list per file of :meth:`files`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def unread_rows(self, info: ImageInfo, unread: UnreadImage) -> list[list[dict]]:
         """An unreadable image's rows, likewise."""
-        raise NotImplementedError
 
+    @abstractmethod
     def lock(self, target: Path) -> RunLock:
-        raise NotImplementedError
+        """The lock of ``target`` (one writer at a time)."""
 
+    @abstractmethod
     def open(self, target: Path, description: dict, dataset: CocoDataset, resume: bool, overwrite: bool) -> int:
         """Make ``target`` ready (refusals, overwrite, repair); how many images are done."""
-        raise NotImplementedError
 
+    @abstractmethod
     def open_sharded(self, target: Path, description: dict, world_size: int, resume: bool, overwrite: bool) -> None:
         """Rank 0's checks and description of a run of ``world_size`` processes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def shard(self, target: Path, rank: int, world_size: int) -> Path:
         """Where rank ``rank`` writes its shard: a target of the same kind."""
-        raise NotImplementedError
 
+    @abstractmethod
     def merge(self, target: Path, dataset: CocoDataset, world_size: int) -> None:
         """Concatenate the shards into ``target`` in dataset order (rank 0, after every shard is done)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self, target: Path, dataset: CocoDataset, batch_size: int, wall_seconds: float) -> Any:
         """The final outputs, from the files on disk; what the entry point returns."""
-        raise NotImplementedError
 
 
 class _CascadeRunKind(_RunKind):
@@ -174,14 +176,17 @@ class _CascadeRunKind(_RunKind):
     def __init__(self, cascade: MultiStageCascade) -> None:
         self.cascade = cascade
 
+    #: The prediction files a batch appends to before ``records.jsonl``.
+    stream_names: tuple[str, ...]
+
+    @abstractmethod
     def streams(self, records: list[dict]) -> dict[str, list[int]]:
         """The prediction files the committed ``records`` imply, ``{name: image ids in order}``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def summarize(self, out_dir: Path, dataset: CocoDataset, ran: list[dict], **common) -> Any:
         """The summary over the records of the images ``ran`` (``common``: the
         :class:`~tinysaver_det.detection.summaries.DatasetRunSummary` fields); writes the results files."""
-        raise NotImplementedError
 
     def files(self, target: Path) -> list[Path]:
         return [target / name for name in (*self.stream_names, RECORDS)]
