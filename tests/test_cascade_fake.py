@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tinysaver_det.core import stage_indices
-from tinysaver_det.detection.cascade import Cascade, MultiStageCascade
+from tinysaver_det.detection.cascade import Cascade, CascadeOutput, MultiStageCascade, StageOutput
 from tinysaver_det.detection.types import Detections, Prediction
 
 
@@ -115,6 +115,20 @@ def three_stages(thresholds, run_all=False):
     ]
     models = [FakeDetector(f"m{k}", a, 10.0 ** k, 0.001 * 10 ** k) for k, a in enumerate(answers)]
     return MultiStageCascade(models, thresholds, run_all=run_all), models
+
+
+def test_calling_a_cascade_and_its_run_give_one_type_and_the_two_model_view_adds_the_saver_base_names():
+    two, saver, base = pair(0.5)
+    by_call, by_run = two(IMAGES, IDS), pair(0.5)[0].run(IMAGES, IDS)
+    assert all(type(o) is CascadeOutput for o in by_call + by_run)
+    assert [o.record for o in by_call] == [o.record for o in by_run]
+    plain = MultiStageCascade([saver, base], [0.5]).run(IMAGES, IDS)  # the same rule, without the names
+    assert all(type(o) is StageOutput for o in plain)
+    assert [(o.stage, o.confidences, o.gflops) for o in plain] == [(o.stage, o.confidences, o.gflops) for o in by_call]
+    for out in by_call:
+        assert out.saver is out.outputs[0] and out.base is out.outputs[1]
+        assert out.record.exited == (out.stage == 0) and out.record.confidence == out.confidences[0]
+        assert out.record.base_gflops == (0.0 if out.stage == 0 else out.base.gflops)
 
 
 def test_each_stage_runs_once_per_batch_on_the_pending_images_and_the_first_confident_stage_answers():

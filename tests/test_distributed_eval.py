@@ -7,6 +7,7 @@ thread per process (``OMP_NUM_THREADS=1``), so the models' arithmetic is the sam
 Timing fields (``seconds``, img/s, wall-clock) differ between any two runs and are left out.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -289,6 +290,47 @@ def run_sharded_in_one_process(dataset, out, world_size, **options):
             assert run_rank(rank, DistContext(rank=rank, world_size=world_size)) is None  # rank 0 alone merges
 
     return run_rank(0, OthersRunAtTheBarrier(rank=0, world_size=world_size, others=others)), calls
+
+
+def sharded_in_one_process(run_one):
+    """``run_one(context)`` as rank 1 and rank 0 of 2 run it (rank 1's part done at rank 0's barrier)."""
+    return run_one(OthersRunAtTheBarrier(rank=0, world_size=2, others=lambda: run_one(DistContext(1, 2))))
+
+
+def test_any_k_and_a_predictions_file_shard_as_eval_does_and_resume_only_with_as_many_processes(fake_dataset, tmp_path):
+    """The one driver shards a K-stage run and ``predict-coco``'s file as it shards ``eval``."""
+    from tinysaver_det.detection.cascade import MultiStageCascade
+    from tinysaver_det.detection.runner import evaluate_multistage, predict_dataset
+
+    def three_stages():  # stage 0 answers images 5, 6, 7 (t 0.45 on 0.1 * i), stage 1 images 1 and 2, stage 2 image 3
+        answers = [FAKE_SAVER, {i: [0.9] if i in (1, 2) else [0.1] for i in FAKE_IDS}, FAKE_BASE]
+        return MultiStageCascade([FakeDetector(f"m{k}", a, 10.0 ** k) for k, a in enumerate(answers)], [0.45, 0.5])
+
+    one = evaluate_multistage(three_stages(), fake_dataset, tmp_path / "one", batch_size=2, progress=False)
+    two = sharded_in_one_process(lambda context: evaluate_multistage(
+        three_stages(), fake_dataset, tmp_path / "two", batch_size=2, progress=False, context=context))
+    assert [r["stage"] for r in read_jsonl(tmp_path / "two" / "records.jsonl")] == [1, 1, 2, None, 0, 0, 0]
+    for name in ("records.jsonl", "detections.jsonl", "results.json", "errors.json"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    assert dataclasses.replace(two, wall_seconds=0) == dataclasses.replace(one, wall_seconds=0)
+    assert two.skipped_images == {"missing": 1}
+
+    path = tmp_path / "p" / "pico_predictions.jsonl"
+    predict_dataset(FakeDetector("pico", FAKE_SAVER, 1.0), fake_dataset, tmp_path / "p1.jsonl", batch_size=2,
+                    progress=False)
+    sharded_in_one_process(lambda context: predict_dataset(
+        FakeDetector("pico", FAKE_SAVER, 1.0), fake_dataset, path, batch_size=2, progress=False, context=context))
+    assert path.read_text() == (tmp_path / "p1.jsonl").read_text()
+    assert (tmp_path / "p" / "shards" / "rank-1-of-2" / "pico_predictions.run.json").is_file()
+    with pytest.raises(TinySaverInputError, match="run by 2 process"):  # its shards were cut for 2 processes
+        predict_dataset(FakeDetector("pico", FAKE_SAVER, 1.0), fake_dataset, path, batch_size=2, progress=False,
+                        resume=True)
+    with pytest.raises(TinySaverInputError, match=r"already holds a run \(.*, shards/rank-1-of-2/\)"):
+        predict_dataset(FakeDetector("pico", FAKE_SAVER, 1.0), fake_dataset, path, batch_size=2, progress=False)
+    fresh = FakeDetector("pico", FAKE_SAVER, 1.0)
+    predict_dataset(fresh, fake_dataset, path, batch_size=2, progress=False, overwrite=True)
+    assert fresh.calls == [[1, 2], [3], [5, 6], [7]]  # one process, from scratch
+    assert not list((tmp_path / "p" / "shards").rglob("pico_predictions.*"))  # shards gone (lock files stay)
 
 
 def test_sharded_runner_writes_what_one_process_writes_from_the_shards_on_disk(fake_dataset, tmp_path):

@@ -70,10 +70,14 @@ def test_a_killed_run_resumes_to_the_same_rows(cascade, folder, full, tmp_path):
     shutil.copy(out / "predict.json", tmp_path / "predict.json")
     lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
     (tmp_path / "predictions.jsonl").write_text("".join(lines[:2]) + lines[2][:25])  # killed mid-write
-    with pytest.raises(TinySaverInputError, match="holds a prediction run; add --resume"):
+    # The run-directory protocol of every tool: the same refusals, differences and flags as eval's.
+    with pytest.raises(TinySaverInputError, match=r"already holds a run \(predict.json, predictions.jsonl\): pass --resume"):
         run_predictions(cascade, folder, tmp_path, progress=False)
-    with pytest.raises(TinySaverInputError, match=r"other settings: conf: 0.25 -> 0.5"):
+    with pytest.raises(TinySaverInputError, match=r"other settings \(conf: 0.25 in the run, 0.5 now\)"):
         run_predictions(cascade, folder, tmp_path, conf=0.5, resume=True, progress=False)
+    with pytest.raises(TinySaverInputError, match="resume and overwrite exclude each other"):
+        run_predictions(cascade, folder, tmp_path, resume=True, overwrite=True, progress=False)
+    assert (tmp_path / "predict.json").is_file()  # refused: nothing overwritten
     run_predictions(cascade, folder, tmp_path, batch=2, resume=True, progress=False)
     assert without_timing(read_jsonl(tmp_path / "predictions.jsonl")) == without_timing(
         read_jsonl(out / "predictions.jsonl"))

@@ -285,7 +285,8 @@ def test_predict_coco_and_multistage_run_keep_going_past_an_unreadable_image(one
     records = read_jsonl(tmp_path / "m" / "records.jsonl")
     assert len(records) == 13 and records[0]["status"] == "missing" and records[0]["stage"] is None
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
-    assert summary["skipped_images"] == 1 and summary["n_images"] == 13
+    assert summary["skipped_images"] == {"missing": 1} and summary["n_images"] == 13  # by status, as eval's
+    assert json.loads((tmp_path / "m" / "errors.json").read_text())["skipped"][0]["status"] == "missing"
 
 
 @pytest.mark.slow

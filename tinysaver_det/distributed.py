@@ -16,12 +16,13 @@ the library framework-lazy.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterator, Mapping
 
 from tinysaver_det.errors import EveryRankInputError, TinySaverInputError
+from tinysaver_det.lock import RunLock
 
 #: How long a collective waits for the slowest rank. A sharded run meets at a barrier after every
 #: rank's shard, and shards can take hours longer than each other (more images routed to the base,
@@ -218,3 +219,32 @@ def process_group(device: str | None = "cpu", timeout: timedelta = DEFAULT_TIMEO
     finally:
         if started_here and dist.is_initialized():
             dist.destroy_process_group()
+
+
+@contextmanager
+def run_job(device: str | None, lock: RunLock) -> Iterator[DistContext]:
+    """:func:`process_group` for a tool that writes one run, with rank 0 (the one process of a plain
+    run) holding the run's ``lock`` for the whole block: a second writer is refused at once, before
+    any model loads (the other ranks lock their shards in the runner).
+
+    Raises:
+        TinySaverInputError: as :func:`process_group`.
+        RunLockedError: another process writes the run.
+    """
+    with process_group(device) as context, lock if context.is_main else nullcontext():
+        yield context
+
+
+def refuse_several_processes(what: str) -> None:
+    """Refuse to run ``what`` under a ``torchrun`` job of several processes (it has no shards to cut).
+
+    Raises:
+        EveryRankInputError: on every rank, printed by rank 0 only: one line that says to run one process.
+    """
+    context = environment_context()
+    if context.sharded:
+        raise EveryRankInputError(
+            f"{what} runs in one process (its source is not a dataset that can be cut into shards), but this "
+            f"is a torchrun job of {context.world_size} processes: run it without torchrun",
+            printed_here=context.is_main,
+        )

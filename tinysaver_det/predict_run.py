@@ -15,21 +15,30 @@ Layout of the output folder (``tinysaver predict --out DIR``):
 =====================  ===========================================================================
 
 Rows are appended and fsynced after each batch; one process writes a folder at a time
-(:class:`~tinysaver_det.lock.RunLock`). A folder, glob or ``.txt`` list run that was
-killed continues with ``resume``: finished images are kept, an unfinished video is redone whole,
-the rest is run; the settings must be those of ``predict.json``. An image Ultralytics cannot
-decode gets a row with ``status: unreadable`` (no image is left out).
+(:class:`~tinysaver_det.lock.RunLock`). The folder follows the run-directory protocol of every
+tool (:func:`~tinysaver_det.detection.run_directory.existing_run`): a folder holding a run is
+refused without ``resume`` or ``overwrite`` (both together are refused), ``overwrite`` deletes the
+run's files only (not ``annotated/``), and a resume with other settings than ``predict.json`` is
+refused naming each difference (:func:`~tinysaver_det.detection.run_directory.differences`). A
+folder, glob or ``.txt`` list run that was killed continues with ``resume``: finished images are
+kept, an unfinished video is redone whole, the rest is run. An image Ultralytics cannot decode gets
+a row with ``status: unreadable`` (no image is left out).
+
+A source is not a dataset that can be cut into whole-batch shards (a stream has no end, a video's
+frames are read in order), so ``predict`` runs in one process: under a ``torchrun`` job of several
+processes it is refused (:func:`~tinysaver_det.distributed.refuse_several_processes`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable
 
 from tqdm import tqdm
 
+from tinysaver_det.detection.run_directory import check_same_run, existing_run
+from tinysaver_det.distributed import refuse_several_processes
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl, truncate_jsonl
 from tinysaver_det.lock import RunLock
@@ -39,12 +48,13 @@ PREDICTIONS = "predictions.jsonl"
 SUMMARY = "summary.json"
 ANNOTATED = "annotated"
 _REMAINING = ".remaining.txt"
-#: Settings recorded but not compared on resume (a run may move, or continue on another device).
-_NOT_COMPARED = {"device", "package_version"}
+#: The files of a run (what ``overwrite`` deletes).
+RUN_FILES = (SETTINGS, PREDICTIONS, SUMMARY, _REMAINING)
 
 
 def run_settings(cascade, source, conf: float, vid_stride: int) -> dict:
-    """What decides a run's rows; a resume must have the same (except :data:`_NOT_COMPARED`)."""
+    """What decides a run's rows; a resume must have the same (the device and the models' paths
+    aside: :data:`~tinysaver_det.detection.run_directory.NOT_COMPARED`)."""
     from tinysaver_det import __version__
 
     def model(detector) -> dict:
@@ -58,11 +68,6 @@ def run_settings(cascade, source, conf: float, vid_stride: int) -> dict:
         "class_map": cascade.class_map, "conf": conf, "vid_stride": vid_stride,
         "device": cascade.device, "package_version": __version__,
     }
-
-
-def _differences(old: dict, new: dict) -> list[str]:
-    keys = sorted((set(old) | set(new)) - _NOT_COMPARED)
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
 def _files(source) -> tuple[list[str], list[bool]] | None:
@@ -112,9 +117,11 @@ def run_predictions(
         The summary (also written to ``summary.json``).
 
     Raises:
-        TinySaverInputError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set, or a
-            resume whose settings differ from ``predict.json`` (each difference named).
+        TinySaverInputError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set (or
+            both are), a resume whose settings differ from ``predict.json`` (each difference named),
+            or a job of several ``torchrun`` processes.
     """
+    refuse_several_processes("tinysaver predict")
     out = Path(out)
     with RunLock(out):  # one writer per output folder (a second predict, or a resume, is refused meanwhile)
         return _run_locked(cascade, source, out, conf, batch, vid_stride, save, resume, overwrite, progress)
@@ -126,25 +133,15 @@ def _run_locked(cascade, source, out: Path, conf, batch, vid_stride, save, resum
     listing = _files(source)
     files, flags = listing if listing else (None, [])
     videos = {f for f, is_video in zip(files or [], flags) if is_video}
-    if (out / SETTINGS).is_file() and not overwrite:
-        if not resume:
-            raise TinySaverInputError(f"--out {out} holds a prediction run; add --resume to continue it or "
-                                      "--overwrite to replace it")
-        old = json.loads((out / SETTINGS).read_text())
-        differences = _differences(old, settings)
-        if differences:
-            raise TinySaverInputError(f"--resume: the run in {out} was made with other settings: "
-                                      + "; ".join(differences))
+    recorded = existing_run(out, out / SETTINGS, [out / name for name in RUN_FILES], resume=resume, overwrite=overwrite)
+    if recorded is None:
+        atomic_write_json(out / SETTINGS, settings, indent=2)
+        rows = []
+    else:
+        check_same_run(out, recorded, settings, world_size=1)
         if files is None:
             raise TinySaverInputError(f"--resume: source {source!r} is a stream, not files; runs on it cannot resume")
         rows = _kept_rows(predictions, videos)
-    else:
-        if overwrite:
-            for name in (SETTINGS, PREDICTIONS, SUMMARY, _REMAINING):
-                (out / name).unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / SETTINGS, settings, indent=2)
-        rows = []
     done = {row["source"] for row in rows}
     todo = source
     if files is not None and done:
@@ -160,7 +157,7 @@ def _run_locked(cascade, source, out: Path, conf, batch, vid_stride, save, resum
         writer.write_many({"source": f, "frame": 0, "status": "unreadable", "error": "Ultralytics could not decode it"}
                           for f, is_video in zip(files or [], flags) if f not in seen and not is_video)
     (out / _REMAINING).unlink(missing_ok=True)
-    summary = summarize(read_jsonl(predictions))
+    summary = summarize_prediction_rows(read_jsonl(predictions))
     atomic_write_json(out / SUMMARY, summary, indent=2)
     return summary
 
@@ -189,7 +186,7 @@ def _save(result, annotated: Path) -> None:
     result.save(filename=str(target))
 
 
-def summarize(rows: list[dict]) -> dict:
+def summarize_prediction_rows(rows: list[dict]) -> dict:
     """Images, exit ratio, GFLOPs/img, ms/img per model and img/s (model time) over the rows that ran."""
     ran = [row for row in rows if row.get("status", "ok") == "ok"]
     n = len(ran)

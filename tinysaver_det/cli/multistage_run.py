@@ -27,8 +27,15 @@ answers the rest. One threshold per stage but the last. On the demo ladder, on t
 prints the simulated held-out numbers this real run can be compared with.)
 
 --out gets run.json (every stage's settings and sha256, the thresholds, the dataset), records.jsonl,
-detections.jsonl, results.json and summary.json. A directory holding a run is refused; a killed run
-continues with the same command plus --resume (other settings refused), --overwrite replaces it.
+detections.jsonl, results.json, errors.json, summary.json and summary.md. A directory holding a run
+is refused; a killed run continues with the same command plus --resume (other settings refused),
+--overwrite replaces it.
+
+Under torchrun the images are split across the processes in whole batches, as for eval
+(docs/distributed.md); a sharded run resumes with the same number of processes:
+
+    torchrun --standalone --nproc_per_node 2 -m tinysaver_det multistage-run --weights demo:pico demo:n demo:s \
+        --t 0.211 0.066 --out runs/multi_2p
 """
 
 
@@ -37,9 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the stages' weights, cheapest first (paths, official names, or demo:pico/n/s)")
     parser.add_argument("--t", type=threshold_argument, nargs="+", required=True, help="one threshold per stage but the last")
     add_confidence_options(parser, per_stage=True)
-    add_dataset_options(parser, limit=False)
+    add_dataset_options(parser)
     parser.add_argument("--part", choices=("all", "calibration", "held-out"), default="all",
-                        help="run on all images (default) or one half of --split")
+                        help="run on all images (default) or one half of --split (of the --limit images)")
     parser.add_argument("--split", choices=SPLITS, default="parity", help="split behind --part (default parity)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
     parser.add_argument("--imgsz", type=positive_int_argument, help="inference size for every model; default: each model's own")
@@ -53,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.detection.cascade import MultiStageCascade
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.runner import evaluate_multistage
+    from tinysaver_det.distributed import rank_device, run_job
     from tinysaver_det.errors import TinySaverInputError
+    from tinysaver_det.lock import RunLock
 
     # The exit rules need only the options: check them before the dataset is read and the K models are
     # built, so that a wrong --confidence count fails at once instead of after every model has loaded.
@@ -65,22 +74,23 @@ def run(args: argparse.Namespace) -> int:
         rules = [ExitPolicy(t, confidence, args.min_score) for t, confidence in zip(args.t, confidences)]
     except ValueError as error:
         raise TinySaverInputError(str(error)) from None
-    dataset = CocoDataset(*dataset_paths(args))
-    if args.part != "all":
-        calibration, held_out = split_image_ids(dataset.image_ids, args.split, args.seed)
-        dataset = dataset.subset(calibration if args.part == "calibration" else held_out)
-    stages = [
-        create_detector(w, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device, half=args.half)
-        for w in args.weights
-    ]
     try:
-        cascade = MultiStageCascade(stages, rules)
-    except ValueError as error:
-        raise TinySaverInputError(str(error)) from None
-    try:
-        summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet,
-                                      resume=args.resume, overwrite=args.overwrite)
+        with run_job(args.device, RunLock(args.out)) as context:
+            dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
+            if args.part != "all":
+                calibration, held_out = split_image_ids(dataset.image_ids, args.split, args.seed)
+                dataset = dataset.subset(calibration if args.part == "calibration" else held_out)
+            device = rank_device(args.device, context)
+            stages = [create_detector(w, dataset.category_ids_by_name, imgsz=args.imgsz, device=device, half=args.half)
+                      for w in args.weights]
+            try:
+                cascade = MultiStageCascade(stages, rules)
+            except ValueError as error:
+                raise TinySaverInputError(str(error)) from None
+            summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet,
+                                          resume=args.resume, overwrite=args.overwrite, context=context)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
         return interrupted(args.out)
-    print(summary.to_markdown())
+    if context.is_main:  # under torchrun every rank has the summary; one prints it
+        print(summary.to_markdown())
     return 0

@@ -26,6 +26,10 @@ runs on the demo val split. The demo ladder's three records:
 What produced the file is written beside it first (runs/demo/s_predictions.run.json: the model's
 settings and sha256, the annotations' sha256, the batch size). An existing file is refused; a killed
 run continues with the same command plus --resume (other settings refused), --overwrite replaces it.
+
+Under torchrun the images are split across the processes in whole batches, as for eval
+(docs/distributed.md): each rank writes its shard under runs/demo/shards/rank-<r>-of-<N>/ and rank 0
+merges them into the one file; a sharded run resumes with the same number of processes.
 """
 
 
@@ -44,16 +48,22 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.adapters import create_detector
     from tinysaver_det.detection.dataset import CocoDataset
     from tinysaver_det.detection.runner import predict_dataset
+    from tinysaver_det.distributed import rank_device, run_job
     from tinysaver_det.io import read_jsonl
+    from tinysaver_det.lock import RunLock
 
-    dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
-    detector = create_detector(args.weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device,
-                               half=args.half, features=args.features or None)
     try:
-        path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
-                               resume=args.resume, overwrite=args.overwrite)
+        with run_job(args.device, RunLock.for_file(args.out)) as context:
+            dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
+            detector = create_detector(args.weights, dataset.category_ids_by_name, imgsz=args.imgsz,
+                                       device=rank_device(args.device, context), half=args.half,
+                                       features=args.features or None)
+            path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
+                                   resume=args.resume, overwrite=args.overwrite, context=context)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)
         return interrupted(args.out)
+    if not context.is_main:  # under torchrun rank 0 reports the merged file
+        return 0
     print(f"wrote {len(dataset)} images' predictions of {detector.name} to {path}")
     skipped = sum(1 for row in read_jsonl(path) if row.get("status", "ok") != "ok")
     if skipped:

@@ -49,16 +49,6 @@ class ImageRecord:
     router_gflops: float = 0.0
 
 
-@dataclass(frozen=True)
-class CascadeOutput:
-    """The cascade's answer for one image, its record, and each model's own output."""
-
-    detections: Detections
-    record: ImageRecord
-    saver: ModelOutput
-    base: ModelOutput | None
-
-
 def model_outputs(prediction: Prediction) -> list[ModelOutput]:
     """One :class:`ModelOutput` per image of a batch prediction."""
     return [ModelOutput(*fields) for fields in zip(prediction.detections, prediction.gflops, prediction.seconds)]
@@ -91,6 +81,40 @@ class StageOutput:
     gflops: float
     seconds: float
     router_gflops: float = 0.0
+
+
+@dataclass(frozen=True)
+class CascadeOutput(StageOutput):
+    """A two-stage cascade's :class:`StageOutput` with the saver/base names of the paper and of the run
+    directory: what :class:`Cascade` returns, so that ``run`` and ``__call__`` give one type for any K.
+
+    Attributes (beside :class:`StageOutput`'s):
+        saver: the saver's output (it runs on every image).
+        base: the base's output, None where it did not run.
+        record: the image's :class:`ImageRecord` (a ``records.jsonl`` row of a cascade run).
+    """
+
+    @property
+    def saver(self) -> ModelOutput:
+        return self.outputs[0]
+
+    @property
+    def base(self) -> ModelOutput | None:
+        return self.outputs[1]
+
+    @property
+    def record(self) -> ImageRecord:
+        exited = self.stage == 0
+        return ImageRecord(
+            image_id=self.saver.detections.image_id,
+            confidence=self.confidences[0],
+            exited=exited,
+            n_boxes=len(self.detections),
+            saver_gflops=self.saver.gflops,
+            base_gflops=0.0 if exited else self.base.gflops,
+            seconds=self.seconds,
+            router_gflops=self.router_gflops,
+        )
 
 
 def _per_stage(option, n: int, name: str) -> list:
@@ -142,7 +166,14 @@ class MultiStageCascade:
             :func:`tinysaver_det.detection.router_files.resolve_router`.
         run_all: run every stage on every image (to cache all answers for offline sweeps); the
             routing and the cost counted are unchanged.
+
+    Calling the cascade (``cascade(images, ids)``, the same as :meth:`run`) gives one
+    :attr:`output_type` per image: :class:`StageOutput`, or its two-stage view :class:`CascadeOutput`
+    for a :class:`Cascade`.
     """
+
+    #: What :meth:`run` returns per image.
+    output_type: type[StageOutput] = StageOutput
 
     def __init__(
         self,
@@ -180,7 +211,7 @@ class MultiStageCascade:
         return tuple(policy.threshold for policy in self.policies)
 
     def run(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> list[StageOutput]:
-        """Run the cascade on one batch of BGR uint8 images."""
+        """Run the cascade on one batch of BGR uint8 images: one :attr:`output_type` per image, in order."""
         n, last = len(images), len(self.stages) - 1
         outputs: list[list[ModelOutput | None]] = [[None] * len(self.stages) for _ in range(n)]
         confidences: list[list[float]] = [[] for _ in range(n)]
@@ -208,11 +239,10 @@ class MultiStageCascade:
             pending = still_pending
         return [self._answer(outputs[i], answered_at[i], confidences[i], router_gflops[i]) for i in range(n)]
 
-    @staticmethod
-    def _answer(outputs: list[ModelOutput | None], stage: int, confidences: list[float],
+    def _answer(self, outputs: list[ModelOutput | None], stage: int, confidences: list[float],
                 router_gflops: float = 0.0) -> StageOutput:
         spent = outputs[: stage + 1]
-        return StageOutput(
+        return self.output_type(
             detections=outputs[stage].detections,
             stage=stage,
             confidences=tuple(confidences),
@@ -244,7 +274,11 @@ class Cascade(MultiStageCascade):
             path of a router file (``.json``).
         run_base_on_all: also run the base on exited images, so that every image has both models'
             predictions and later threshold sweeps need no re-run (``--full``).
+
+    It returns :class:`CascadeOutput` (a :class:`StageOutput` with ``saver``, ``base`` and ``record``).
     """
+
+    output_type = CascadeOutput
 
     def __init__(
         self,
@@ -261,23 +295,3 @@ class Cascade(MultiStageCascade):
         self.router = self.routers[0]
         self.confidence_name = self.router.name
         self.run_base_on_all = run_base_on_all
-
-    def __call__(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> list[CascadeOutput]:
-        """Run the cascade on one batch of BGR uint8 images."""
-        return [self._combine(out) for out in self.run(images, image_ids)]
-
-    @staticmethod
-    def _combine(out: StageOutput) -> CascadeOutput:
-        saver, base = out.outputs
-        exited = out.stage == 0
-        record = ImageRecord(
-            image_id=saver.detections.image_id,
-            confidence=out.confidences[0],
-            exited=exited,
-            n_boxes=len(out.detections),
-            saver_gflops=saver.gflops,
-            base_gflops=0.0 if exited else base.gflops,
-            seconds=out.seconds,
-            router_gflops=out.router_gflops,
-        )
-        return CascadeOutput(out.detections, record, saver, base)

@@ -17,19 +17,21 @@ recorded for information only, with :data:`NOT_COMPARED_MODEL_KEYS` of every mod
 may be resumed after its files moved, the hashes still pin their content) and the device.
 
 The same machinery resumes ``predict-coco``'s one predictions file (:func:`open_predictions_file`,
-its description beside it in ``<name>.run.json``) and a ``multistage-run`` directory.
+its description beside it in ``<name>.run.json``) and a ``multistage-run`` directory, and
+:func:`existing_run` with :func:`check_same_run` (the refusals, the overwrite, :func:`differences`)
+are also those of ``predict``'s output folder (:mod:`tinysaver_det.predict_run`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tinysaver_det.detection.cascade import Cascade, MultiStageCascade
 from tinysaver_det.detection.dataset import CocoDataset
-from tinysaver_det.detection.shards import shard_run_files, world_size_mismatch
+from tinysaver_det.detection.shards import shard_dir, shard_run_files, world_size_mismatch
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, remove_stale_temporaries, sha256_file, truncate_jsonl
 from tinysaver_det.lock import RunLock
@@ -47,8 +49,10 @@ RUN_FILES = (RUN_JSON, RECORDS, SAVER_PREDICTIONS, BASE_PREDICTIONS, DETECTIONS,
 RUN_FORMAT = 1
 #: Record statuses a resume retries when the image can be read now (a size mismatch is the file's own).
 RETRIED_STATUSES = ("missing", "unreadable")
+#: The one refusal of ``--resume`` with ``--overwrite``, whichever tool and library call gets both.
+RESUME_AND_OVERWRITE = "resume and overwrite exclude each other: choose one"
 
-NOT_COMPARED = frozenset({"annotation_file", "image_dir"})
+NOT_COMPARED = frozenset({"annotation_file", "image_dir", "device"})
 #: A model's settings recorded for information only (``saver.name``, ``model.weights``, ``stages.1.device``).
 NOT_COMPARED_MODEL_KEYS = frozenset({"name", "weights", "device"})
 
@@ -208,11 +212,11 @@ def open_run(
         RunLockedError: another process is writing ``out_dir``.
     """
     with RunLock(out_dir):
-        recorded = _existing_run(out_dir, resume=resume, overwrite=overwrite)
+        recorded = _existing_run_directory(out_dir, resume=resume, overwrite=overwrite)
         if recorded is None:
             atomic_write_json(out_dir / RUN_JSON, description, indent=2)
             return 0
-        _check_same_run(out_dir, recorded, description, world_size=1)
+        check_same_run(out_dir, recorded, description, world_size=1)
         if predicted is None:
             full = description["full"]
             predicted = lambda records: cascade_streams(records, full)  # noqa: E731
@@ -238,14 +242,20 @@ def open_predictions_file(
     Refusals as :func:`open_run`'s; runs under :meth:`RunLock.for_file`, which the caller also holds.
     """
     path = Path(path)
-    run_json = predictions_run_json(path)
     with RunLock.for_file(path):
-        recorded = _existing(path, run_json, [run_json, path], [], resume=resume, overwrite=overwrite)
+        recorded = _existing_predictions(path, resume=resume, overwrite=overwrite)
         if recorded is None:
-            atomic_write_json(run_json, description, indent=2)
+            atomic_write_json(predictions_run_json(path), description, indent=2)
             return 0
-        _check_same_run(path, recorded, description, world_size=1)
+        check_same_run(path, recorded, description, world_size=1)
         return len(_committed(path, dataset, description["batch_size"]))
+
+
+def predictions_shard(path: Path, rank: int, world_size: int) -> Path:
+    """Where rank ``rank`` of a sharded ``predict-coco`` writes its shard of the predictions file ``path``:
+    ``<folder>/shards/rank-<r>-of-<N>/<name>`` (its ``.run.json`` beside it)."""
+    path = Path(path)
+    return shard_dir(path.parent, rank, world_size) / path.name
 
 
 def open_sharded_run(
@@ -259,30 +269,68 @@ def open_sharded_run(
     Raises:
         TinySaverInputError: as :func:`open_run`, and a resume with another number of processes.
     """
-    description = {**description, "world_size": world_size}
     with RunLock(out_dir):
-        recorded = _existing_run(out_dir, resume=resume, overwrite=overwrite)
-        if recorded is None:
-            atomic_write_json(out_dir / RUN_JSON, description, indent=2)
-        else:
-            _check_same_run(out_dir, recorded, description, world_size)
+        recorded = _existing_run_directory(out_dir, resume=resume, overwrite=overwrite)
+        _open_sharded(out_dir, out_dir / RUN_JSON, recorded, description, world_size)
 
 
-def _existing_run(out_dir: Path, *, resume: bool, overwrite: bool) -> dict | None:
+def open_sharded_predictions(
+    path: Path, description: dict, world_size: int, *, resume: bool = False, overwrite: bool = False
+) -> None:
+    """:func:`open_sharded_run` for ``predict-coco``'s predictions file ``path``; each rank then opens
+    its shard (:func:`predictions_shard`) with :func:`open_predictions_file`."""
+    path = Path(path)
+    with RunLock.for_file(path):
+        recorded = _existing_predictions(path, resume=resume, overwrite=overwrite)
+        _open_sharded(path, predictions_run_json(path), recorded, description, world_size)
+
+
+def _open_sharded(where: Path, run_json: Path, recorded: dict | None, description: dict, world_size: int) -> None:
+    """Write the description of a run of ``world_size`` processes, or check it against the recorded one."""
+    description = {**description, "world_size": world_size}
+    if recorded is None:
+        atomic_write_json(run_json, description, indent=2)
+    else:
+        check_same_run(where, recorded, description, world_size)
+
+
+def _existing_predictions(path: Path, *, resume: bool, overwrite: bool) -> dict | None:
+    """:func:`existing_run` for a predictions file: it and its ``.run.json``, here and in shard folders."""
+    run_json = predictions_run_json(path)
+    in_shards = shard_run_files(path.parent, (path.name, run_json.name))
+    return existing_run(path, run_json, [run_json, path], in_shards, resume=resume, overwrite=overwrite)
+
+
+def _existing_run_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> dict | None:
     """The ``run.json`` of the run to resume in ``out_dir``, or None when a fresh run starts there
     (after deleting the old run's files with ``overwrite``); refuses to mix with a run otherwise.
     The caller holds ``out_dir``'s :class:`~tinysaver_det.lock.RunLock`."""
     files = [out_dir / name for name in RUN_FILES]
-    return _existing(out_dir, out_dir / RUN_JSON, files, shard_run_files(out_dir, RUN_FILES), resume=resume, overwrite=overwrite)
+    return existing_run(out_dir, out_dir / RUN_JSON, files, shard_run_files(out_dir, RUN_FILES), resume=resume, overwrite=overwrite)
 
 
-def _existing(
-    where: Path, run_json: Path, files: list[Path], in_shards: list[Path], *, resume: bool, overwrite: bool
+def existing_run(
+    where: Path, run_json: Path, files: Sequence[Path], in_shards: Sequence[Path] = (), *, resume: bool, overwrite: bool
 ) -> dict | None:
-    """:func:`_existing_run` for any run: ``files`` its files (``run_json`` among them), ``in_shards``
-    those found in shard folders of ``where``."""
+    """The recorded description of the run to resume at ``where``, or None when a fresh run starts there:
+    the one resume/overwrite protocol of every tool that writes a run (``eval``, ``multistage-run``,
+    ``predict-coco``, ``predict``).
+
+    Args:
+        where: the run (a folder, or a file), as refusals name it.
+        run_json: the file that describes the run (one of ``files``).
+        files: the run's files; ``overwrite`` deletes them (and only them) first.
+        in_shards: the run's files in shard folders of ``where`` (deleted alike).
+        resume: continue the run (its description returned); without a run, a fresh run starts.
+        overwrite: start over. Without either flag, a run present is refused.
+
+    Raises:
+        TinySaverInputError: both flags (:data:`RESUME_AND_OVERWRITE`), a run present without
+            either, or a ``run_json`` missing or not json on resume.
+    """
     if resume and overwrite:
-        raise TinySaverInputError("resume and overwrite exclude each other: choose one")
+        raise TinySaverInputError(RESUME_AND_OVERWRITE)
+    in_shards = list(in_shards)
     for path in files:
         remove_stale_temporaries(path)
     present = [path for path in files if path.exists()]
@@ -292,7 +340,7 @@ def _existing(
         return None
     if (present or in_shards) and not resume:
         names = [path.name for path in present]
-        names += sorted({str(path.parent.relative_to(where)) + "/" for path in in_shards})
+        names += sorted({str(path.parent.relative_to(run_json.parent)) + "/" for path in in_shards})
         raise TinySaverInputError(
             f"{where} already holds a run ({', '.join(names)}): "
             "pass --resume to continue it, --overwrite to replace it, or choose another --out"
@@ -310,7 +358,7 @@ def _existing(
         raise TinySaverInputError(f"cannot resume {where}: {run_json.name} is not valid json ({error})") from None
 
 
-def _check_same_run(out_dir: Path, recorded: dict, description: dict, world_size: int) -> None:
+def check_same_run(out_dir: Path, recorded: dict, description: dict, world_size: int) -> None:
     """Refuse to resume a run made by another number of processes or with other settings."""
     mismatch = world_size_mismatch(out_dir, recorded, world_size)
     if mismatch:

@@ -27,14 +27,22 @@ does not give) is not fed to the models. It keeps a record with its ``status`` a
 listed in ``errors.json``, and stays in the evaluation as an image with no detections
 (:data:`~tinysaver_det.detection.summaries.UNREADABLE_POLICY`).
 
-A :class:`~tinysaver_det.detection.cascade.MultiStageCascade` run (:func:`evaluate_multistage`) writes
-``run.json``, ``records.jsonl`` (per image: the answering stage, the confidences, GFLOPs and seconds
-spent), ``detections.jsonl`` (the answers), ``results.json`` and ``summary.json``, and resumes alike.
-
-One model alone can also be cached in the same per-image format with :func:`predict_dataset`
-(``predict-coco``): a ``<name>_predictions.jsonl`` file, read back by
+A :class:`~tinysaver_det.detection.cascade.MultiStageCascade` of any K (:func:`evaluate_multistage`)
+writes ``run.json``, ``records.jsonl`` (per image: the answering stage, the confidences, GFLOPs and
+seconds spent), ``detections.jsonl`` (the answers), ``results.json``, ``errors.json``,
+``summary.json`` and ``summary.md``; the table above is the two-model view of the same run
+(:func:`evaluate_cascade`, a :class:`~tinysaver_det.detection.cascade.Cascade`), with the
+saver/base names. One model alone is cached in the same per-image format with
+:func:`predict_dataset` (``predict-coco``): a ``<name>_predictions.jsonl`` file, read back by
 :func:`~tinysaver_det.detection.cache.read_predictions` like the saver/base files of a cascade run,
-described in ``<name>_predictions.run.json`` and resumed alike.
+described in ``<name>_predictions.run.json``.
+
+All three are one driver (:func:`_execute`) over a kind of run (:class:`_RunKind`: what it writes per
+image and builds at the end): the same decoding and skipping of unreadable images, the same
+:class:`~tinysaver_det.lock.RunLock`, resume and overwrite
+(:mod:`~tinysaver_det.detection.run_directory`), and the same sharding under ``torchrun``: each rank
+runs its whole batches in a shard of its own and rank 0 merges them in dataset order
+(:mod:`~tinysaver_det.detection.shards`, ``docs/distributed.md``).
 
 The summaries (what a run measured) are in :mod:`tinysaver_det.detection.summaries`.
 """
@@ -42,20 +50,22 @@ The summaries (what a run measured) are in :mod:`tinysaver_det.detection.summari
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from time import perf_counter
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from tinysaver_det.core.cost import FLOPS_CONVENTION
 from tinysaver_det.detection.cache import prediction_row
-from tinysaver_det.detection.cascade import Cascade, CascadeOutput, ModelOutput, MultiStageCascade, model_outputs
+from tinysaver_det.detection.cascade import Cascade, ModelOutput, MultiStageCascade, StageOutput, model_outputs
+from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
 from tinysaver_det.detection.dataset import CocoDataset, ImageInfo
 from tinysaver_det.detection.images import UnreadableImageError, load_image
-from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
 from tinysaver_det.detection.run_directory import (
     BASE_PREDICTIONS,
     DETECTIONS,
@@ -67,10 +77,12 @@ from tinysaver_det.detection.run_directory import (
     describe_predictions,
     describe_run,
     describe_subset,
+    multistage_streams,
     open_predictions_file,
     open_run,
+    open_sharded_predictions,
     open_sharded_run,
-    multistage_streams,
+    predictions_shard,
 )
 from tinysaver_det.detection.shards import merge_jsonl, shard_bounds, shard_description, shard_dir
 from tinysaver_det.detection.summaries import UNREADABLE_POLICY, EvalRow, MultiStageSummary, RunSummary
@@ -81,36 +93,22 @@ from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, 
 from tinysaver_det.lock import RunLock
 
 
-def _record(info: ImageInfo, output: CascadeOutput) -> dict:
-    return {"file_name": info.file_name, "status": "ok", "error": None, **dataclasses.asdict(output.record)}
+class UnreadImage(NamedTuple):
+    """An image no model ran on: why (``missing``, ``unreadable``, ``size_mismatch``) and the error."""
+
+    status: str
+    error: str
 
 
-def _failed_record(info: ImageInfo, status: str, error: Exception) -> dict:
-    """The record of an image no model ran on: it answers nothing and costs nothing."""
-    return {
-        "file_name": info.file_name,
-        "status": status,
-        "error": str(error),
-        "image_id": info.image_id,
-        "confidence": None,
-        "exited": None,
-        "n_boxes": 0,
-        "saver_gflops": 0.0,
-        "base_gflops": 0.0,
-        "seconds": 0.0,
-        "router_gflops": 0.0,
-    }
-
-
-def _decode(dataset: CocoDataset, info: ImageInfo) -> np.ndarray | dict:
-    """The image's pixels, or, when it cannot be read, its failed record (never an exception:
-    one bad file must not stop a run of hours)."""
+def _decode(dataset: CocoDataset, info: ImageInfo) -> np.ndarray | UnreadImage:
+    """The image's pixels, or, when it cannot be read, why (never an exception: one bad file must not
+    stop a run of hours)."""
     try:
         return load_image(dataset.path(info), (info.width, info.height))
     except FileNotFoundError as error:
-        return _failed_record(info, "missing", error)
+        return UnreadImage("missing", str(error))
     except UnreadableImageError as error:
-        return _failed_record(info, error.status, error)
+        return UnreadImage(error.status, str(error))
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -118,159 +116,399 @@ def _check_batch_size(batch_size: int) -> None:
         raise TinySaverInputError(f"batch size must be >= 1, got {batch_size}")
 
 
-def _decoded_batches(dataset: CocoDataset, batch_size: int, desc: str, progress: bool, start: int = 0):
-    """The one image loop of every driver: the dataset's images from ``start`` on, in batches, each
-    decoded (:func:`_decode`: pixels, or the failed record of an image that cannot be read), with a
-    progress bar advanced after each batch.
+class _RunKind(ABC):
+    """What one kind of run writes and builds; :func:`_execute` does the rest (lock, resume, batches,
+    sharding). A run is written at a ``target`` (a run directory, or one predictions file)."""
 
-    Yields:
-        ``(infos, decoded, readable)``: the batch's images, their pixels or failed records, and the
-        positions of the readable ones.
+    #: The progress bar's label.
+    label = "cascade"
 
-    The batch size is checked by the public entry points (:func:`evaluate_cascade`,
-    :func:`predict_dataset`, :func:`evaluate_multistage`) before anything is opened, not here: a check
-    in this generator would only run at its first batch, after the run directory was written.
-    """
-    with tqdm(total=len(dataset), initial=start, desc=desc, unit="img", disable=not progress) as bar:
-        for begin in range(start, len(dataset), batch_size):
-            infos = dataset.images[begin : begin + batch_size]
-            decoded = [_decode(dataset, info) for info in infos]
-            yield infos, decoded, [i for i, item in enumerate(decoded) if isinstance(item, np.ndarray)]
-            bar.update(len(infos))
+    @abstractmethod
+    def describe(self, dataset: CocoDataset, batch_size: int) -> dict:
+        """The run's description (``run.json``), compared on resume."""
+
+    @abstractmethod
+    def files(self, target: Path) -> list[Path]:
+        """The json-lines files a batch appends to, in writing order: the commit log last."""
+
+    @abstractmethod
+    def run(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> list:
+        """The models' outputs on one batch of readable images."""
+
+    @abstractmethod
+    def image_rows(self, info: ImageInfo, output) -> list[list[dict]]:
+        """An image's rows, one list per file of :meth:`files`."""
+
+    @abstractmethod
+    def unread_rows(self, info: ImageInfo, unread: UnreadImage) -> list[list[dict]]:
+        """An unreadable image's rows, likewise."""
+
+    @abstractmethod
+    def lock(self, target: Path) -> RunLock:
+        """The lock of ``target`` (one writer at a time)."""
+
+    @abstractmethod
+    def open(self, target: Path, description: dict, dataset: CocoDataset, resume: bool, overwrite: bool) -> int:
+        """Make ``target`` ready (refusals, overwrite, repair); how many images are done."""
+
+    @abstractmethod
+    def open_sharded(self, target: Path, description: dict, world_size: int, resume: bool, overwrite: bool) -> None:
+        """Rank 0's checks and description of a run of ``world_size`` processes."""
+
+    @abstractmethod
+    def shard(self, target: Path, rank: int, world_size: int) -> Path:
+        """Where rank ``rank`` writes its shard: a target of the same kind."""
+
+    @abstractmethod
+    def merge(self, target: Path, dataset: CocoDataset, world_size: int) -> None:
+        """Concatenate the shards into ``target`` in dataset order (rank 0, after every shard is done)."""
+
+    @abstractmethod
+    def finish(self, target: Path, dataset: CocoDataset, batch_size: int, wall_seconds: float) -> Any:
+        """The final outputs, from the files on disk; what the entry point returns."""
 
 
-def evaluate_cascade(
-    cascade: Cascade,
+class _CascadeRunKind(_RunKind):
+    """A cascade's run directory: ``records.jsonl`` commits each image, prediction streams beside it,
+    ``errors.json``, results and the summary at the end. The K-stage form and its two-model view
+    differ only in their rows and summary."""
+
+    def __init__(self, cascade: MultiStageCascade) -> None:
+        self.cascade = cascade
+
+    #: The prediction files a batch appends to before ``records.jsonl``.
+    stream_names: tuple[str, ...]
+
+    @abstractmethod
+    def streams(self, records: list[dict]) -> dict[str, list[int]]:
+        """The prediction files the committed ``records`` imply, ``{name: image ids in order}``."""
+
+    @abstractmethod
+    def summarize(self, out_dir: Path, dataset: CocoDataset, ran: list[dict], **common) -> Any:
+        """The summary over the records of the images ``ran`` (``common``: the
+        :class:`~tinysaver_det.detection.summaries.DatasetRunSummary` fields); writes the results files."""
+
+    def files(self, target: Path) -> list[Path]:
+        return [target / name for name in (*self.stream_names, RECORDS)]
+
+    def run(self, images, image_ids) -> list[StageOutput]:
+        return self.cascade.run(images, image_ids)
+
+    def lock(self, target: Path) -> RunLock:
+        return RunLock(target)
+
+    def open(self, target, description, dataset, resume, overwrite) -> int:
+        return open_run(target, description, dataset, resume=resume, overwrite=overwrite, predicted=self.streams)
+
+    def open_sharded(self, target, description, world_size, resume, overwrite) -> None:
+        open_sharded_run(target, description, world_size, resume=resume, overwrite=overwrite)
+
+    def shard(self, target: Path, rank: int, world_size: int) -> Path:
+        return shard_dir(target, rank, world_size)
+
+    def merge(self, target: Path, dataset: CocoDataset, world_size: int) -> None:
+        """The records must be one per image in dataset order, and the predictions those the records
+        imply (the same rule as a resume's repair: :meth:`streams`)."""
+        shards = [shard_dir(target, rank, world_size) for rank in range(world_size)]
+        records = merge_jsonl([path / RECORDS for path in shards], target / RECORDS, dataset.image_ids)
+        for name, image_ids in self.streams(records).items():
+            merge_jsonl([path / name for path in shards], target / name, image_ids)
+
+    def finish(self, target: Path, dataset: CocoDataset, batch_size: int, wall_seconds: float):
+        """``errors.json``, the results and ``summary.json``/``summary.md``, from the files on disk, in
+        dataset order (a resumed or sharded run's are an uninterrupted one's)."""
+        records = _records_in_order(target, dataset)
+        ran = [r for r in records if r["status"] == "ok"]
+        failed = [r for r in records if r["status"] != "ok"]
+        unannotated = dataset.unannotated_files()
+        atomic_write_json(
+            target / ERRORS,
+            {
+                "policy": UNREADABLE_POLICY,
+                "skipped": [{key: r[key] for key in ("image_id", "file_name", "status", "error")} for r in failed],
+                "not_in_annotations": unannotated,
+            },
+            indent=2,
+        )
+        if not ran:
+            raise TinySaverInputError(f"none of the {len(records)} images could be read: see {target / ERRORS}")
+        summary = self.summarize(
+            target, dataset, ran, n_images=len(records), batch_size=batch_size, wall_seconds=wall_seconds,
+            flops_convention=FLOPS_CONVENTION, skipped_images=dict(sorted(Counter(r["status"] for r in failed).items())),
+            unannotated_files=len(unannotated),
+        )
+        atomic_write_json(target / "summary.json", dataclasses.asdict(summary), indent=2)
+        atomic_write_text(target / "summary.md", summary.to_markdown())
+        return summary
+
+
+def _write_results(out_dir: Path, name: str, answers: list[dict], ground_truth, dataset: CocoDataset) -> dict:
+    """Write ``answers`` (detection rows) as the COCO results file ``name``; their COCO metrics over
+    every image of ``dataset`` (an image with no answer counts as one with no detection)."""
+    results = [entry for answer in answers for entry in Detections.from_dict(answer).to_coco()]
+    atomic_write_json(out_dir / name, results)
+    return coco_bbox_metrics(ground_truth, results, dataset.image_ids)
+
+
+class _StagesRunKind(_CascadeRunKind):
+    """A K-stage run: per image the answering stage and its detections (``detections.jsonl``)."""
+
+    stream_names = (DETECTIONS,)
+
+    def describe(self, dataset, batch_size) -> dict:
+        return describe_multistage(self.cascade, dataset, batch_size)
+
+    def streams(self, records):
+        return multistage_streams(records)
+
+    def image_rows(self, info: ImageInfo, output: StageOutput) -> list[list[dict]]:
+        record = {"image_id": info.image_id, "file_name": info.file_name, "status": "ok", "error": None,
+                  "stage": output.stage, "confidences": list(output.confidences), "n_boxes": len(output.detections),
+                  "gflops": output.gflops, "seconds": output.seconds}
+        return [[output.detections.to_dict()], [record]]
+
+    def unread_rows(self, info: ImageInfo, unread: UnreadImage) -> list[list[dict]]:
+        return [[], [{"image_id": info.image_id, "file_name": info.file_name, "status": unread.status,
+                      "error": unread.error, "stage": None, "confidences": [], "n_boxes": 0, "gflops": 0.0,
+                      "seconds": 0.0}]]
+
+    def summarize(self, out_dir, dataset, ran, **common) -> MultiStageSummary:
+        answers = {row["image_id"]: row for row in read_jsonl(out_dir / DETECTIONS)}
+        metrics = _write_results(out_dir, "results.json", [answers[r["image_id"]] for r in ran],
+                                 load_coco(dataset.annotation_file), dataset)
+        stages = np.array([r["stage"] for r in ran])
+        cascade = self.cascade
+        return MultiStageSummary(
+            models=[model.name for model in cascade.stages],
+            thresholds=list(cascade.thresholds),
+            confidences=[router.name for router in cascade.routers],
+            metrics=metrics,
+            gflops_per_image=float(np.mean([r["gflops"] for r in ran])),
+            ms_per_image=float(np.mean([r["seconds"] for r in ran]) * 1e3),
+            stage_ratios=[float(np.mean(stages == k)) for k in range(len(cascade.stages))],
+            **common,
+        )
+
+
+class _TwoModelRunKind(_CascadeRunKind):
+    """The two-model view of a run (a :class:`Cascade`): records with the saver/base fields, each
+    model's predictions in its own file, and saver-alone (and with ``--full`` base-alone) rows."""
+
+    stream_names = (SAVER_PREDICTIONS, BASE_PREDICTIONS)
+    cascade: Cascade
+
+    def describe(self, dataset, batch_size) -> dict:
+        return describe_run(self.cascade, dataset, batch_size)
+
+    def streams(self, records):
+        return cascade_streams(records, self.cascade.run_base_on_all)
+
+    def image_rows(self, info: ImageInfo, output) -> list[list[dict]]:
+        record = {"file_name": info.file_name, "status": "ok", "error": None, **dataclasses.asdict(output.record)}
+        base = [] if output.base is None else [prediction_row(output.base)]
+        return [[prediction_row(output.saver)], base, [record]]
+
+    def unread_rows(self, info: ImageInfo, unread: UnreadImage) -> list[list[dict]]:
+        """The record of an image no model ran on: it answers nothing and costs nothing."""
+        record = {"file_name": info.file_name, "status": unread.status, "error": unread.error, "image_id": info.image_id,
+                  "confidence": None, "exited": None, "n_boxes": 0, "saver_gflops": 0.0, "base_gflops": 0.0,
+                  "seconds": 0.0, "router_gflops": 0.0}
+        return [[], [], [record]]
+
+    def summarize(self, out_dir, dataset, ran, **common) -> RunSummary:
+        ground_truth = load_coco(dataset.annotation_file)
+        saver, base = ({p["image_id"]: p for p in read_jsonl(out_dir / name)} for name in self.stream_names)
+
+        def row(name: str, answers: list[dict], gflops, seconds, exit_ratio=None) -> EvalRow:
+            file_name = f"results{'' if name == 'cascade' else '_' + name}.json"
+            metrics = _write_results(out_dir, file_name, answers, ground_truth, dataset)
+            return EvalRow(name, metrics, float(np.mean(gflops)), exit_ratio, len(ran) / max(float(np.sum(seconds)), 1e-12))
+
+        def model_row(name: str, predictions: dict) -> EvalRow:
+            answers = [predictions[r["image_id"]] for r in ran]
+            return row(name, answers, [a["gflops"] for a in answers], [a["seconds"] for a in answers])
+
+        rows = [
+            row(
+                "cascade",
+                [saver[r["image_id"]] if r["exited"] else base[r["image_id"]] for r in ran],
+                [r["saver_gflops"] + r["base_gflops"] + r.get("router_gflops", 0.0) for r in ran],
+                [r["seconds"] for r in ran],
+                exit_ratio=float(np.mean([r["exited"] for r in ran])),
+            ),
+            model_row("saver", saver),
+        ]
+        cascade = self.cascade
+        if cascade.run_base_on_all:
+            rows.append(model_row("base", base))
+        return RunSummary(
+            saver=cascade.saver.name,
+            base=cascade.base.name,
+            threshold=cascade.policy.threshold,
+            min_score=cascade.min_score,
+            confidence=cascade.confidence_name,
+            rows=rows,
+            uncounted_ops={
+                "saver": list(getattr(cascade.saver, "uncounted_ops", ())),
+                "base": list(getattr(cascade.base, "uncounted_ops", ())),
+            },
+            **common,
+        )
+
+
+class _PredictionsRunKind(_RunKind):
+    """One model's predictions file (``predict-coco``): one row per image, unreadable images included
+    (no detection, no cost, their ``status`` and ``error``); the file is its own commit log."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+
+    @property
+    def label(self) -> str:
+        return self.detector.name
+
+    def describe(self, dataset, batch_size) -> dict:
+        return describe_predictions(self.detector, dataset, batch_size)
+
+    def files(self, target: Path) -> list[Path]:
+        return [target]
+
+    def run(self, images, image_ids) -> list[ModelOutput]:
+        return model_outputs(self.detector.predict(images, image_ids))
+
+    def image_rows(self, info, output: ModelOutput) -> list[list[dict]]:
+        return [[prediction_row(output)]]
+
+    def unread_rows(self, info, unread: UnreadImage) -> list[list[dict]]:
+        empty = prediction_row(ModelOutput(Detections.empty(info.image_id), 0.0, 0.0))
+        return [[{**empty, "status": unread.status, "error": unread.error}]]
+
+    def lock(self, target: Path) -> RunLock:
+        return RunLock.for_file(target)
+
+    def open(self, target, description, dataset, resume, overwrite) -> int:
+        return open_predictions_file(target, description, dataset, resume=resume, overwrite=overwrite)
+
+    def open_sharded(self, target, description, world_size, resume, overwrite) -> None:
+        open_sharded_predictions(target, description, world_size, resume=resume, overwrite=overwrite)
+
+    def shard(self, target: Path, rank: int, world_size: int) -> Path:
+        return predictions_shard(target, rank, world_size)
+
+    def merge(self, target: Path, dataset: CocoDataset, world_size: int) -> None:
+        shards = [predictions_shard(target, rank, world_size) for rank in range(world_size)]
+        merge_jsonl(shards, target, dataset.image_ids)
+
+    def finish(self, target: Path, dataset: CocoDataset, batch_size: int, wall_seconds: float) -> Path:
+        return target
+
+
+def _execute(
+    kind: _RunKind,
     dataset: CocoDataset,
-    out_dir: str | Path,
+    target: str | Path,
     batch_size: int = 32,
     progress: bool = True,
     *,
     resume: bool = False,
     overwrite: bool = False,
     context: DistContext = SINGLE_PROCESS,
-) -> RunSummary:
-    """Run ``cascade`` on every image of ``dataset``, write the run directory, return the summary.
+):
+    """The one run driver: ``kind`` over every image of ``dataset``, written at ``target``.
 
-    With ``cascade.run_base_on_all`` the summary also has saver-alone and base-alone rows from
-    the same run, and the run directory holds everything a threshold sweep needs.
-
-    Args:
-        resume: continue the run in ``out_dir`` where it stopped (or start one when there is none);
-            refused, naming each difference, when that run was made with other settings.
-        overwrite: replace the run in ``out_dir``. Without either flag, a ``out_dir`` that holds a
-            run is refused rather than mixed with.
-        context: this process's place in a ``torchrun`` job (:func:`tinysaver_det.distributed.process_group`);
-            with several processes each rank runs its shard of the images and rank 0 merges them
-            (:mod:`~tinysaver_det.detection.shards`). Every rank returns the same summary.
-
-    Raises:
-        TinySaverInputError: a wrong batch size or run directory, or no image could be read.
-        RunLockedError: another process is writing ``out_dir`` (:class:`~tinysaver_det.lock.RunLock`,
-            held from the repair of a resumed run to the last final file).
+    In one process: lock ``target`` (first: a second writer is refused before anything is read),
+    open it (refuse, overwrite or repair a resumed run), run the images from the first one not done,
+    and finish. With several processes: :func:`_execute_sharded`. The arguments are those of
+    :func:`evaluate_cascade`.
     """
     _check_batch_size(batch_size)
-    out_dir = Path(out_dir)
-    if context.sharded:  # each rank locks its shard folder, rank 0 also out_dir
-        return _evaluate_sharded(cascade, dataset, out_dir, batch_size, progress, resume, overwrite, context)
-    with RunLock(out_dir):  # one writer: a second run, or a --resume, on out_dir is refused while this one writes
-        return _evaluate_cascade(cascade, dataset, out_dir, batch_size, progress, resume, overwrite)
-
-
-def _evaluate_cascade(
-    cascade: Cascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool, resume: bool, overwrite: bool
-) -> RunSummary:
-    """:func:`evaluate_cascade` in one process."""
+    target = Path(target)
+    if context.sharded:
+        return _execute_sharded(kind, dataset, target, batch_size, progress, resume, overwrite, context)
     start = perf_counter()
-    done = open_run(out_dir, describe_run(cascade, dataset, batch_size), dataset, resume=resume, overwrite=overwrite)
-    _run_images(cascade, dataset, out_dir, batch_size, progress, done)
-    return _finish(cascade, dataset, batch_size, perf_counter() - start, out_dir)
+    with kind.lock(target):  # one writer: a second run, or a --resume, on target is refused while this one writes
+        done = kind.open(target, kind.describe(dataset, batch_size), dataset, resume, overwrite)
+        _run_images(kind, dataset, target, batch_size, progress, done, kind.label)
+        return kind.finish(target, dataset, batch_size, perf_counter() - start)
 
 
-def _run_images(
-    cascade: Cascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool, done: int, desc: str = "cascade"
-) -> None:
-    """Run the images of ``dataset`` from index ``done`` on, appending each batch to the json-lines files."""
-    with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / SAVER_PREDICTIONS) as saver_file, JsonlWriter(
-        out_dir / BASE_PREDICTIONS
-    ) as base_file:
-        for infos, rows, readable in _decoded_batches(dataset, batch_size, desc, progress, start=done):
-            ran = cascade([rows[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
-            for i, out in zip(readable, ran):
-                rows[i] = _record(infos[i], out)
-            saver_file.write_many(prediction_row(out.saver) for out in ran)
-            base_file.write_many(prediction_row(out.base) for out in ran if out.base is not None)
-            records.write_many(rows)  # last: a record commits its image (see run_directory)
-
-
-def _finish(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path) -> RunSummary:
-    """The final outputs and the summary files, from the json-lines files in ``out_dir``."""
-    summary = _summarize(cascade, dataset, batch_size, wall_seconds, out_dir)
-    atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
-    atomic_write_text(out_dir / "summary.md", summary.to_markdown())
-    return summary
-
-
-def _evaluate_sharded(
-    cascade: Cascade,
+def _execute_sharded(
+    kind: _RunKind,
     dataset: CocoDataset,
-    out_dir: Path,
+    target: Path,
     batch_size: int,
     progress: bool,
     resume: bool,
     overwrite: bool,
     context: DistContext,
-) -> RunSummary:
-    """:func:`evaluate_cascade` as one rank of ``context.world_size``: run this rank's shard in its own
-    run directory, then, after a barrier, rank 0 merges the shards in dataset order and builds the
-    outputs as one process does. Input errors stop every rank together (:meth:`DistContext.raise_if_any`).
+):
+    """:func:`_execute` as one rank of ``context.world_size``: run this rank's shard at its own target
+    (:meth:`_RunKind.shard`), then, after a barrier, rank 0 merges the shards in dataset order and
+    finishes as one process does. Input errors stop every rank together (:meth:`DistContext.raise_if_any`);
+    every rank returns rank 0's result.
 
-    Locks: each rank holds its shard folder, rank 0 also ``out_dir`` (for the whole run, the merge included).
+    Locks: each rank holds its shard, rank 0 also ``target`` (for the whole run, the merge included).
     """
     start = perf_counter()
-    description = describe_run(cascade, dataset, batch_size)  # rank 0's run.json; every rank's shard is derived from it
+    description = kind.describe(dataset, batch_size)  # rank 0's; every rank's shard is derived from it
     bounds = shard_bounds(len(dataset), batch_size, context.world_size)
     first, stop = bounds[context.rank]
     shard = dataset.subset(dataset.image_ids[first:stop])
-    shard_out = shard_dir(out_dir, context.rank, context.world_size)
+    shard_target = kind.shard(target, context.rank, context.world_size)
     with ExitStack() as locks:
         error = None
         if context.is_main:
             try:
-                locks.enter_context(RunLock(out_dir))
-                open_sharded_run(out_dir, description, context.world_size, resume=resume, overwrite=overwrite)
+                locks.enter_context(kind.lock(target))
+                kind.open_sharded(target, description, context.world_size, resume, overwrite)
             except INPUT_ERRORS as raised:
                 error = raised
         context.raise_if_any(error)
         try:
-            locks.enter_context(RunLock(shard_out))
+            locks.enter_context(kind.lock(shard_target))
             own = shard_description(describe_subset(description, shard), context.rank, context.world_size, (first, stop))
-            done = open_run(shard_out, own, shard, resume=resume)
+            done = kind.open(shard_target, own, shard, resume, False)
         except INPUT_ERRORS as raised:
             error = raised
         context.raise_if_any(error)
-        desc = f"cascade rank {context.rank}/{context.world_size}"
-        _run_images(cascade, shard, shard_out, batch_size, progress and context.is_main, done, desc=desc)
+        desc = f"{kind.label} rank {context.rank}/{context.world_size}"
+        _run_images(kind, shard, shard_target, batch_size, progress and context.is_main, done, desc)
         context.barrier()
-        summary = None
+        result = None
         if context.is_main:
             try:
-                _merge_shards(out_dir, dataset, context.world_size, bounds, cascade.run_base_on_all)
-                summary = _finish(cascade, dataset, batch_size, perf_counter() - start, out_dir)
+                kind.merge(target, dataset, context.world_size)
+                result = kind.finish(target, dataset, batch_size, perf_counter() - start)
             except INPUT_ERRORS as raised:
                 error = raised
         context.raise_if_any(error)
-    return context.broadcast(summary)
+    return context.broadcast(result)
 
 
-def _merge_shards(out_dir: Path, dataset: CocoDataset, world_size: int, bounds, full: bool) -> None:
-    """Concatenate the shards' json-lines files into ``out_dir`` in rank order (dataset order), checking
-    that the records are one per image in dataset order and the predictions those the records imply."""
-    shards = [shard_dir(out_dir, rank, world_size) for rank in range(world_size)]
-    records = merge_jsonl([path / RECORDS for path in shards], out_dir / RECORDS, dataset.image_ids)
-    # the streams the records imply are the ones a resume repairs to (run_directory.cascade_streams): one rule
-    for name, image_ids in cascade_streams(records, full).items():
-        merge_jsonl([path / name for path in shards], out_dir / name, image_ids)
+def _run_images(
+    kind: _RunKind, dataset: CocoDataset, target: Path, batch_size: int, progress: bool, done: int, desc: str
+) -> None:
+    """The one image loop: the images of ``dataset`` from index ``done`` on, in batches, each decoded
+    (an unreadable image is never fed to a model: it gets its :meth:`_RunKind.unread_rows`), the readable
+    ones run as one batch, and the batch's rows appended to each file, the commit log last (see
+    :mod:`~tinysaver_det.detection.run_directory`)."""
+    paths = kind.files(target)
+    with ExitStack() as files, tqdm(total=len(dataset), initial=done, desc=desc, unit="img", disable=not progress) as bar:
+        writers = [files.enter_context(JsonlWriter(path)) for path in paths]
+        for begin in range(done, len(dataset), batch_size):
+            infos = dataset.images[begin : begin + batch_size]
+            decoded = [_decode(dataset, info) for info in infos]
+            readable = [i for i, item in enumerate(decoded) if isinstance(item, np.ndarray)]
+            outputs = kind.run([decoded[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
+            ran = dict(zip(readable, outputs))
+            rows: list[list[dict]] = [[] for _ in paths]
+            for i, info in enumerate(infos):
+                image_rows = kind.image_rows(info, ran[i]) if i in ran else kind.unread_rows(info, decoded[i])
+                for file_rows, new in zip(rows, image_rows):
+                    file_rows.extend(new)
+            for writer, file_rows in zip(writers, rows):
+                writer.write_many(file_rows)  # in file order: the commit log last
+            bar.update(len(infos))
 
 
 def _records_in_order(out_dir: Path, dataset: CocoDataset) -> list[dict]:
@@ -284,78 +522,53 @@ def _records_in_order(out_dir: Path, dataset: CocoDataset) -> list[dict]:
     return records
 
 
-def _summarize(cascade: Cascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path) -> RunSummary:
-    """Build the final outputs from the files on disk, in dataset order, and write them atomically."""
-    records = _records_in_order(out_dir, dataset)
-    ran = [r for r in records if r["status"] == "ok"]
-    failed = [r for r in records if r["status"] != "ok"]
-    unannotated = dataset.unannotated_files()
-    atomic_write_json(
-        out_dir / ERRORS,
-        {
-            "policy": UNREADABLE_POLICY,
-            "skipped": [{key: r[key] for key in ("image_id", "file_name", "status", "error")} for r in failed],
-            "not_in_annotations": unannotated,
-        },
-        indent=2,
-    )
-    if not ran:
-        raise TinySaverInputError(f"none of the {len(records)} images could be read: see {out_dir / ERRORS}")
-    ground_truth = load_coco(dataset.annotation_file)
-    saver, base = ({p["image_id"]: p for p in read_jsonl(out_dir / name)} for name in (SAVER_PREDICTIONS, BASE_PREDICTIONS))
+def evaluate_cascade(cascade: Cascade, dataset: CocoDataset, out_dir: str | Path, batch_size: int = 32,
+                     progress: bool = True, **options) -> RunSummary:
+    """Run a two-model ``cascade`` on every image of ``dataset``, write the run directory (the
+    saver/base files of the module doc), return the summary.
 
-    def row(name: str, answers: list[dict], gflops, seconds, exit_ratio=None) -> EvalRow:
-        results = [entry for answer in answers for entry in Detections.from_dict(answer).to_coco()]
-        atomic_write_json(out_dir / f"results{'' if name == 'cascade' else '_' + name}.json", results)
-        metrics = coco_bbox_metrics(ground_truth, results, dataset.image_ids)
-        return EvalRow(name, metrics, float(np.mean(gflops)), exit_ratio, len(ran) / max(float(np.sum(seconds)), 1e-12))
+    With ``cascade.run_base_on_all`` the summary also has saver-alone and base-alone rows from
+    the same run, and the run directory holds everything a threshold sweep needs.
 
-    def model_row(name: str, predictions: dict) -> EvalRow:
-        answers = [predictions[r["image_id"]] for r in ran]
-        return row(name, answers, [a["gflops"] for a in answers], [a["seconds"] for a in answers])
+    Args:
+        batch_size: images per batch (a run resumes, and is sharded, in whole batches).
+        progress: show a progress bar (rank 0's only, under torchrun).
+        resume: (keyword) continue the run in ``out_dir`` where it stopped (or start one when there
+            is none); refused, naming each difference, when that run was made with other settings.
+        overwrite: (keyword) replace the run in ``out_dir``. Without either flag, a ``out_dir`` that
+            holds a run is refused rather than mixed with; with both, refused too.
+        context: (keyword) this process's place in a ``torchrun`` job
+            (:func:`tinysaver_det.distributed.process_group`); with several processes each rank runs
+            its shard of the images and rank 0 merges them (:mod:`~tinysaver_det.detection.shards`).
+            Every rank returns the same summary.
 
-    rows = [
-        row(
-            "cascade",
-            [saver[r["image_id"]] if r["exited"] else base[r["image_id"]] for r in ran],
-            [r["saver_gflops"] + r["base_gflops"] + r.get("router_gflops", 0.0) for r in ran],
-            [r["seconds"] for r in ran],
-            exit_ratio=float(np.mean([r["exited"] for r in ran])),
-        ),
-        model_row("saver", saver),
-    ]
-    if cascade.run_base_on_all:
-        rows.append(model_row("base", base))
-    return RunSummary(
-        saver=cascade.saver.name,
-        base=cascade.base.name,
-        threshold=cascade.policy.threshold,
-        min_score=cascade.min_score,
-        confidence=cascade.confidence_name,
-        n_images=len(records),
-        batch_size=batch_size,
-        rows=rows,
-        wall_seconds=wall_seconds,
-        flops_convention=FLOPS_CONVENTION,
-        uncounted_ops={
-            "saver": list(getattr(cascade.saver, "uncounted_ops", ())),
-            "base": list(getattr(cascade.base, "uncounted_ops", ())),
-        },
-        skipped_images=dict(sorted(Counter(r["status"] for r in failed).items())),
-        unannotated_files=len(unannotated),
-    )
+    Raises:
+        TinySaverInputError: a wrong batch size or run directory, or no image could be read.
+        RunLockedError: another process is writing ``out_dir`` (:class:`~tinysaver_det.lock.RunLock`,
+            held from the repair of a resumed run to the last final file).
+    """
+    return _execute(_TwoModelRunKind(cascade), dataset, out_dir, batch_size, progress, **options)
 
 
-def predict_dataset(
-    detector: Detector,
-    dataset: CocoDataset,
-    path: str | Path,
-    batch_size: int = 32,
-    progress: bool = True,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-) -> Path:
+def evaluate_multistage(cascade: MultiStageCascade, dataset: CocoDataset, out_dir: str | Path, batch_size: int = 32,
+                        progress: bool = True, **options) -> MultiStageSummary:
+    """Run a K-stage cascade on every image of ``dataset``; write run.json, records.jsonl,
+    detections.jsonl (the answering stage's detections), results.json, errors.json, summary.json
+    and summary.md.
+
+    The stage ratios, GFLOPs and ms per image count the images the models ran on. Arguments
+    (``resume``, ``overwrite``, ``context``), locking, resume and sharding as :func:`evaluate_cascade`'s:
+    the same driver.
+
+    Raises:
+        TinySaverInputError: a wrong batch size or run directory, or no image could be read.
+        RunLockedError: another process is writing ``out_dir``.
+    """
+    return _execute(_StagesRunKind(cascade), dataset, out_dir, batch_size, progress, **options)
+
+
+def predict_dataset(detector: Detector, dataset: CocoDataset, path: str | Path, batch_size: int = 32,
+                    progress: bool = True, **options) -> Path:
     """Run one model on every image of ``dataset`` and cache its per-image predictions at ``path``.
 
     The rows are those of a cascade run's ``saver_predictions.jsonl`` (detections, per-image GFLOPs
@@ -367,116 +580,13 @@ def predict_dataset(
     ``path`` (:func:`~tinysaver_det.detection.run_directory.predictions_run_json`), so that a killed
     run resumes as an ``eval`` run does (:func:`~tinysaver_det.detection.run_directory.open_predictions_file`).
 
-    Args:
-        resume: continue the run at ``path`` (whole batches; images recorded unreadable that can be
-            read now are retried); refused, naming each difference, when made with other settings.
-        overwrite: replace the file. Without either flag, an existing ``path`` is refused.
+    Arguments (``resume``, ``overwrite``, ``context``) as :func:`evaluate_cascade`'s: a resume redoes
+    whole batches and retries images recorded unreadable that can be read now; under torchrun each
+    rank writes its shard under ``<folder>/shards/``
+    (:func:`~tinysaver_det.detection.run_directory.predictions_shard`) and rank 0 merges them.
 
     Raises:
         TinySaverInputError: a wrong batch size, or ``path`` holding a run that may not be mixed with.
         RunLockedError: another process is writing ``path``.
     """
-    _check_batch_size(batch_size)
-    path = Path(path)
-    with RunLock.for_file(path):  # first: a second writer is refused before anything is read
-        description = describe_predictions(detector, dataset, batch_size)
-        done = open_predictions_file(path, description, dataset, resume=resume, overwrite=overwrite)
-        with JsonlWriter(path) as writer:
-            for infos, decoded, readable in _decoded_batches(dataset, batch_size, detector.name, progress, start=done):
-                rows: list[dict] = [
-                    {**prediction_row(ModelOutput(Detections.empty(info.image_id), 0.0, 0.0)),
-                     "status": failed["status"], "error": failed["error"]}
-                    if isinstance(failed := decoded[i], dict) else {}
-                    for i, info in enumerate(infos)
-                ]
-                if readable:
-                    prediction = detector.predict([decoded[i] for i in readable], [infos[i].image_id for i in readable])
-                    for i, output in zip(readable, model_outputs(prediction)):
-                        rows[i] = prediction_row(output)
-                writer.write_many(rows)
-    return path
-
-
-def evaluate_multistage(
-    cascade: MultiStageCascade,
-    dataset: CocoDataset,
-    out_dir: str | Path,
-    batch_size: int = 32,
-    progress: bool = True,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-) -> MultiStageSummary:
-    """Run a K-stage cascade on every image of ``dataset``; write run.json, records.jsonl,
-    detections.jsonl (the answering stage's detections), results.json and summary.json.
-
-    An image that cannot be read keeps a record with its ``status`` and ``error`` and no stage, and
-    stays in the evaluation as an image with no detections (as in :func:`evaluate_cascade`); the
-    stage ratios, GFLOPs and ms per image count the images the models ran on. The run directory
-    resumes as :func:`evaluate_cascade`'s does (detections first, records last, per batch; see
-    :mod:`~tinysaver_det.detection.run_directory`), with the same ``resume`` and ``overwrite``.
-
-    Raises:
-        TinySaverInputError: a wrong batch size or run directory, or no image could be read.
-        RunLockedError: another process is writing ``out_dir``.
-    """
-    _check_batch_size(batch_size)
-    out_dir = Path(out_dir)
-    with RunLock(out_dir):
-        return _evaluate_multistage(cascade, dataset, out_dir, batch_size, progress, resume, overwrite)
-
-
-def _evaluate_multistage(
-    cascade: MultiStageCascade, dataset: CocoDataset, out_dir: Path, batch_size: int, progress: bool, resume: bool,
-    overwrite: bool
-) -> MultiStageSummary:
-    start = perf_counter()
-    description = describe_multistage(cascade, dataset, batch_size)
-    done = open_run(out_dir, description, dataset, resume=resume, overwrite=overwrite, predicted=multistage_streams)
-    with JsonlWriter(out_dir / RECORDS) as records, JsonlWriter(out_dir / DETECTIONS) as detections:
-        for infos, decoded, readable in _decoded_batches(dataset, batch_size, "cascade", progress, start=done):
-            ran = cascade.run([decoded[i] for i in readable], [infos[i].image_id for i in readable]) if readable else []
-            rows = [
-                {"image_id": info.image_id, "file_name": info.file_name, "status": failed["status"],
-                 "error": failed["error"], "stage": None, "confidences": [], "n_boxes": 0, "gflops": 0.0, "seconds": 0.0}
-                if isinstance(failed := decoded[i], dict) else None
-                for i, info in enumerate(infos)
-            ]
-            for i, out in zip(readable, ran):
-                rows[i] = {"image_id": infos[i].image_id, "file_name": infos[i].file_name, "status": "ok", "error": None,
-                           "stage": out.stage, "confidences": list(out.confidences), "n_boxes": len(out.detections),
-                           "gflops": out.gflops, "seconds": out.seconds}
-            detections.write_many(out.detections.to_dict() for out in ran)
-            records.write_many(rows)  # last: a record commits its image (see run_directory)
-    return _summarize_multistage(cascade, dataset, batch_size, perf_counter() - start, out_dir)
-
-
-def _summarize_multistage(
-    cascade: MultiStageCascade, dataset: CocoDataset, batch_size: int, wall_seconds: float, out_dir: Path
-) -> MultiStageSummary:
-    """results.json and summary.json from the files on disk, in dataset order (a resumed run's are an
-    uninterrupted one's)."""
-    records = _records_in_order(out_dir, dataset)
-    ran = [r for r in records if r["status"] == "ok"]
-    if not ran:
-        raise TinySaverInputError(f"none of the {len(dataset)} images could be read: see {out_dir / RECORDS}")
-    answers = {row["image_id"]: row for row in read_jsonl(out_dir / DETECTIONS)}
-    results = [entry for r in ran for entry in Detections.from_dict(answers[r["image_id"]]).to_coco()]
-    atomic_write_json(out_dir / "results.json", results)
-    stages = np.array([r["stage"] for r in ran])
-    summary = MultiStageSummary(
-        models=[model.name for model in cascade.stages],
-        thresholds=list(cascade.thresholds),
-        confidences=[router.name for router in cascade.routers],
-        n_images=len(dataset),
-        batch_size=batch_size,
-        metrics=coco_bbox_metrics(load_coco(dataset.annotation_file), results, dataset.image_ids),
-        gflops_per_image=float(np.mean([r["gflops"] for r in ran])),
-        ms_per_image=float(np.mean([r["seconds"] for r in ran]) * 1e3),
-        stage_ratios=[float(np.mean(stages == k)) for k in range(len(cascade.stages))],
-        wall_seconds=wall_seconds,
-        flops_convention=FLOPS_CONVENTION,
-        skipped_images=len(dataset) - len(ran),
-    )
-    atomic_write_json(out_dir / "summary.json", dataclasses.asdict(summary), indent=2)
-    return summary
+    return _execute(_PredictionsRunKind(detector), dataset, path, batch_size, progress, **options)

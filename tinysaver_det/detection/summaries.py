@@ -1,4 +1,6 @@
-"""What a run measured: the summary objects of a cascade run and of a multi-stage run, and their tables.
+"""What a run measured: the summary of a run over a dataset (:class:`DatasetRunSummary`: images,
+skipped images, batch, wall-clock), with the numbers of a K-stage run (:class:`MultiStageSummary`)
+or of its two-model view (:class:`RunSummary`: saver/base rows), and their tables.
 
 They are built by :mod:`tinysaver_det.detection.runner` from the files of a run directory and written
 as ``summary.json`` (``dataclasses.asdict``) and ``summary.md`` (``to_markdown``).
@@ -32,28 +34,52 @@ class EvalRow:
     images_per_second: float
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    """What a run measured; ``rows[0]`` is the cascade.
+@dataclass(frozen=True, kw_only=True)
+class DatasetRunSummary:
+    """What every run over a dataset reports, whatever its cascade (the fields are keyword-only).
 
     ``n_images`` counts every image of the dataset, ``skipped_images`` those that could not be read,
-    by status (``missing``, ``unreadable``, ``size_mismatch``); ``wall_seconds`` is the last session's.
+    by status (``missing``, ``unreadable``, ``size_mismatch``; listed in ``errors.json``),
+    ``unannotated_files`` the image files not in the annotation file; ``wall_seconds`` is the last
+    session's.
     """
+
+    n_images: int
+    batch_size: int
+    wall_seconds: float
+    flops_convention: str
+    skipped_images: dict
+    unannotated_files: int
+    unreadable_policy: str = UNREADABLE_POLICY
+
+    def _skipped_line(self) -> str:
+        count = sum(self.skipped_images.values())
+        by_status = ", ".join(f"{n} {status}" for status, n in sorted(self.skipped_images.items()))
+        return (
+            f"Skipped: {count} image(s) that could not be read{f' ({by_status})' if count else ''}, "
+            f"listed in errors.json; {self.unreadable_policy}."
+        )
+
+    def _unannotated_lines(self) -> list[str]:
+        if not self.unannotated_files:
+            return []
+        return [
+            f"{self.unannotated_files} image file(s) in the image folder are not in the annotation file: "
+            "not evaluated, listed in errors.json."
+        ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary(DatasetRunSummary):
+    """What a two-model cascade run measured (the saver/base view); ``rows[0]`` is the cascade."""
 
     saver: str
     base: str
     threshold: float
     min_score: float
     confidence: str
-    n_images: int
-    batch_size: int
     rows: list[EvalRow]
-    wall_seconds: float
-    flops_convention: str
     uncounted_ops: dict
-    skipped_images: dict
-    unannotated_files: int
-    unreadable_policy: str = UNREADABLE_POLICY
 
     @property
     def cascade(self) -> EvalRow:
@@ -76,12 +102,8 @@ class RunSummary:
             f"GFLOPs per image at the input shapes actually run; {FLOPS_CONVENTION}. Not counted: {not_counted}.",
             "img/s: model time only (pre-processing, forward, NMS), image decoding excluded.",
             self._skipped_line(),
+            *self._unannotated_lines(),
         ]
-        if self.unannotated_files:
-            lines.append(
-                f"{self.unannotated_files} image file(s) in the image folder are not in the annotation file: "
-                "not evaluated, listed in errors.json."
-            )
         if self.threshold > 1:
             lines.append("t > 1: no image can exit (confidences are in [0, 1]); every image went to the base.")
         return "\n".join(lines) + "\n"
@@ -102,37 +124,25 @@ class RunSummary:
             lines.append("t > 1: no image can exit (confidences are in [0, 1]); every image went to the base.")
         return "\n".join(lines) + "\n"
 
-    def _skipped_line(self) -> str:
-        count = sum(self.skipped_images.values())
-        by_status = ", ".join(f"{n} {status}" for status, n in sorted(self.skipped_images.items()))
-        return (
-            f"Skipped: {count} image(s) that could not be read{f' ({by_status})' if count else ''}, "
-            f"listed in errors.json; {self.unreadable_policy}."
-        )
 
 
-@dataclass(frozen=True)
-class MultiStageSummary:
-    """What a multi-stage run measured (COCO metrics by pycocotools on the images run).
+@dataclass(frozen=True, kw_only=True)
+class MultiStageSummary(DatasetRunSummary):
+    """What a K-stage run measured (COCO metrics by pycocotools over every annotated image).
 
     ``gflops_per_image`` and ``ms_per_image`` count the stages each image went through (model time
     only, image decoding excluded); ``stage_ratios`` is the share of images answered at each stage.
-    Images that could not be read (``skipped_images``, listed with their status in ``records.jsonl``)
-    stay in the COCO metrics as images with no detection; costs and ratios are over the images run.
+    Images that could not be read (``skipped_images``) stay in the COCO metrics as images with no
+    detection; costs and ratios are over the images run (:data:`UNREADABLE_POLICY`).
     """
 
     models: list[str]
     thresholds: list[float]
     confidences: list[str]
-    n_images: int
-    batch_size: int
     metrics: dict
     gflops_per_image: float
     ms_per_image: float
     stage_ratios: list[float]
-    wall_seconds: float
-    flops_convention: str
-    skipped_images: int = 0
 
     def to_markdown(self) -> str:
         header = ["cascade", *STAT_KEYS[:3], "GFLOPs/img", "ms/img", "stage ratios"]
@@ -143,7 +153,7 @@ class MultiStageSummary:
         return "\n".join([
             "| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(cells) + " |", "",
             f"{self.n_images} images, thresholds ({thresholds}), confidences ({', '.join(self.confidences)}), "
-            f"batch {self.batch_size}, {self.wall_seconds:.1f} s wall-clock; {FLOPS_CONVENTION}."
-            + (f" {self.skipped_images} images could not be read (no detection; see records.jsonl)."
-               if self.skipped_images else ""),
+            f"batch {self.batch_size}, {self.wall_seconds:.1f} s wall-clock; {FLOPS_CONVENTION}.",
+            *([self._skipped_line()] if self.skipped_images else []),
+            *self._unannotated_lines(),
         ]) + "\n"
