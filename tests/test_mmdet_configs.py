@@ -14,6 +14,8 @@ import json
 import os
 import subprocess
 import sys
+import types
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,7 +80,10 @@ def split_threshold(two_images):
 @pytest.fixture
 def fake_checkout(tmp_path, monkeypatch):
     """An mmdetection checkout holding a stand-in for the published Co-DINO config, named by
-    MMDET_CHECKOUT and importable (``projects.CO-DETR.codetr``)."""
+    MMDET_CHECKOUT and importable (``projects.CO-DETR.codetr``).
+
+    The ``projects`` modules imported before (a real checkout on PYTHONPATH, whose import registers
+    CoDETR's classes once per process) are put back afterwards, and only the stand-in's are dropped."""
     checkout = tmp_path / "mmdetection"
     config = checkout / PUBLISHED_CODINO
     config.parent.mkdir(parents=True)
@@ -87,9 +92,34 @@ def fake_checkout(tmp_path, monkeypatch):
     (checkout / "projects" / "CO-DETR" / "codetr" / "__init__.py").write_text("")
     monkeypatch.setenv("MMDET_CHECKOUT", str(checkout))
     monkeypatch.syspath_prepend(str(checkout))
-    yield checkout
-    for name in [name for name in sys.modules if name == "projects" or name.startswith("projects.")]:
-        del sys.modules[name]
+    with projects_modules_restored():
+        yield checkout
+
+
+@contextmanager
+def projects_modules_restored():
+    """Drop the ``projects`` modules imported inside the block and put back those imported before."""
+    before = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "projects"}
+    try:
+        yield
+    finally:
+        for name in [name for name in sys.modules if name.split(".")[0] == "projects"]:
+            del sys.modules[name]
+        sys.modules.update(before)
+
+
+def test_the_projects_modules_of_a_real_checkout_survive_the_fake_one(monkeypatch):
+    """A real checkout's ``projects`` package stays imported: importing it again would register its
+    classes twice (``CoATSSHead is already registered``)."""
+    real = {"projects": types.ModuleType("projects"), "projects.CO-DETR.codetr": types.ModuleType("codetr")}
+    for name, module in real.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    with projects_modules_restored():
+        stand_in = types.ModuleType("codetr")
+        sys.modules["projects.CO-DETR.codetr"] = stand_in
+        sys.modules["projects.CO-DETR.codetr.extra"] = stand_in
+    assert {name: sys.modules.get(name) for name in real} == real
+    assert "projects.CO-DETR.codetr.extra" not in sys.modules
 
 
 def small_base() -> dict:
