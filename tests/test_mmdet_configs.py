@@ -254,3 +254,39 @@ def test_mmdet_tools_test_py_loads_the_base_checkpoint_given_as_its_argument(two
     assert done.returncode == 0, output[-3000:]
     assert "Load checkpoint from" in output and "do not match" not in output
     assert len(json.loads((tmp_path / "work" / "routing.json").read_text())) == N_IMAGES
+
+
+def test_place_models_puts_the_saver_on_the_device_and_in_fp16():
+    from tinysaver_det.errors import TinySaverInputError
+    from tinysaver_det.mmdet.evaluate_config import place_models
+
+    cfg = Config.fromfile(SUBSET_CONFIG)
+    assert place_models(cfg, "1", True, "none") == "cuda:1"  # a bare index, as Ultralytics takes it
+    assert cfg.model.saver.device == "1" and cfg.model.saver.half is True
+    cfg = Config.fromfile(SUBSET_CONFIG)
+    assert place_models(cfg, None, False, "none") is None and "device" not in cfg.model.saver  # mmengine's rule
+    with pytest.raises(TinySaverInputError, match="--half"):
+        place_models(cfg, "cpu", True, "none")
+    with pytest.raises(TinySaverInputError, match="GPU of its rank"):
+        place_models(cfg, "cuda:0", False, "pytorch")
+
+
+@pytest.mark.parametrize("flags", [["--half"], ["--device", "cpu", "--half"]])
+def test_test_mmdet_refuses_half_on_the_cpu_in_one_error_line(flags, capsys):
+    from tinysaver_det.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["test-mmdet", str(SUBSET_CONFIG), *flags])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert "error: --half (fp16) needs a GPU" in err.strip().splitlines()[-1]
+
+
+def test_run_test_on_the_cpu_device_runs_both_models_there(two_images, tmp_path):
+    from tinysaver_det.mmdet.evaluate_config import run_test
+
+    annotation_file, _ = two_images
+    cfg = on_two_images(Config.fromfile(SUBSET_CONFIG), annotation_file, tmp_path)
+    metrics = run_test(cfg, device="cpu", work_dir=tmp_path)
+    assert metrics["tinysaver/exit_ratio"] >= 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"] == metrics
