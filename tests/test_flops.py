@@ -127,3 +127,72 @@ def mmdet_config_root() -> str:
     import mmdet
 
     return str(Path(mmdet.__file__).parent / ".mim" / "configs")
+
+
+def two_row_pair():
+    """A saver/base pair with a two-threshold sweep (costs in GFLOPs at the shapes run)."""
+    from tinysaver_det.core.cascade_model import StageRow
+    from tinysaver_det.detection.studies.benchmark_table import PairSweep
+    from tinysaver_det.detection.studies.thresholds import DetectionSweep
+
+    metrics = lambda ap: {"AP": ap, "AP50": ap, "AP75": ap}  # noqa: E731
+    rows = [StageRow((0.25,), (0.5, 0.5), {"cost": 6.0}, metrics(0.40)),
+            StageRow((0.5,), (0.2, 0.8), {"cost": 9.0}, metrics(0.45))]
+    sweep = DetectionSweep(rows, metrics(0.30), metrics(0.46), 1.0, 10.0, None, 0.0)
+    return PairSweep("saver", "base", sweep)
+
+
+def test_the_paper_convention_prints_gmacs_at_the_stated_size():
+    from tinysaver_det.detection.studies.benchmark_table import CostConvention, benchmark_table
+
+    pair = two_row_pair()
+    as_run = benchmark_table([pair], (0.25,), (0.01,))
+    halved = benchmark_table([pair], (0.25,), (0.01,), CostConvention("paper-macs"))
+    assert halved.header[7:] == ("GMACs/img", "GMACs vs base") and as_run.header[7] == "GFLOPs/img"
+    assert [row[7] / 2 for row in as_run.rows] == [row[7] for row in halved.rows]
+    assert "the input shape each image ran" in halved.note and "GMACs" in halved.note
+
+    at_size = CostConvention("paper-macs", (800, 1333), {"saver": 4.0, "base": 3000.0})
+    table = benchmark_table([pair], (0.25,), (0.01,), at_size)
+    costs = {(row[0], row[1]): row[7] for row in table.rows}
+    assert costs[("saver", "static")] == 2.0 and costs[("base", "static")] == 1500.0
+    assert costs[("saver -> base", "t = 0.25")] == (4.0 + 0.5 * 3000.0) / 2  # Eq. 1 at exit ratio 0.5
+    assert "1333x800" in table.note
+    with pytest.raises(ValueError, match="no GFLOPs at 1333x800 given for base"):
+        benchmark_table([pair], (0.25,), (0.01,), CostConvention("paper-macs", (800, 1333), {"saver": 4.0}))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--flops-size", "1333x800"], "--flops-size and --gflops-at-size go together"),
+    (["--flops-size", "1333"], "expected WIDTHxHEIGHT in pixels such as 1333x800, got '1333'"),
+    (["--gflops-at-size", "base"], "expected NAME=GFLOPS, got 'base'"),
+    (["--flops-convention", "macs"], "invalid choice: 'macs'"),
+])
+def test_table_refuses_a_half_given_cost_size_in_one_error_line(flags, message, tmp_path, capsys):
+    from tinysaver_det.cli import main
+
+    try:
+        code = main(["table", "--runs", str(tmp_path), *flags])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and message in err.strip().splitlines()[-1]
+
+
+def test_the_torch_stand_in_for_deformable_attention_computes_what_mmcv_computes_on_the_cpu():
+    """Fake tensors cannot run mmcv's CUDA kernel; counting uses the torch version instead."""
+    pytest.importorskip("mmdet")
+    from mmcv.ops import multi_scale_deform_attn
+
+    from tinysaver_det.adapters.mmdet import _deformable_attention_in_torch
+
+    torch.manual_seed(0)
+    shapes = torch.tensor([[4, 6], [2, 3]])
+    value = torch.rand(1, 30, 2, 8)
+    locations, weights = torch.rand(1, 5, 2, 2, 3, 2), torch.rand(1, 5, 2, 2, 3)
+    kernel = multi_scale_deform_attn.MultiScaleDeformableAttnFunction
+    with _deformable_attention_in_torch():
+        stand_in = multi_scale_deform_attn.MultiScaleDeformableAttnFunction
+        output = stand_in.apply(value, shapes, torch.tensor([0, 24]), locations, weights, 64)
+    assert multi_scale_deform_attn.MultiScaleDeformableAttnFunction is kernel and stand_in is not kernel
+    assert torch.equal(output, multi_scale_deform_attn.multi_scale_deformable_attn_pytorch(value, shapes, locations, weights))

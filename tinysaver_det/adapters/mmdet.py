@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,6 +25,7 @@ silence_framework_warnings()  # before mmengine loads pkg_resources
 
 try:
     from mmcv import ops as mmcv_ops
+    from mmcv.ops import multi_scale_deform_attn
     from mmcv.transforms import Compose
     from mmdet.apis import init_detector
     from mmdet.models.detectors import TwoStageDetector
@@ -76,6 +78,27 @@ def _empty_predictions(*outputs, batch_img_metas, **options) -> list:
     ]
 
 
+class _DeformableAttentionInTorch:
+    """Stands for mmcv's CUDA deformable-attention function: its torch version, which fake tensors can
+    run (the CUDA kernel reads memory). Same count: the kernel is opaque to the counter, and the torch
+    version's sampling and weighting (``grid_sampler_2d``, ``mul``, ``sum``) hold no matrix product."""
+
+    @staticmethod
+    def apply(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step):
+        return multi_scale_deform_attn.multi_scale_deformable_attn_pytorch(
+            value, spatial_shapes, sampling_locations, attention_weights)
+
+
+@contextmanager
+def _deformable_attention_in_torch():
+    kernel = multi_scale_deform_attn.MultiScaleDeformableAttnFunction
+    multi_scale_deform_attn.MultiScaleDeformableAttnFunction = _DeformableAttentionInTorch
+    try:
+        yield
+    finally:
+        multi_scale_deform_attn.MultiScaleDeformableAttnFunction = kernel
+
+
 class MMDetFlops:
     """Per-image GFLOPs of an mmdet detector's ``predict`` at a padded input shape ``(h, w)``.
 
@@ -92,7 +115,8 @@ class MMDetFlops:
     3. ``predict`` run for real, as before (a warning says so): the parts whose work depends on the
        image (the RoI heads of two-stage detectors) are counted at the blank image's proposals.
 
-    mmcv's compiled NMS is invisible to the counter in every case.
+    mmcv's compiled NMS is invisible to the counter in every case. On a GPU, ways 1 and 2 run mmcv's
+    deformable attention in its torch version (:class:`_DeformableAttentionInTorch`): same count.
 
     Args:
         model: the mmdet detector.
@@ -117,13 +141,16 @@ class MMDetFlops:
         if self._running:
             return count_flops(self._predict_blank_image(shape))
         try:
-            return count_flops_without_running(self._predict_blank_image(shape), self._model)
+            with _deformable_attention_in_torch():
+                return count_flops_without_running(self._predict_blank_image(shape), self._model)
         except Exception:  # any op that fake tensors cannot run (see count_flops_without_running): try way 2
             pass
         failure = "two-stage detector"
         if not isinstance(self._model, TwoStageDetector):
             try:
-                count = count_flops_without_running(self._predict_blank_image(shape, post_processing=False), self._model)
+                with _deformable_attention_in_torch():
+                    count = count_flops_without_running(self._predict_blank_image(shape, post_processing=False),
+                                                        self._model)
                 return FlopCount(count.gflops, tuple(sorted({*count.uncounted_ops, POST_PROCESSING})))
             except Exception as error:  # as above: way 3
                 failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

@@ -25,7 +25,7 @@ from mmengine.runner import Runner
 
 from tinysaver_det.adapters import check_half
 from tinysaver_det.adapters.mmdet import is_cascade_config
-from tinysaver_det.core.cost import FLOPS_CONVENTION
+from tinysaver_det.core.cost import convention_note
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json
 
@@ -157,7 +157,7 @@ def run_test(
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         atomic_write_json(
             Path(cfg.work_dir) / METRICS_FILE,
-            {"metrics": metrics, "flops_convention": FLOPS_CONVENTION, "uncounted_ops": model.uncounted_ops},
+            {"metrics": metrics, "flops_convention": convention_note("flops"), "uncounted_ops": model.uncounted_ops},
             indent=2,
         )
     return metrics
