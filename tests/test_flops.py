@@ -196,3 +196,29 @@ def test_the_torch_stand_in_for_deformable_attention_computes_what_mmcv_computes
         output = stand_in.apply(value, shapes, torch.tensor([0, 24]), locations, weights, 64)
     assert multi_scale_deform_attn.MultiScaleDeformableAttnFunction is kernel and stand_in is not kernel
     assert torch.equal(output, multi_scale_deform_attn.multi_scale_deformable_attn_pytorch(value, shapes, locations, weights))
+
+
+class _ReadsAValue(torch.nn.Module):
+    """Sizes its work by a value computed from the input: fake tensors have no values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        repeats = int((x.sum() >= 0).item()) + 1
+        return [self.conv(x) for _ in range(repeats)]
+
+
+def test_a_model_fake_tensors_cannot_run_is_counted_on_a_real_forward_with_a_warning():
+    from torch._subclasses.fake_tensor import DataDependentOutputException
+
+    from tinysaver_det.flops import count_flops_running_if_needed
+
+    model = _ReadsAValue()
+    forward = lambda: model(torch.zeros(1, 3, 8, 8))  # noqa: E731
+    with pytest.raises(DataDependentOutputException):
+        count_flops_without_running(forward, model)
+    with pytest.warns(UserWarning, match="toy: fake tensors cannot run its forward"):
+        count = count_flops_running_if_needed(forward, model, "toy")
+    assert count == count_flops(forward) and count.gflops > 0

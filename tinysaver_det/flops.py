@@ -19,6 +19,7 @@ that runs the forward on real tensors.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterator
@@ -152,6 +153,19 @@ def count_flops_without_running(forward: Callable[[], object], model: torch.nn.M
     27648
     """
     return _count(forward, model)
+
+
+def count_flops_running_if_needed(forward: Callable[[], object], model: torch.nn.Module, name: str) -> FlopCount:
+    """:func:`count_flops_without_running`, or, for a model that fake tensors cannot run (a custom op,
+    a value read with ``.item()``), :func:`count_flops` with a warning naming ``name``: the same count,
+    at the cost of a forward pass.
+    """
+    try:
+        return count_flops_without_running(forward, model)
+    except Exception as error:  # any op fake tensors cannot run (see count_flops_without_running)
+        warnings.warn(f"{name}: fake tensors cannot run its forward ({type(error).__name__}); its GFLOPs are "
+                      "counted on a real forward", stacklevel=2)
+    return count_flops(forward)
 
 
 def count_flops(forward: Callable[[], object]) -> FlopCount:

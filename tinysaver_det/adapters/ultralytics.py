@@ -23,7 +23,7 @@ from ultralytics.utils import nms
 from tinysaver_det.detection.categories import category_lookup, normalize_name
 from tinysaver_det.detection.types import Detections, Prediction, SaverFeatures
 from tinysaver_det.errors import TinySaverInputError
-from tinysaver_det.flops import FlopCount, FlopsCache, count_flops_without_running
+from tinysaver_det.flops import FlopCount, FlopsCache, count_flops_running_if_needed
 from tinysaver_det.io import sha256_file
 from tinysaver_det.timing import ModelClock
 
@@ -239,4 +239,4 @@ class UltralyticsDetector:
 
     def _count_one_image(self, shape: tuple[int, int]) -> FlopCount:
         network, forward = self._forward_one_image(shape)
-        return count_flops_without_running(forward, network)
+        return count_flops_running_if_needed(forward, network, self.name)

@@ -50,9 +50,9 @@ Costs are GFLOPs (FLOPs = 2 * MACs) per image at the input shape each image ran.
 beside a paper's (TinySaver's Table 4 lists GMACs at one input size, e.g. 1333x800):
 
     python -m tinysaver_det table --runs runs/n_codino --flops-convention paper-macs \
-        --flops-size 1333x800 --gflops-at-size yolov8n.pt=8.9 --gflops-at-size codino=3050
+        --flops-size 1333x800 --gflops-at-size yolov8n.pt=G_S --gflops-at-size codino=G_B
 
-(`--gflops-at-size NAME=GFLOPS`: each model's GFLOPs of one image at that size, e.g. from
+(G_S, G_B: `--gflops-at-size NAME=GFLOPS`, each model's GFLOPs of one image at that size, e.g. from
 `MMDetFlops(model)((800, 1333))`; a cascade then costs C_S + (1 - exit ratio) * C_B.)
 """
 
