@@ -16,7 +16,9 @@
 #   PYTHONPATH=mmdetection python mmdetection/tools/test.py configs/tinysaver_yolov8n_codino-swin-l_coco.py \
 #       co_dino_5scale_swin_large_16e_o365tococo-614254c9.pth
 # tinysaver_yolov8n_codino-swin-l_official_coco.py inherits the published config itself instead.
-_base_ = ['mmdet::_base_/datasets/coco_detection.py', 'mmdet::_base_/default_runtime.py']
+_base_ = [
+    'mmdet::_base_/datasets/coco_detection.py', 'mmdet::_base_/default_runtime.py', './_base_/tinysaver_yolov8n_coco.py'
+]
 
 import importlib.util  # noqa: E402  (stdlib; a builtin import keeps this a plain text config)
 
@@ -105,12 +107,9 @@ co_dino_swin_l = dict(
     test_cfg=[dict(max_per_img=300, nms=dict(type='soft_nms', iou_threshold=0.8))])
 
 model = dict(
-    type='TinySaverDetector',
-    saver=dict(weights='yolov8n.pt', imgsz=640),
     base=co_dino_swin_l,
-    threshold=0.25,
-    min_score=0.05,
-    base_training_only=('rpn_head.', 'roi_head.', 'bbox_head.'))  # Co-DINO's auxiliary heads
+    base_training_only=('rpn_head.', 'roi_head.', 'bbox_head.'),  # Co-DINO's auxiliary heads
+    **_base_.tinysaver)  # saver, threshold: see _base_/
 
 test_pipeline = [
     dict(type='LoadImageFromFile'),

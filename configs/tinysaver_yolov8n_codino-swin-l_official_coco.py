@@ -9,17 +9,14 @@
 # "`MMDET_CHECKOUT` cannot be found in `os.environ`". PYTHONPATH makes `projects.CO-DETR.codetr`
 # importable (or run from the checkout's root). tinysaver_yolov8n_codino-swin-l_coco.py is the same
 # inference model written out, which loads without the checkout.
-_base_ = '{{$MMDET_CHECKOUT:}}/projects/CO-DETR/configs/codino/co_dino_5scale_swin_l_16xb1_16e_o365tococo.py'
+_base_ = [
+    '{{$MMDET_CHECKOUT:}}/projects/CO-DETR/configs/codino/co_dino_5scale_swin_l_16xb1_16e_o365tococo.py',
+    './_base_/tinysaver_yolov8n_coco.py',
+]
 custom_imports = dict(imports=['tinysaver_det.mmdet', 'projects.CO-DETR.codetr'], allow_failed_imports=False)
 
 _base_.model.backbone.init_cfg = None  # inference only: no ImageNet-22k weights to download
-model = dict(
-    _delete_=True,
-    type='TinySaverDetector',
-    saver=dict(weights='yolov8n.pt', imgsz=640),
-    base=_base_.model,
-    threshold=0.25,
-    min_score=0.05)
+model = dict(_delete_=True, base=_base_.model, **_base_.tinysaver)  # saver, threshold: see _base_/
 
 test_evaluator = [_base_.test_evaluator, dict(type='TinySaverRouting')]
 load_from = None  # the published config fine-tunes from the Objects365 checkpoint: never load it here

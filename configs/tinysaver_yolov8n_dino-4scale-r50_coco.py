@@ -4,16 +4,10 @@
 #       --checkpoint dino-4scale_r50_8xb2-12e_coco_20221202_182705-55b2bba2.pth
 #
 # Data paths as in tinysaver_yolov8n_rtmdet-l_coco.py (override with --cfg-options).
-_base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+_base_ = ['mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', './_base_/tinysaver_yolov8n_coco.py']
 custom_imports = dict(imports=['tinysaver_det.mmdet'], allow_failed_imports=False)
 
 _base_.model.backbone.init_cfg = None  # inference only: no ImageNet weights to download
-model = dict(
-    _delete_=True,
-    type='TinySaverDetector',
-    saver=dict(weights='yolov8n.pt', imgsz=640),
-    base=_base_.model,
-    threshold=0.25,
-    min_score=0.05)
+model = dict(_delete_=True, base=_base_.model, **_base_.tinysaver)  # saver, threshold: see _base_/
 
 test_evaluator = [_base_.test_evaluator, dict(type='TinySaverRouting')]

@@ -14,6 +14,8 @@ import json
 import os
 import subprocess
 import sys
+import types
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,7 +80,10 @@ def split_threshold(two_images):
 @pytest.fixture
 def fake_checkout(tmp_path, monkeypatch):
     """An mmdetection checkout holding a stand-in for the published Co-DINO config, named by
-    MMDET_CHECKOUT and importable (``projects.CO-DETR.codetr``)."""
+    MMDET_CHECKOUT and importable (``projects.CO-DETR.codetr``).
+
+    The ``projects`` modules imported before (a real checkout on PYTHONPATH, whose import registers
+    CoDETR's classes once per process) are put back afterwards, and only the stand-in's are dropped."""
     checkout = tmp_path / "mmdetection"
     config = checkout / PUBLISHED_CODINO
     config.parent.mkdir(parents=True)
@@ -87,9 +92,34 @@ def fake_checkout(tmp_path, monkeypatch):
     (checkout / "projects" / "CO-DETR" / "codetr" / "__init__.py").write_text("")
     monkeypatch.setenv("MMDET_CHECKOUT", str(checkout))
     monkeypatch.syspath_prepend(str(checkout))
-    yield checkout
-    for name in [name for name in sys.modules if name == "projects" or name.startswith("projects.")]:
-        del sys.modules[name]
+    with projects_modules_restored():
+        yield checkout
+
+
+@contextmanager
+def projects_modules_restored():
+    """Drop the ``projects`` modules imported inside the block and put back those imported before."""
+    before = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "projects"}
+    try:
+        yield
+    finally:
+        for name in [name for name in sys.modules if name.split(".")[0] == "projects"]:
+            del sys.modules[name]
+        sys.modules.update(before)
+
+
+def test_the_projects_modules_of_a_real_checkout_survive_the_fake_one(monkeypatch):
+    """A real checkout's ``projects`` package stays imported: importing it again would register its
+    classes twice (``CoATSSHead is already registered``)."""
+    real = {"projects": types.ModuleType("projects"), "projects.CO-DETR.codetr": types.ModuleType("codetr")}
+    for name, module in real.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    with projects_modules_restored():
+        stand_in = types.ModuleType("codetr")
+        sys.modules["projects.CO-DETR.codetr"] = stand_in
+        sys.modules["projects.CO-DETR.codetr.extra"] = stand_in
+    assert {name: sys.modules.get(name) for name in real} == real
+    assert "projects.CO-DETR.codetr.extra" not in sys.modules
 
 
 def small_base() -> dict:
@@ -224,3 +254,39 @@ def test_mmdet_tools_test_py_loads_the_base_checkpoint_given_as_its_argument(two
     assert done.returncode == 0, output[-3000:]
     assert "Load checkpoint from" in output and "do not match" not in output
     assert len(json.loads((tmp_path / "work" / "routing.json").read_text())) == N_IMAGES
+
+
+def test_place_models_puts_the_saver_on_the_device_and_in_fp16():
+    from tinysaver_det.errors import TinySaverInputError
+    from tinysaver_det.mmdet.evaluate_config import place_models
+
+    cfg = Config.fromfile(SUBSET_CONFIG)
+    assert place_models(cfg, "1", True, "none") == "cuda:1"  # a bare index, as Ultralytics takes it
+    assert cfg.model.saver.device == "1" and cfg.model.saver.half is True
+    cfg = Config.fromfile(SUBSET_CONFIG)
+    assert place_models(cfg, None, False, "none") is None and "device" not in cfg.model.saver  # mmengine's rule
+    with pytest.raises(TinySaverInputError, match="--half"):
+        place_models(cfg, "cpu", True, "none")
+    with pytest.raises(TinySaverInputError, match="GPU of its rank"):
+        place_models(cfg, "cuda:0", False, "pytorch")
+
+
+@pytest.mark.parametrize("flags", [["--half"], ["--device", "cpu", "--half"]])
+def test_test_mmdet_refuses_half_on_the_cpu_in_one_error_line(flags, capsys):
+    from tinysaver_det.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["test-mmdet", str(SUBSET_CONFIG), *flags])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert "error: --half (fp16) needs a GPU" in err.strip().splitlines()[-1]
+
+
+def test_run_test_on_the_cpu_device_runs_both_models_there(two_images, tmp_path):
+    from tinysaver_det.mmdet.evaluate_config import run_test
+
+    annotation_file, _ = two_images
+    cfg = on_two_images(Config.fromfile(SUBSET_CONFIG), annotation_file, tmp_path)
+    metrics = run_test(cfg, device="cpu", work_dir=tmp_path)
+    assert metrics["tinysaver/exit_ratio"] >= 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"] == metrics

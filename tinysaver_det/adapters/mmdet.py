@@ -11,7 +11,8 @@ from the checkpoint) are mapped to the dataset's category ids by name.
 from __future__ import annotations
 
 import copy
-from functools import partial
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,12 +25,15 @@ silence_framework_warnings()  # before mmengine loads pkg_resources
 
 try:
     from mmcv import ops as mmcv_ops
+    from mmcv.ops import multi_scale_deform_attn
     from mmcv.transforms import Compose
     from mmdet.apis import init_detector
+    from mmdet.models.detectors import TwoStageDetector
     from mmdet.structures import DetDataSample
     from mmdet.utils import get_test_pipeline_cfg
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
+    from mmengine.structures import InstanceData
 except ModuleNotFoundError as error:
     raise ModuleNotFoundError(
         f"{error.msg}: the mmdet adapter and plug-in need mmdetection 3.x; install the tested stack with "
@@ -39,7 +43,7 @@ except ModuleNotFoundError as error:
 from tinysaver_det.detection.categories import category_lookup
 from tinysaver_det.detection.types import Detections, Prediction
 from tinysaver_det.errors import TinySaverInputError
-from tinysaver_det.flops import FlopsCache
+from tinysaver_det.flops import FlopCount, FlopsCache, count_flops, count_flops_without_running
 from tinysaver_det.timing import ModelClock
 
 # mmcv modules whose arithmetic runs in compiled kernels that torch's dispatcher never sees, so the
@@ -62,18 +66,67 @@ def opaque_modules(model: torch.nn.Module) -> tuple[str, ...]:
     )
 
 
+#: Named among the uncounted ops when a head's post-processing was left out of the count.
+POST_PROCESSING = "predict_by_feat (the heads' post-processing: score filtering, box decoding, NMS)"
+
+
+def _empty_predictions(*outputs, batch_img_metas, **options) -> list:
+    """What a head's ``predict_by_feat`` returns for images with no detections."""
+    return [
+        InstanceData(bboxes=torch.zeros((0, 4)), scores=torch.zeros((0,)), labels=torch.zeros((0,), dtype=torch.long))
+        for _ in batch_img_metas
+    ]
+
+
+class _DeformableAttentionInTorch:
+    """Stands for mmcv's CUDA deformable-attention function: its torch version, which fake tensors can
+    run (the CUDA kernel reads memory). Same count: the kernel is opaque to the counter, and the torch
+    version's sampling and weighting (``grid_sampler_2d``, ``mul``, ``sum``) hold no matrix product."""
+
+    @staticmethod
+    def apply(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step):
+        return multi_scale_deform_attn.multi_scale_deformable_attn_pytorch(
+            value, spatial_shapes, sampling_locations, attention_weights)
+
+
+@contextmanager
+def _deformable_attention_in_torch():
+    kernel = multi_scale_deform_attn.MultiScaleDeformableAttnFunction
+    multi_scale_deform_attn.MultiScaleDeformableAttnFunction = _DeformableAttentionInTorch
+    try:
+        yield
+    finally:
+        multi_scale_deform_attn.MultiScaleDeformableAttnFunction = kernel
+
+
 class MMDetFlops:
     """Per-image GFLOPs of an mmdet detector's ``predict`` at a padded input shape ``(h, w)``.
 
     ``predict`` is counted, not ``_forward``: it is what runs, and some detectors (Co-DETR) do not
-    implement ``_forward``. It runs once per shape on a blank image, so the parts whose work depends
-    on the image (the RoI heads of two-stage detectors) are counted at the blank image's proposals.
-    mmcv's compiled NMS, used in post-processing, is invisible to the counter as well.
+    implement ``_forward``. It is counted once per shape on a blank image, without running the model
+    (:func:`~tinysaver_det.flops.count_flops_without_running`), in the first of these ways that works:
+
+    1. the whole ``predict`` on fake tensors (mmdet's DETR-family detectors);
+    2. ``predict`` on fake tensors with every head's ``predict_by_feat`` (post-processing: score
+       filtering, whose output size depends on the scores, and mmcv's compiled NMS) answering no
+       boxes: what one-stage heads and Co-DINO need. Post-processing has no convolution or matrix
+       product, so the count is the same; :data:`POST_PROCESSING` is named among the uncounted ops.
+       Not for two-stage detectors, whose RoI head works on the proposals post-processing makes;
+    3. ``predict`` run for real, as before (a warning says so): the parts whose work depends on the
+       image (the RoI heads of two-stage detectors) are counted at the blank image's proposals.
+
+    mmcv's compiled NMS is invisible to the counter in every case. On a GPU, ways 1 and 2 run mmcv's
+    deformable attention in its torch version (:class:`_DeformableAttentionInTorch`): same count.
+
+    Args:
+        model: the mmdet detector.
+        running: count on a real forward (way 3) at every shape: the reference the others are tested against.
     """
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, running: bool = False) -> None:
         self._model = model
-        self._counts = FlopsCache(self._predict_blank_image)
+        self._running = running
+        self._counts = FlopsCache(self._count_blank_image)
         self._opaque = opaque_modules(model)
 
     def __call__(self, shape: tuple[int, int]) -> float:
@@ -84,13 +137,46 @@ class MMDetFlops:
         """Aten ops the counter saw but does not count, plus the opaque mmcv modules of the model."""
         return tuple(sorted({*self._counts.uncounted_ops, *self._opaque}))
 
-    def _predict_blank_image(self, shape: tuple[int, int]):
+    def _count_blank_image(self, shape: tuple[int, int]) -> FlopCount:
+        if self._running:
+            return count_flops(self._predict_blank_image(shape))
+        try:
+            with _deformable_attention_in_torch():
+                return count_flops_without_running(self._predict_blank_image(shape), self._model)
+        except Exception:  # any op that fake tensors cannot run (see count_flops_without_running): try way 2
+            pass
+        failure = "two-stage detector"
+        if not isinstance(self._model, TwoStageDetector):
+            try:
+                with _deformable_attention_in_torch():
+                    count = count_flops_without_running(self._predict_blank_image(shape, post_processing=False),
+                                                        self._model)
+                return FlopCount(count.gflops, tuple(sorted({*count.uncounted_ops, POST_PROCESSING})))
+            except Exception as error:  # as above: way 3
+                failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        warnings.warn(
+            f"{type(self._model).__name__}: fake tensors cannot run its predict ({failure}); its GFLOPs at "
+            f"{shape[0]}x{shape[1]} are counted on a real forward", stacklevel=2,
+        )
+        return count_flops(self._predict_blank_image(shape))
+
+    def _predict_blank_image(self, shape: tuple[int, int], post_processing: bool = True):
+        """A call of ``predict`` on a blank image of ``shape``, made inside the call (so that it is fake
+        when counted without running); without ``post_processing``, the heads answer no boxes."""
         parameter = next(self._model.parameters())
-        image = torch.zeros((1, 3, *shape), device=parameter.device, dtype=parameter.dtype)
         sample = DetDataSample(metainfo=dict(
             img_shape=shape, batch_input_shape=shape, pad_shape=shape, ori_shape=shape, scale_factor=(1.0, 1.0)
         ))
-        return partial(self._model.predict, image, [sample], rescale=False)
+
+        def predict():
+            if not post_processing:  # instance attributes: count_flops_without_running puts the modules back
+                for module in self._model.modules():
+                    if hasattr(module, "predict_by_feat"):
+                        module.predict_by_feat = _empty_predictions
+            image = torch.zeros((1, 3, *shape), device=parameter.device, dtype=parameter.dtype)
+            return self._model.predict(image, [sample], rescale=False)
+
+        return predict
 
 
 def is_cascade_config(config: Config) -> bool:

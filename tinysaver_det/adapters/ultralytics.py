@@ -23,7 +23,7 @@ from ultralytics.utils import nms
 from tinysaver_det.detection.categories import category_lookup, normalize_name
 from tinysaver_det.detection.types import Detections, Prediction, SaverFeatures
 from tinysaver_det.errors import TinySaverInputError
-from tinysaver_det.flops import FlopsCache
+from tinysaver_det.flops import FlopCount, FlopsCache, count_flops_running_if_needed
 from tinysaver_det.io import sha256_file
 from tinysaver_det.timing import ModelClock
 
@@ -146,7 +146,7 @@ class UltralyticsDetector:
             verbose=False,
             save=False,
         )
-        self._flops = FlopsCache(self._forward_one_image)
+        self._flops = FlopsCache(self._count_one_image)
         self._clock = ModelClock()
         self._predictor = _EvaluationPredictor
         if features:
@@ -231,7 +231,12 @@ class UltralyticsDetector:
         ]
 
     def _forward_one_image(self, shape: tuple[int, int]):
-        backend = self.model.predictor.model  # AutoBackend holding the fused nn.Module that ran
-        network = backend.model
-        dummy = torch.zeros((1, 3, *shape), device=backend.device, dtype=torch.float16 if backend.fp16 else torch.float32)
-        return lambda: network(dummy)
+        """The network that ran (the fused module inside Ultralytics' AutoBackend) and a call of it on
+        one image of ``shape``, whose input is made inside the call (fake when counted without running)."""
+        backend = self.model.predictor.model
+        dtype = torch.float16 if backend.fp16 else torch.float32
+        return backend.model, lambda: backend.model(torch.zeros((1, 3, *shape), device=backend.device, dtype=dtype))
+
+    def _count_one_image(self, shape: tuple[int, int]) -> FlopCount:
+        network, forward = self._forward_one_image(shape)
+        return count_flops_running_if_needed(forward, network, self.name)

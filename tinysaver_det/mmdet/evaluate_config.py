@@ -5,7 +5,9 @@ What this adds to mmdet's own ``tools/test.py`` (which also runs these configs):
 - ``checkpoint`` is the *base's* checkpoint (official mmdet weights), loaded into ``model.base``;
 - the per-image routing goes to ``<work_dir>/routing.json`` and the metrics, with the FLOPs
   convention and the ops the counter leaves out, to ``<work_dir>/metrics.json``;
-- the distributed launcher also works on CPU machines (gloo backend).
+- the distributed launcher also works on CPU machines (gloo backend);
+- ``device`` puts the saver and the base on one device in a one-process run, and ``half`` runs the
+  saver in fp16.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+from tinysaver_det.adapters import check_half
 from tinysaver_det.adapters.mmdet import is_cascade_config
-from tinysaver_det.core.cost import FLOPS_CONVENTION
+from tinysaver_det.core.cost import convention_note
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json
 
@@ -69,12 +72,45 @@ def load_config(path: str | Path) -> Config:
         raise TinySaverInputError(f"config {path} is not valid Python: {error}") from None
 
 
+def place_models(cfg: Config, device: str | None, half: bool, launcher: str) -> str | None:
+    """Set the saver's device and precision in ``cfg`` and return the torch device of the base.
+
+    Args:
+        cfg: a TinySaver config; ``cfg.model.saver`` gets ``device`` (as given: Ultralytics reads
+            ``0`` as a GPU) and ``half``.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or a GPU index ``N``; None: mmengine's rule (this
+            process's GPU if any, else the CPU) for both models.
+        half: fp16 inference of the saver (the base runs as its config says).
+        launcher: under ``'pytorch'`` each process takes the GPU of its rank, so ``device`` is refused.
+
+    Returns:
+        The torch device string for the base (``cuda:N`` for an index), or None for mmengine's rule.
+
+    Raises:
+        TinySaverInputError: ``half`` on the CPU, or ``device`` under a launcher.
+    """
+    check_half(half, device)
+    if device is None:
+        return None
+    if launcher != "none":
+        raise TinySaverInputError(
+            f"--device {device} with --launcher {launcher}: each process uses the GPU of its rank (LOCAL_RANK), "
+            "or the CPU on a machine without one; drop --device"
+        )
+    saver = cfg.model.get("saver") or {}
+    saver.update(device=device, **({"half": True} if half else {}))
+    cfg.model.saver = saver
+    return f"cuda:{device}" if str(device).isdigit() else str(device)
+
+
 def run_test(
     config: str | Path | Config,
     checkpoint: str | Path | None = None,
     launcher: str = "none",
     cfg_options: dict | None = None,
     work_dir: str | Path | None = None,
+    device: str | None = None,
+    half: bool = False,
 ) -> dict:
     """Run ``Runner.test`` on a TinySaver config and return its metrics (on every rank).
 
@@ -84,6 +120,9 @@ def run_test(
         launcher: ``'none'`` (one process) or ``'pytorch'`` (under ``torchrun``).
         cfg_options: overrides merged into the config (``--cfg-options`` keys).
         work_dir: default: the config's ``work_dir``, else ``./work_dirs/<config name>``.
+        device: where both models run in a one-process run (see :func:`place_models`); None:
+            this process's GPU if any, else the CPU.
+        half: fp16 inference of the saver (needs a GPU ``device``).
 
     Returns:
         The metrics of every evaluator metric (``coco/bbox_mAP``..., ``tinysaver/exit_ratio``...).
@@ -108,13 +147,17 @@ def run_test(
     if launcher != "none" and not torch.cuda.is_available():
         _start_cpu_process_group(cfg)
 
+    base_device = place_models(cfg, device, half, launcher)
+
     runner = Runner.from_cfg(cfg)
+    if base_device is not None:  # the Runner put the model on its own choice of device
+        runner.model.to(base_device)
     metrics = runner.test()
     if is_main_process():
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         atomic_write_json(
             Path(cfg.work_dir) / METRICS_FILE,
-            {"metrics": metrics, "flops_convention": FLOPS_CONVENTION, "uncounted_ops": model.uncounted_ops},
+            {"metrics": metrics, "flops_convention": convention_note("flops"), "uncounted_ops": model.uncounted_ops},
             indent=2,
         )
     return metrics
