@@ -21,6 +21,18 @@ def demo_dataset():
 
 
 @pytest.fixture(scope="session")
+def demo_images(demo_dataset):
+    """``take(n)``: the first ``n`` demo val images, decoded, and their ids: ``(images, image_ids)``."""
+    from tinysaver_det.detection.images import load_image
+
+    def take(n: int):
+        infos = demo_dataset.images[:n]
+        return [load_image(demo_dataset.path(i)) for i in infos], [i.image_id for i in infos]
+
+    return take
+
+
+@pytest.fixture(scope="session")
 def coco_annotations():
     return assets.asset_path(assets.COCO_ANNOTATIONS)
 
