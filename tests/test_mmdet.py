@@ -149,6 +149,7 @@ def test_every_config_loads_and_names_its_parts(config):
     assert {"CoDETR": "codino", "RTMDet": "rtmdet", "DINO": "dino"}[cfg.model.base.type] in config.stem
 
 
+@pytest.mark.usefixtures("assets_folder")  # the subset config's saver is a demo model
 @pytest.mark.parametrize("config", ["tinysaver_yolov8n_rtmdet-l_coco.py", "tinysaver_yolov8n_dino-4scale-r50_coco.py"])
 def test_rtmdet_and_dino_configs_build_their_model(config):
     cfg = Config.fromfile(CONFIGS / config)
