@@ -1,4 +1,4 @@
-"""Predictions files carry what made them (issue 12, item 2): a router file records the saver it was trained
+"""Predictions files carry what made them: a router file records the saver it was trained
 for and the cascade refuses another, and the offline tools refuse predictions made on another annotation file.
 
 Fast: a hand-made 24-image annotation file, hand-made predictions of a weak "saver" and an exact "base", and

@@ -1,4 +1,4 @@
-"""Results jsons are scored exactly as pycocotools' loadRes + COCOeval score them (issue 12 item 6).
+"""Results jsons are scored exactly as pycocotools' loadRes + COCOeval score them.
 
 A results json's ``[x, y, w, h]`` must reach the evaluation as written: pycocotools takes the area
 as ``w * h`` and the IoU from those numbers. Boxes at the 32² / 96² area limits with fractional

@@ -1,4 +1,4 @@
-"""The fast selection accumulation (issue 13): equal to pycocotools, exact r_match, --workers.
+"""The fast selection accumulation: equal to pycocotools, exact r_match, --workers.
 
 The accumulation that scores many selections from sparse events must equal pycocotools on the COCO
 subset at several thresholds (merged results) and on r_match's subsets (``params.imgIds``); r_match
