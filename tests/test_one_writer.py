@@ -41,6 +41,7 @@ def start_run(out: Path, log: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("assets_folder")  # the demo defaults
 def test_a_second_writer_is_refused_the_first_finishes_whole_and_a_resume_changes_nothing(tmp_path):
     out = tmp_path / "run"
     first = start_run(out, tmp_path / "first.txt")
@@ -71,6 +72,7 @@ def test_a_second_writer_is_refused_the_first_finishes_whole_and_a_resume_change
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("assets_folder")  # the demo defaults
 def test_sigterm_stops_a_run_like_ctrl_c_with_the_command_that_resumes_it(tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
     process = start_run(out, log)

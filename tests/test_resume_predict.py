@@ -17,7 +17,7 @@ from tinysaver_det.io import read_jsonl, sha256_file
 
 from tests.runs import count_lines, kill_midway
 
-pytestmark = pytest.mark.slow  # every test here runs real models
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("assets_folder")]  # every test here runs demo models
 
 N_IMAGES, BATCH = 24, 2
 PREDICT = ["predict-coco", "--weights", "demo:pico", "--limit", str(N_IMAGES), "--batch", str(BATCH), "--quiet"]

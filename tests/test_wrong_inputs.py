@@ -291,6 +291,7 @@ def test_predict_coco_and_multistage_run_keep_going_past_an_unreadable_image(one
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("assets_folder")  # the demo defaults
 def test_run_json_records_the_image_size_that_ran(tmp_path, capsys):
     """--imgsz 250 runs at 256 (Ultralytics rounds up to the stride): run.json says 256."""
     argv = ["eval", "--limit", "2", "--imgsz", "250", "--quiet", "--out", tmp_path / "run"]
