@@ -140,6 +140,7 @@ def test_simulated_detectors_cover_the_pitfalls(coco_data, detectors):
         assert ((inside[:, 0] >= x) & (inside[:, 2] <= x + w) & (inside[:, 1] >= y) & (inside[:, 3] <= y + h)).any()
 
 
+@pytest.mark.slow
 def test_per_image_matches_equal_evalImgs(coco_data, ground_truth, detectors, evaluations, routed_reference):
     """The cache holds exactly evaluateImg's dtIds, dtScores, dtMatches, dtIgnore and gtIgnore."""
     reference = routed_reference(THRESHOLDS.index(0.0))  # every image answered by the saver

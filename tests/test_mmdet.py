@@ -174,6 +174,7 @@ def test_yolov8n_coco_names_map_onto_mmdet_coco_classes():
     assert sorted(lookup.tolist()) == list(range(80))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base, batch_size", [("rtmdet", 4), ("dino", 1)])
 def test_runner_matches_the_python_cascade(base, batch_size, images, checkpoints, tmp_path):
     cfg = subset_config(base)

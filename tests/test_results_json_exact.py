@@ -158,6 +158,7 @@ def coco_case():
     return data, results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_dets", [(1, 10, 300), (1, 3, 5), (1, 10, 100, 300)])
 def test_custom_max_dets_equal_pycocotools_positions(coco_case, tmp_path, max_dets):
     data, results = coco_case
