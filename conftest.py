@@ -21,27 +21,17 @@ def missing_asset(error: BaseException) -> assets.AssetNotFoundError | None:
     return None
 
 
-def skip_if_an_asset_is_missing(error: BaseException) -> None:
-    missing = missing_asset(error)
-    if missing is not None:
-        pytest.skip(f"missing asset: {missing}")
-
-
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item):
-    """Fixtures (the demo models, datasets) that find no asset skip the test."""
+def skip_a_missing_asset(item):
+    """Run one phase of a test; a missing asset met in it (in a fixture's setup, the body or a doctest) is a skip."""
     try:
         return (yield)
     except Exception as error:
-        skip_if_an_asset_is_missing(error)
+        missing = missing_asset(error)
+        if missing is not None:
+            pytest.skip(f"missing asset: {missing}")
         raise
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    """A test body or a doctest that finds no asset is skipped."""
-    try:
-        return (yield)
-    except Exception as error:
-        skip_if_an_asset_is_missing(error)
-        raise
+pytest_runtest_setup = skip_a_missing_asset
+pytest_runtest_call = skip_a_missing_asset
