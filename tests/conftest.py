@@ -1,4 +1,8 @@
-"""Shared fixtures: the demo models and datasets from the assets folder (``TINYSAVER_ASSETS``)."""
+"""Shared fixtures: the demo models and datasets from the assets folder (``TINYSAVER_ASSETS``).
+
+A fixture or test that finds an asset missing is skipped with the reason (the hooks in the repository
+root's ``conftest.py``).
+"""
 
 import importlib.util
 import json
@@ -15,9 +19,29 @@ import pytest
 from tinysaver_det import assets
 from tinysaver_det.detection.dataset import CocoDataset
 
+
+@pytest.fixture(scope="session")
+def assets_folder() -> Path:
+    """The assets folder; a test that needs it only indirectly (a tool's demo defaults, a config naming a
+    demo model) asks for it, so that without assets it is skipped rather than failed."""
+    return assets.assets_root()
+
+
 @pytest.fixture(scope="session")
 def demo_dataset():
     return CocoDataset(assets.asset_path(assets.DEMO_ANNOTATIONS), assets.asset_path(assets.DEMO_IMAGES))
+
+
+@pytest.fixture(scope="session")
+def demo_images(demo_dataset):
+    """``take(n)``: the first ``n`` demo val images, decoded, and their ids: ``(images, image_ids)``."""
+    from tinysaver_det.detection.images import load_image
+
+    def take(n: int):
+        infos = demo_dataset.images[:n]
+        return [load_image(demo_dataset.path(i)) for i in infos], [i.image_id for i in infos]
+
+    return take
 
 
 @pytest.fixture(scope="session")
@@ -92,8 +116,8 @@ def demo_slice(tmp_path_factory, demo_dataset, demo_saver, demo_n, demo_base):
 
 
 @pytest.fixture(scope="session")
-def eval_coco_tool(load_script):
-    """``tools/eval_coco.py`` as a module, to call its ``main(argv)`` in-process."""
+def eval_coco_tool(load_script, assets_folder):
+    """``tools/eval_coco.py`` as a module, to call its ``main(argv)`` in-process (its defaults are demo assets)."""
     return load_script("tools/eval_coco.py")
 
 

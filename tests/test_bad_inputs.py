@@ -67,15 +67,16 @@ def test_a_missing_image_is_named(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"", "empty image file (0 bytes)"),
-        (b"this is text, not a JPEG\n", "cannot decode image (not an image file, or corrupt)"),
-        (truncated_jpeg_bytes(), "truncated JPEG (no end-of-image marker after its last scan)"),
+        (lambda: b"", "empty image file (0 bytes)"),
+        (lambda: b"this is text, not a JPEG\n", "cannot decode image (not an image file, or corrupt)"),
+        (truncated_jpeg_bytes, "truncated JPEG (no end-of-image marker after its last scan)"),
     ],
     ids=["zero-bytes", "text-named-jpg", "truncated-jpeg"],
 )
 def test_an_undecodable_file_is_named(tmp_path, content, message):
+    """``content()`` makes the file's bytes when the test runs (the truncated JPEG needs a demo image)."""
     path = tmp_path / "bad.jpg"
-    path.write_bytes(content)
+    path.write_bytes(content())
     with pytest.raises(UnreadableImageError) as error:
         load_image(path)
     assert str(error.value) == f"{message}: {path}"

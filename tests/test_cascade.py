@@ -5,7 +5,6 @@ import pytest
 
 from tinysaver_det.core import image_confidence, max_score
 from tinysaver_det.detection.cascade import Cascade
-from tinysaver_det.detection.images import load_image
 
 pytestmark = pytest.mark.slow  # every test here runs real models
 
@@ -13,9 +12,8 @@ N_IMAGES = 48
 
 
 @pytest.fixture(scope="module")
-def batch(demo_dataset):
-    infos = demo_dataset.images[:N_IMAGES]
-    return [load_image(demo_dataset.path(i)) for i in infos], [i.image_id for i in infos]
+def batch(demo_images):
+    return demo_images(N_IMAGES)
 
 
 @pytest.fixture(scope="module")

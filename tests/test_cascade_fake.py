@@ -1,7 +1,7 @@
 """The cascade's bookkeeping with fake detectors (no model, no torch): routing, what runs on which image,
 costs and records, for two and three stages, ``run_all``, routers, and the batched runner's files.
 
-A :class:`FakeDetector` answers from a table keyed by image id and records every batch it was given,
+A :class:`tests.fakes.FakeDetector` answers from a table keyed by image id and records every batch it was given,
 so each test can say exactly which images each model saw.
 """
 
@@ -12,26 +12,7 @@ import pytest
 
 from tinysaver_det.core import stage_indices
 from tinysaver_det.detection.cascade import Cascade, CascadeOutput, MultiStageCascade, StageOutput
-from tinysaver_det.detection.types import Detections, Prediction
-
-
-class FakeDetector:
-    """Answers ``answers[image_id]`` (a list of scores; one box per score, category 1) at a fixed cost."""
-
-    def __init__(self, name, answers, gflops, seconds=0.001):
-        self.name, self.answers, self.gflops, self.seconds = name, answers, gflops, seconds
-        self.calls = []
-
-    def predict(self, images, image_ids):
-        assert len(images) == len(image_ids)
-        self.calls.append(list(image_ids))
-        detections = [
-            Detections(i, [[k, k, k + 10, k + 10] for k in range(len(self.answers[i]))], self.answers[i],
-                       [1] * len(self.answers[i]))
-            for i in image_ids
-        ]
-        return Prediction(detections, [self.gflops] * len(image_ids), [self.seconds] * len(image_ids))
-
+from tests.fakes import FakeDetector, FakeRouter
 
 IMAGES = [np.zeros((4, 4, 3), np.uint8)] * 4
 IDS = [1, 2, 3, 4]
@@ -76,16 +57,8 @@ def test_run_base_on_all_caches_both_answers_but_routes_and_costs_as_without():
 
 
 def test_a_router_object_sees_the_whole_detections_and_a_callable_sees_scores_and_floor():
-    class MostBoxes:
-        name = "most_boxes"
-
-        def __call__(self, detections):
-            return len(detections) / 2
-
-        def gflops(self, detections):
-            return 0.0
-
-    cascade, _, base = pair(1.0, confidence=MostBoxes())
+    most_boxes = FakeRouter("most_boxes", lambda detections: len(detections) / 2)
+    cascade, _, base = pair(1.0, confidence=most_boxes)
     assert [o.record.exited for o in cascade(IMAGES, IDS)] == [False, True, False, True]
     assert cascade.confidence_name == "most_boxes" and base.calls == [[1, 3]]
     seen = []

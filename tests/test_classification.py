@@ -3,21 +3,11 @@
 import numpy as np
 import pytest
 
-from tinysaver_det.classification import (
-    AccuracyMetric,
-    ClassifierRecord,
-    ModelRecords,
-    RecordFormatError,
-    load_authors_record,
-    load_record,
-    load_scores,
-    save_authors_record,
-    scores_to_probabilities,
-    softmax,
-    study_markdown,
-    study_savers,
-    write_study_csv,
-)
+from tinysaver_det.classification.metric import AccuracyMetric
+from tinysaver_det.classification.records import (ClassifierRecord, RecordFormatError, load_authors_record,
+                                                  load_record, load_scores, save_authors_record,
+                                                  scores_to_probabilities, softmax)
+from tinysaver_det.classification.study import ModelRecords, study_markdown, study_savers, write_study_csv
 
 LABELS = np.array([3, 0, 2, 2, 1])
 # Top-3 of the softmax per sample, by falling probability.

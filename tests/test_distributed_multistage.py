@@ -5,7 +5,7 @@ The runs are real: ``python -m torch.distributed.run --standalone --nproc_per_no
 (gloo on CPU) against the same command in one process, the demo ladder pico -> n -> s on 16 demo images in
 batches of 3 (rank 0: 3 batches, rank 1: 3 batches, the last of one image). Timing fields differ between any
 two runs and are left out; everything else must be equal. (The same driver in a one-process simulation
-of two ranks, with fakes: ``tests/test_distributed_eval.py``.)
+of two ranks, with fakes: ``tests/test_distributed.py``.)
 """
 
 import json

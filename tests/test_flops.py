@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 PUBLISHED = {"n": 8.7, "s": 28.6, "m": 78.9, "l": 165.2, "x": 257.8}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(PUBLISHED))
 def test_yolov8_gflops_match_ultralytics_published(variant):
     model = YOLO(f"yolov8{variant}.yaml").model.fuse().eval()

@@ -4,11 +4,14 @@ import subprocess
 import sys
 import warnings
 
+import pytest
+
 from tinysaver_det.framework_warnings import silence_framework_warnings
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_loading_an_mmdet_scoped_config_prints_no_pkg_resources_warning():
     code = ("import tinysaver_det.adapters.mmdet\n"
             "from mmengine.config import Config\n"

@@ -149,6 +149,7 @@ def test_every_config_loads_and_names_its_parts(config):
     assert {"CoDETR": "codino", "RTMDet": "rtmdet", "DINO": "dino"}[cfg.model.base.type] in config.stem
 
 
+@pytest.mark.usefixtures("assets_folder")  # the subset config's saver is a demo model
 @pytest.mark.parametrize("config", ["tinysaver_yolov8n_rtmdet-l_coco.py", "tinysaver_yolov8n_dino-4scale-r50_coco.py"])
 def test_rtmdet_and_dino_configs_build_their_model(config):
     cfg = Config.fromfile(CONFIGS / config)
@@ -173,6 +174,7 @@ def test_yolov8n_coco_names_map_onto_mmdet_coco_classes():
     assert sorted(lookup.tolist()) == list(range(80))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base, batch_size", [("rtmdet", 4), ("dino", 1)])
 def test_runner_matches_the_python_cascade(base, batch_size, images, checkpoints, tmp_path):
     cfg = subset_config(base)

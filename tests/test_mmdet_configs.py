@@ -195,6 +195,7 @@ def base_alone_checkpoint(cfg: Config, path: Path, extra: dict | None = None) ->
     return state
 
 
+@pytest.mark.slow
 def test_the_runner_loads_a_base_alone_checkpoint_into_the_base(two_images, tmp_path):
     """What mmdet's tools/test.py does with its positional checkpoint: ``cfg.load_from = checkpoint``."""
     annotation_file, _ = two_images

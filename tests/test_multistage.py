@@ -26,6 +26,8 @@ from tinysaver_det.detection.coco.reference import coco_bbox_metrics, load_coco
 from tinysaver_det.detection.cache import read_predictions
 from tinysaver_det.detection.studies.depths import simulate_chain
 
+from tests.fakes import FakeRouter
+
 
 def brute_force_stage(confidences, thresholds):
     """The rule written as a loop over one sample's stages."""
@@ -171,20 +173,13 @@ def test_simulated_cascade_equals_pycocotools_on_the_real_answers(demo_slice, sl
 def test_two_stage_cascade_accepts_a_router_that_sees_the_whole_detections(demo_slice, slice_images, cached):
     images, ids = slice_images
 
-    class CountRouter:  # a router object: sees boxes, scores and classes, not only scores
-        name = "classes"
-
-        def __call__(self, detections):
-            return len(np.unique(detections.category_ids[detections.scores >= 0.25])) / 8
-
-        def gflops(self, detections):
-            return 0.0
-
-    cascade = Cascade(demo_slice.models["pico"], demo_slice.models["s"], 0.25, confidence=CountRouter())
+    # a router object: sees boxes, scores and classes, not only scores
+    count_classes = FakeRouter("classes", lambda d: len(np.unique(d.category_ids[d.scores >= 0.25])) / 8)
+    cascade = Cascade(demo_slice.models["pico"], demo_slice.models["s"], 0.25, confidence=count_classes)
     outputs = cascade(images[:8], ids[:8])
     assert cascade.confidence_name == "classes"
     for out, image_id in zip(outputs, ids[:8]):
-        assert out.record.confidence == CountRouter()(cached["pico"][image_id].detections)
+        assert out.record.confidence == count_classes(cached["pico"][image_id].detections)
         assert out.record.exited == (out.record.confidence >= 0.25)
     with pytest.raises(ValueError, match="one per stage but the last"):
         MultiStageCascade([demo_slice.models["pico"], demo_slice.models["s"]], [0.2, 0.3])

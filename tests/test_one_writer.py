@@ -16,6 +16,8 @@ import pytest
 from tinysaver_det.io import read_jsonl
 from tinysaver_det.lock import LOCK_FILE
 
+from tests.runs import count_lines
+
 REPO = Path(__file__).resolve().parent.parent
 N_IMAGES = 120
 COMMAND = [sys.executable, "-m", "tinysaver_det", "eval", "--limit", str(N_IMAGES), "--batch", "4", "--t", "0.25",
@@ -23,10 +25,6 @@ COMMAND = [sys.executable, "-m", "tinysaver_det", "eval", "--limit", str(N_IMAGE
 OUTPUTS = ("records.jsonl", "saver_predictions.jsonl", "base_predictions.jsonl", "results.json",
            "results_saver.json", "results_base.json", "errors.json", "run.json")
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1"}
-
-
-def count_lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 def start_run(out: Path, log: Path) -> subprocess.Popen:
@@ -43,6 +41,7 @@ def start_run(out: Path, log: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("assets_folder")  # the demo defaults
 def test_a_second_writer_is_refused_the_first_finishes_whole_and_a_resume_changes_nothing(tmp_path):
     out = tmp_path / "run"
     first = start_run(out, tmp_path / "first.txt")
@@ -73,6 +72,7 @@ def test_a_second_writer_is_refused_the_first_finishes_whole_and_a_resume_change
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("assets_folder")  # the demo defaults
 def test_sigterm_stops_a_run_like_ctrl_c_with_the_command_that_resumes_it(tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
     process = start_run(out, log)

@@ -97,11 +97,8 @@ N_IMAGES = 24
 
 
 @pytest.fixture(scope="module")
-def batch(demo_dataset):
-    from tinysaver_det.detection.images import load_image
-
-    infos = demo_dataset.images[:N_IMAGES]
-    return [load_image(demo_dataset.path(i)) for i in infos], [i.image_id for i in infos]
+def batch(demo_images):
+    return demo_images(N_IMAGES)
 
 
 @pytest.fixture(scope="module")

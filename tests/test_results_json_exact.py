@@ -1,4 +1,4 @@
-"""Results jsons are scored exactly as pycocotools' loadRes + COCOeval score them (issue 12 item 6).
+"""Results jsons are scored exactly as pycocotools' loadRes + COCOeval score them.
 
 A results json's ``[x, y, w, h]`` must reach the evaluation as written: pycocotools takes the area
 as ``w * h`` and the IoU from those numbers. Boxes at the 32² / 96² area limits with fractional
@@ -158,6 +158,7 @@ def coco_case():
     return data, results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_dets", [(1, 10, 300), (1, 3, 5), (1, 10, 100, 300)])
 def test_custom_max_dets_equal_pycocotools_positions(coco_case, tmp_path, max_dets):
     data, results = coco_case

@@ -1,5 +1,5 @@
 """Every subcommand's wrong inputs end with one ``error: ...`` line naming the input and exit code 2,
-never a traceback; and inputs that do not belong together are refused (issue 12, items 2 and 4).
+never a traceback; and inputs that do not belong together are refused.
 
 Most cases call ``tinysaver_det.cli.main(argv)`` in-process (an argparse usage error is argparse's
 ``usage: ...`` then ``<prog>: error: argument --x: ...``, also exit 2). The run directories come from
@@ -101,6 +101,7 @@ QUICK = [
 ]
 
 
+@pytest.mark.usefixtures("assets_folder")  # the demo defaults
 @pytest.mark.parametrize("argv, fragments", [case[1:] for case in QUICK], ids=[case[0] for case in QUICK])
 def test_each_subcommand_answers_a_wrong_input_with_one_error_line(argv, fragments, a_file, tmp_path, capsys):
     fill = lambda text: text.replace("{tmp}", str(tmp_path)).replace("{file}", str(a_file))  # noqa: E731
@@ -112,6 +113,7 @@ def test_each_subcommand_answers_a_wrong_input_with_one_error_line(argv, fragmen
     assert not (tmp_path / "never").exists()  # a missing device is refused before anything is written
 
 
+@pytest.mark.usefixtures("assets_folder")  # the demo defaults
 def test_a_tinysaver_cascade_config_given_as_the_base_is_one_error_naming_it(tmp_path, capsys):
     pytest.importorskip("mmdet")
     config = "configs/tinysaver_yolov8n_rtmdet-l_coco.py"
@@ -165,7 +167,7 @@ def test_ctrl_c_during_a_subcommand_is_a_message_not_a_traceback(capsys):
     assert capsys.readouterr().err.strip() == "interrupted"
 
 
-# --- inputs checked against each other (item 2), from one real run -------------------------------------
+# --- inputs checked against each other, from one real run --------------------------------------------
 
 
 def partial_copy(run, destination, keep):
@@ -243,7 +245,7 @@ def test_limited_predictions_in_the_picker_and_the_router_tools_are_one_error(de
         assert_one_error(code, err, f"{cut}: predictions of 'pico' cover")
 
 
-# --- every model-running tool keeps going past an unreadable image; --resume retries it (item 4) ------
+# --- every model-running tool keeps going past an unreadable image; --resume retries it -----------------
 
 
 @pytest.fixture
@@ -290,6 +292,7 @@ def test_predict_coco_and_multistage_run_keep_going_past_an_unreadable_image(one
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("assets_folder")  # the demo defaults
 def test_run_json_records_the_image_size_that_ran(tmp_path, capsys):
     """--imgsz 250 runs at 256 (Ultralytics rounds up to the stride): run.json says 256."""
     argv = ["eval", "--limit", "2", "--imgsz", "250", "--quiet", "--out", tmp_path / "run"]

@@ -5,12 +5,8 @@ summary) differ between any two runs and are left out of the comparisons; everyt
 """
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +17,8 @@ from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.runner import evaluate_cascade
 from tinysaver_det.detection.run_directory import describe_run, open_run
 from tinysaver_det.io import read_jsonl
+
+from tests.runs import count_lines, kill_midway
 
 pytestmark = pytest.mark.slow  # every test here runs real models
 
@@ -61,28 +59,11 @@ def assert_same_run(out, reference):
     assert summary_without_timing(out) == summary_without_timing(reference)
 
 
-def count_lines(path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_outputs(uninterrupted, eval_coco_tool, tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, str(REPO / "tools" / "eval_coco.py"), *ARGS, "--out", str(out)],
-            env={**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1"},
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    deadline = time.monotonic() + 180
-    try:
-        while count_lines(out / "records.jsonl") < N_IMAGES - 4 * BATCH:  # leaves time to kill it before its end
-            assert process.poll() is None, f"the run ended before it could be killed: {log.read_text()}"
-            assert time.monotonic() < deadline, f"the run made no progress: {log.read_text()}"
-            time.sleep(0.02)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    # N_IMAGES - 4 * BATCH records leave time to kill it before its end
+    kill_midway([sys.executable, REPO / "tools" / "eval_coco.py", *ARGS, "--out", out], out / "records.jsonl",
+                N_IMAGES - 4 * BATCH, log)
     assert count_lines(out / "records.jsonl") < N_IMAGES and not (out / "results.json").exists()
     assert eval_coco_tool.main([*ARGS, "--out", str(out), "--resume"]) == 0
     assert_same_run(out, uninterrupted)

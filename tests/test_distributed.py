@@ -27,6 +27,9 @@ from tinysaver_det.distributed import DistContext, environment_context, rank_dev
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import read_jsonl
 
+from tests.fakes import FakeDetector
+from tests.runs import count_lines
+
 REPO = Path(__file__).resolve().parent.parent
 
 # 22 images in batches of 3: 8 batches, the last of one image; rank 0 gets 4 batches (12 images), rank 1 the
@@ -148,10 +151,6 @@ def rank_process(launcher: subprocess.Popen, rank: int):
     return None
 
 
-def count_lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
 @pytest.mark.slow
 def test_a_rank_killed_with_sigkill_is_completed_by_resume(one_process, mixed_sizes, tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
@@ -213,21 +212,6 @@ def test_an_input_error_of_a_two_process_job_is_printed_once(two_processes, mixe
 # Fast checks of the pieces (no model runs).
 
 
-class FakeDetector:
-    """Answers ``answers[image_id]`` (scores, one box each) at a fixed cost; records the batches it ran."""
-
-    def __init__(self, name, answers, gflops):
-        self.name, self.answers, self.gflops, self.calls = name, answers, gflops, []
-
-    def predict(self, images, image_ids):
-        from tinysaver_det.detection.types import Detections, Prediction
-
-        self.calls.append(list(image_ids))
-        detections = [Detections(i, [[k, k, k + 10, k + 10] for k in range(len(self.answers[i]))], self.answers[i],
-                                 [1] * len(self.answers[i])) for i in image_ids]
-        return Prediction(detections, [self.gflops] * len(image_ids), [0.01] * len(image_ids))
-
-
 FAKE_IDS = list(range(1, 8))  # 7 images in batches of 2: 4 batches; of 3 ranks, rank 2 gets 2 batches (3 images)
 FAKE_SAVER = {i: [0.1 * i] for i in FAKE_IDS}  # confidence 0.1 * i: images 5, 6, 7 exit at t = 0.45
 FAKE_BASE = {i: [0.9, 0.8] for i in FAKE_IDS}
@@ -257,7 +241,7 @@ def fake_dataset(tmp_path):
 def fake_cascade():
     from tinysaver_det.detection.cascade import Cascade
 
-    return Cascade(FakeDetector("saver", FAKE_SAVER, 1.0), FakeDetector("base", FAKE_BASE, 10.0), 0.45,
+    return Cascade(FakeDetector("saver", FAKE_SAVER, 1.0, 0.01), FakeDetector("base", FAKE_BASE, 10.0, 0.01), 0.45,
                    run_base_on_all=True)
 
 

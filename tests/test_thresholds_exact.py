@@ -1,4 +1,4 @@
-"""The fast selection accumulation (issue 13): equal to pycocotools, exact r_match, --workers.
+"""The fast selection accumulation: equal to pycocotools, exact r_match, --workers.
 
 The accumulation that scores many selections from sparse events must equal pycocotools on the COCO
 subset at several thresholds (merged results) and on r_match's subsets (``params.imgIds``); r_match
@@ -59,6 +59,7 @@ def confidence_by_image(cache) -> dict[int, float]:
     return {d.image_id: image_confidence(d.scores) for d in cache.detections("saver")}
 
 
+@pytest.mark.slow
 def test_sweep_equals_pycocotools_at_five_thresholds(case):
     data, results, _, cache = case
     confidence = confidence_by_image(cache)
@@ -71,6 +72,7 @@ def test_sweep_equals_pycocotools_at_five_thresholds(case):
         np.testing.assert_allclose([row.metrics[k] for k in STAT_KEYS], reference, rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_r_match_subsets_equal_pycocotools_with_imgIds(case):
     data, results, _, cache = case
     result = sweep_cascade(cache, [0.5])
@@ -94,6 +96,7 @@ def test_r_match_is_exact_over_every_distinct_confidence(case):
     assert result.r_match.r_match == (matching.max() if matching.size else 0.0)
 
 
+@pytest.mark.slow
 def test_r_match_does_not_depend_on_the_printed_grid(case, coco_annotations, tmp_path, load_script, capsys):
     _, _, paths, _ = case
     tool = load_script("tools/sweep.py")

@@ -1,4 +1,4 @@
-"""Predictions files carry what made them (issue 12, item 2): a router file records the saver it was trained
+"""Predictions files carry what made them: a router file records the saver it was trained
 for and the cascade refuses another, and the offline tools refuse predictions made on another annotation file.
 
 Fast: a hand-made 24-image annotation file, hand-made predictions of a weak "saver" and an exact "base", and
@@ -16,9 +16,10 @@ from tinysaver_det.detection.cascade import Cascade
 from tinysaver_det.detection.router_files import load_router
 from tinysaver_det.detection.run_inputs import prediction_provenance
 from tinysaver_det.detection.studies.router_comparison import train_router
-from tinysaver_det.detection.types import Detections, Prediction
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import sha256_file
+
+from tests.fakes import FakeDetector
 
 SAVER_SHA = "a" * 64
 OTHER_SHA = "b" * 64
@@ -78,15 +79,9 @@ def run_cli(argv, capsys):
     return code, captured.out, captured.err
 
 
-class Fake:
-    """A detector that answers one box per image and describes itself with ``settings`` (the sha256)."""
-
-    def __init__(self, name, sha256):
-        self.name, self.settings = name, {"name": name, "sha256": sha256}
-
-    def predict(self, images, image_ids):
-        detections = [Detections(i, [[0, 0, 10, 10]], [0.5], [1]) for i in image_ids]
-        return Prediction(detections, [1.0] * len(image_ids), [0.01] * len(image_ids))
+def described(name, sha256):
+    """A fake detector that describes itself by its sha256 (the cascade only checks it here, never runs it)."""
+    return FakeDetector(name, {}, 1.0, sha256=sha256)
 
 
 def test_prediction_provenance_reads_the_run_json_beside_a_file_or_its_run_directorys(tmp_path, ladder):
@@ -118,10 +113,10 @@ def test_the_routers_tool_records_the_savers_sha256_and_the_cascade_refuses_anot
     file = out / "learned_router.json"
     assert json.loads(file.read_text())["saver_sha256"] == SAVER_SHA
     assert load_router(file).saver == SAVER_SHA
-    Cascade(Fake("saver", SAVER_SHA), Fake("base", OTHER_SHA), 0.5, confidence=str(file))  # its own saver: accepted
+    Cascade(described("saver", SAVER_SHA), described("base", OTHER_SHA), 0.5, confidence=str(file))  # its own saver: accepted
     assert "note:" not in capsys.readouterr().err
     with pytest.raises(TinySaverInputError, match=f"sha256 {SAVER_SHA[:12]}.*'other' has sha256 {OTHER_SHA[:12]}"):
-        Cascade(Fake("other", OTHER_SHA), Fake("base", OTHER_SHA), 0.5, confidence=str(file))
+        Cascade(described("other", OTHER_SHA), described("base", OTHER_SHA), 0.5, confidence=str(file))
 
 
 def test_a_router_file_without_a_recorded_saver_is_accepted_with_a_one_line_note(tmp_path, ladder, capsys):
@@ -136,7 +131,7 @@ def test_a_router_file_without_a_recorded_saver_is_accepted_with_a_one_line_note
     del old["saver_sha256"]  # a file written before routers recorded their saver
     file = tmp_path / "old_router.json"
     file.write_text(json.dumps(old))
-    Cascade(Fake("saver", OTHER_SHA), Fake("base", OTHER_SHA), 0.5, confidence=str(file))
+    Cascade(described("saver", OTHER_SHA), described("base", OTHER_SHA), 0.5, confidence=str(file))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("note: router 'learned' records no saver"), err
 

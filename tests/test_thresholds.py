@@ -35,6 +35,7 @@ def coco_inputs(coco_annotations, tmp_path_factory):
     return cache_from_results(coco_annotations, *paths, saver_gflops=8.7, base_gflops=257.8), paths
 
 
+@pytest.mark.slow
 def test_sweep_equals_pycocotools_on_merged_results(coco_inputs, coco_annotations):
     inputs, _ = coco_inputs
     saver, base = (dict(zip(inputs.image_ids.tolist(), inputs.detections(m))) for m in ("saver", "base"))

@@ -22,16 +22,11 @@ from pycocotools.cocoeval import COCOeval
 
 from tinysaver_det.assets import COCO_ANNOTATIONS, asset_path
 from tinysaver_det.core.policy import ExitPolicy
-from tinysaver_det.detection.coco import (
-    STAT_KEYS,
-    CocoCascadeMetric,
-    CocoParams,
-    accumulate,
-    evaluate_images,
-    load_ground_truth,
-    summarize,
-    summarize_selections,
-)
+from tinysaver_det.detection.coco.accumulate import STAT_KEYS, accumulate, summarize, summarize_selections
+from tinysaver_det.detection.coco.ground_truth import load_ground_truth
+from tinysaver_det.detection.coco.match import evaluate_images
+from tinysaver_det.detection.coco.metric import CocoCascadeMetric
+from tinysaver_det.detection.coco.params import CocoParams
 from tinysaver_det.detection.synthetic import BASE_PROFILE, SAVER_PROFILE, simulate_detections
 from tinysaver_det.detection.types import Detections
 
@@ -145,6 +140,7 @@ def test_simulated_detectors_cover_the_pitfalls(coco_data, detectors):
         assert ((inside[:, 0] >= x) & (inside[:, 2] <= x + w) & (inside[:, 1] >= y) & (inside[:, 3] <= y + h)).any()
 
 
+@pytest.mark.slow
 def test_per_image_matches_equal_evalImgs(coco_data, ground_truth, detectors, evaluations, routed_reference):
     """The cache holds exactly evaluateImg's dtIds, dtScores, dtMatches, dtIgnore and gtIgnore."""
     reference = routed_reference(THRESHOLDS.index(0.0))  # every image answered by the saver

@@ -27,6 +27,7 @@ def _point(weights: Path, class_map: dict) -> OperatingPointFile:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("assets_folder")  # a demo saver
 def test_the_plugin_takes_saver_threshold_and_confidence_from_an_operating_point(tmp_path):
     cfg = Config.fromfile(SUBSET_CONFIG)
     from_config = MODELS.build(cfg.model)

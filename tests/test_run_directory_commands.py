@@ -5,13 +5,8 @@ existing output is never rewritten without ``--resume`` or ``--overwrite``.
 """
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +15,10 @@ from tinysaver_det.cli import main
 from tinysaver_det.detection.dataset import restrict_annotations
 from tinysaver_det.io import read_jsonl, sha256_file
 
-pytestmark = pytest.mark.slow  # every test here runs real models
+from tests.runs import count_lines, kill_midway
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("assets_folder")]  # every test here runs demo models
+
 N_IMAGES, BATCH = 24, 2
 PREDICT = ["predict-coco", "--weights", "demo:pico", "--limit", str(N_IMAGES), "--batch", str(BATCH), "--quiet"]
 
@@ -53,25 +49,9 @@ def test_the_predictions_file_is_described_beside_it(uninterrupted):
     assert described["annotation_sha256"] == sha256_file(assets.asset_path(assets.DEMO_ANNOTATIONS))
 
 
-def count_lines(path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
 def test_a_predict_coco_run_killed_with_sigkill_resumes_to_the_uninterrupted_rows(uninterrupted, tmp_path):
     path, log = tmp_path / "pico_predictions.jsonl", tmp_path / "stderr.txt"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tinysaver_det", *PREDICT, "--out", str(path)],
-            env={**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=stderr)
-    deadline = time.monotonic() + 180
-    try:
-        while count_lines(path) < N_IMAGES // 3:
-            assert process.poll() is None, f"the run ended before it could be killed: {log.read_text()}"
-            assert time.monotonic() < deadline, f"the run made no progress: {log.read_text()}"
-            time.sleep(0.01)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    kill_midway([sys.executable, "-m", "tinysaver_det", *PREDICT, "--out", path], path, N_IMAGES // 3, log, poll=0.01)
     assert count_lines(path) < N_IMAGES
     assert run([*PREDICT, "--out", path, "--resume"]) == 0
     assert without_timing(read_jsonl(path)) == without_timing(read_jsonl(uninterrupted))
