@@ -35,12 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.io import atomic_write_text
     from tinysaver_det.plots import plot_performance_vs_cost
 
-    from tinysaver_det.detection.run_inputs import check_same_inputs, read_run_inputs
+    from tinysaver_det.detection.run_inputs import check_same_inputs, check_same_nms_mode, read_run_inputs, run_nms_modes
 
     runs = [read_run_inputs(run) for run in args.runs]
     for run in runs:
         run.check_finished(args.allow_partial)
     check_same_inputs(runs)  # one table, one image set and one annotation file
+    check_same_nms_mode({name: mode for run in args.runs for name, mode in run_nms_modes(run).items()})  # one NMS
     pairs = [pair_from_run(run, args.thresholds, args.allow_partial, workers=args.workers) for run in args.runs]
     table = benchmark_table(pairs, args.thresholds, args.max_drops)
     markdown = to_markdown(table, digits=4)

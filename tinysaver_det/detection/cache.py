@@ -58,7 +58,9 @@ from tinysaver_det.detection.dataset import load_annotation_json, restrict_annot
 from tinysaver_det.detection.run_directory import BASE_PREDICTIONS, RECORDS, SAVER_PREDICTIONS
 from tinysaver_det.detection.run_inputs import (
     check_prediction_annotations,
+    check_same_nms_mode,
     coverage_note,
+    predictions_nms_mode,
     read_run_inputs,
     recorded_weights_sha256,
 )
@@ -395,9 +397,11 @@ def load_cache(
 
     Raises:
         TinySaverInputError: a predictions file whose provenance records another annotation file
-            (:func:`~tinysaver_det.detection.run_inputs.check_prediction_annotations`).
+            (:func:`~tinysaver_det.detection.run_inputs.check_prediction_annotations`), or predictions
+            made with different NMS modes (:func:`~tinysaver_det.detection.run_inputs.check_same_nms_mode`).
     """
     check_prediction_annotations(annotation_file, predictions)
+    check_same_nms_mode({str(path): predictions_nms_mode(path) for path in predictions.values()})
     data = load_annotation_json(annotation_file)
     if image_ids is not None:
         data = restrict_annotations(data, image_ids)
