@@ -1,5 +1,5 @@
 """The demo ladder in both NMS modes side by side: AP alone, the pico -> s / n -> s cascade at t = 0.25,
-r_match and the sweep front (best AP within GFLOPs budgets), from predictions cached with ``predict-coco``.
+r_match and the sweep front (its AUC and the best AP within GFLOPs budgets), from predictions cached with ``predict-coco``.
 
     for mode in validator predictor; do for m in pico n s; do
         python -m tinysaver_det predict-coco --weights demo:$m --nms $mode --out runs/nms/$mode/${m}_predictions.jsonl
@@ -33,9 +33,14 @@ def pair_row(label: str, metric, confidences: np.ndarray, costs) -> list:
     rows = sweep(confidences, default_thresholds(), metric, *costs)
     at_025 = min(rows, key=lambda row: abs(row.threshold - 0.25))
     matched = r_match(confidences, metric)
-    front = [max((row.metrics["AP"] for row in rows if row.cost <= budget), default=float("nan")) for budget in BUDGETS]
+    def best(budget: float) -> float:
+        return max((row.metrics["AP"] for row in rows if row.cost <= budget), default=float("nan"))
+
+    # front AUC: the mean best AP over 50 budgets from the cheapest point to the base's cost
+    grid = np.linspace(min(row.cost for row in rows), float(np.mean(costs[1])), 50)
     return [label, f"{at_025.metrics['AP']:.4f}", f"{at_025.exit_ratio:.3f}", f"{at_025.cost:.3f}",
-            f"{matched.r_match:.4f} (t = {matched.threshold:.4g})", *(f"{ap:.4f}" for ap in front)]
+            f"{matched.r_match:.4f} (t = {matched.threshold})", f"{np.mean([best(b) for b in grid]):.4f}",
+            *(f"{best(b):.4f}" for b in BUDGETS)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in cache.names:
             boxes = sum(len(d) for d in cache.detections(name))
             print(f"| {mode} | {name} | {cache.model_metrics(name)['AP']:.4f} | {cache.cost(name, 'GFLOPs').mean():.3f} | {boxes} |")
-    header = ["cascade", "AP at t = 0.25", "exit ratio", "GFLOPs/img", "r_match"] + [f"best AP <= {b:g} GFLOPs" for b in BUDGETS]
+    header = ["cascade", "AP at t = 0.25", "exit ratio", "GFLOPs/img", "r_match", "front AUC"] + [f"best AP <= {b:g} GFLOPs" for b in BUDGETS]
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for saver, base in PAIRS:
         for mode, cache in caches.items():
