@@ -63,6 +63,7 @@ from tinysaver_det.detection.run_inputs import (
     predictions_nms_mode,
     read_run_inputs,
     recorded_weights_sha256,
+    run_nms_modes,
 )
 from tinysaver_det.detection.types import Detections
 from tinysaver_det.errors import TinySaverInputError
@@ -273,12 +274,14 @@ def cache_from_run(
 
     Raises:
         TinySaverInputError: the base did not run on every readable image (a run made without ``--full``),
-            the run did not finish, or ``annotation_file`` is not the run's.
+            the run did not finish, ``annotation_file`` is not the run's, or its saver and base ran
+            different NMS modes.
     """
     run_dir = Path(run_dir)
     inputs = read_run_inputs(run_dir)
     inputs.check_finished(allow_partial)
     inputs.check_annotation_file(annotation_file)
+    check_same_nms_mode(run_nms_modes(run_dir))  # a library-built cascade may mix them
     if annotation_file is None:
         annotation_file = inputs.annotation_file
     records = read_jsonl(run_dir / RECORDS)
