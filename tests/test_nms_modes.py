@@ -176,3 +176,16 @@ def test_deployment_returns_yolo_predict_boxes_routed_as_eval(four, tmp_path):
         expected = YOLO(str(weights)).predict(image, imgsz=256, conf=0.001, iou=0.7, max_det=300, verbose=False)[0]
         assert len(a.boxes) == len(expected.boxes)
         np.testing.assert_allclose(a.boxes.conf.numpy(), expected.boxes.conf.numpy(), atol=1e-5)
+
+
+def test_predict_records_the_mode_it_routed_in(tmp_path):
+    import shutil
+
+    from tinysaver_det.cli import main
+
+    source = tmp_path / "one"
+    source.mkdir()
+    shutil.copy(sorted(assets.asset_path(assets.DEMO_IMAGES).glob("*.jpg"))[0], source)
+    assert main(["predict", "--source", str(source), "--nms", PREDICTOR, "--quiet", "--out", str(tmp_path / "p")]) == 0
+    recorded = json.loads((tmp_path / "p" / "predict.json").read_text())
+    assert recorded["saver"]["nms"] == recorded["base"]["nms"] == PREDICTOR
