@@ -103,8 +103,11 @@ def test_predict_routes_every_image_as_eval_does(full_run, small_set):
     records = read_jsonl(full_run / "records.jsonl")
     paths = [str(small_set / "images" / r["file_name"]) for r in records]
     cascade = TinySaver(assets.asset_path(assets.DEMO_SAVER), assets.asset_path(assets.DEMO_BASE), 0.25)
-    results = cascade.predict(paths, batch=5, conf=0.0)  # eval's batch size and image order
+    # eval's batch size and image order; the boxes eval scored (single_label=False: the validator's NMS)
+    results = cascade.predict(paths, batch=5, conf=0.0, single_label=False)
     assert [(r.exited, r.confidence) for r in results] == [(rec["exited"], rec["confidence"]) for rec in records]
+    shown = cascade.predict(paths, batch=5, conf=0.0)  # YOLO.predict's boxes, routed the same way
+    assert [(r.exited, r.confidence) for r in shown] == [(rec["exited"], rec["confidence"]) for rec in records]
     cascade_json = {}
     for row in json.loads((full_run / "results.json").read_text()):
         cascade_json.setdefault(row["image_id"], []).append(row["score"])
@@ -272,7 +275,9 @@ def test_an_operating_point_written_by_pick_gives_the_same_routing_and_ap(demo_s
 
     dataset = demo_slice.dataset
     cascade = TinySaver.from_operating_point(out / "operating_point.json")
-    results = cascade.predict([str(dataset.path(info)) for info in dataset.images], batch=32, conf=0.0)
+    # the answers the pick scored (single_label=False: the validator NMS's boxes, not YOLO.predict's)
+    results = cascade.predict([str(dataset.path(info)) for info in dataset.images], batch=32, conf=0.0,
+                              single_label=False)
     saver = read_predictions(files["pico"])
     assert [r.exited for r in results] == [image_confidence(saver[i].detections.scores) >= point.t
                                            for i in dataset.image_ids]

@@ -23,6 +23,7 @@ FRAMEWORK_MODULES = {
     "tinysaver_det.adapters.mmdet",
     "tinysaver_det.adapters.ultralytics",
     "tinysaver_det.adapters.ultralytics_features",  # the saver-feature capture (torch hooks)
+    "tinysaver_det.adapters.ultralytics_predictor",  # the Ultralytics predictor and its one NMS call
     "tinysaver_det.api",  # the front door: its results are Ultralytics Results (tinysaver_det.TinySaver loads it lazily)
     "tinysaver_det.detection.images",
     "tinysaver_det.detection.runner",

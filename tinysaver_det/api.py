@@ -7,9 +7,11 @@ paths, numpy BGR arrays, PIL images, a video file, a webcam index, a stream URL.
 frame comes back as an Ultralytics ``Results`` (:class:`CascadeResult`) that also carries the routing.
 
 Routing and output are kept apart: the router always sees the saver's full answer at the evaluation
-settings (conf 0.001, IoU 0.7, max_det 300) through the same :class:`~tinysaver_det.detection.cascade.Cascade`
-that ``eval`` runs, so an image is routed exactly as in an evaluation; ``predict(conf=...)`` only
-filters the boxes returned.
+settings (conf 0.001, IoU 0.7, max_det 300, the NMS mode ``nms``: by default Ultralytics' validator's,
+multi-label) through the same :class:`~tinysaver_det.detection.cascade.Cascade` that ``eval`` runs, so an
+image is routed exactly as in an evaluation. The boxes returned are, for a YOLO stage, those
+``YOLO.predict`` gives (one label per box, from the same forward pass) unless ``predict(single_label=False)``
+asks for the evaluated answer; ``predict(conf=...)`` only filters the boxes returned.
 
 Example (the demo models shipped in the assets)::
 
@@ -38,6 +40,7 @@ from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, validate_threshold
 from tinysaver_det.detection.cascade import Cascade, CascadeOutput
 from tinysaver_det.detection.categories import normalize_name
 from tinysaver_det.detection.router_files import router_needs_saver_features
+from tinysaver_det.detection.nms_mode import DEFAULT_NMS
 from tinysaver_det.detection.types import Detector
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.timing import check_device, default_device
@@ -113,14 +116,16 @@ def prediction_row(result: CascadeResult) -> dict:
             "detections": detections, "gflops": routing["gflops"], "ms": routing["ms"]}
 
 
-def _build(spec, device: str, half: bool, imgsz: int | None, role: str, features: bool = False) -> Detector:
+def _build(spec, device: str, half: bool, imgsz: int | None, role: str, features: bool = False,
+           nms: str = DEFAULT_NMS) -> Detector:
     """A Detector for a saver/base spec: a Detector, a YOLO object, weights, a name, or an mmdet config.
 
     An mmdet base is a config path (random weights) or a ``(config, checkpoint)`` pair. ``features``:
-    a YOLO saver also captures its own features (for a router that reads them).
+    a YOLO saver also captures its own features (for a router that reads them). ``nms``: a YOLO model's
+    NMS mode.
     """
     if isinstance(spec, YOLO):
-        return create_detector(spec, None, imgsz=imgsz, device=device, half=half, features=features or None)
+        return create_detector(spec, None, imgsz=imgsz, device=device, half=half, features=features or None, nms=nms)
     if isinstance(spec, (tuple, list)):
         if len(spec) != 2 or not is_mmdet_config(spec[0]):
             raise TinySaverInputError(f"{role}: a pair must be (mmdet config .py, checkpoint), got {spec!r}")
@@ -132,7 +137,7 @@ def _build(spec, device: str, half: bool, imgsz: int | None, role: str, features
                 raise TinySaverInputError(f"{role} {spec}: the confidence reads a YOLO saver's own features; "
                                           "an mmdet model captures none")
             return create_detector(spec, None, device=device, half=half)
-        return create_detector(spec, None, imgsz=imgsz, device=device, half=half, features=features or None)
+        return create_detector(spec, None, imgsz=imgsz, device=device, half=half, features=features or None, nms=nms)
     if isinstance(spec, Detector):
         return spec
     raise TinySaverInputError(
@@ -193,6 +198,8 @@ class TinySaver:
         half: fp16 inference of the Ultralytics models (needs a GPU; refused on the CPU).
         imgsz: inference size of the Ultralytics models; default: each model's training size.
         class_map: ``{saver class name: base class name}`` for classes named differently.
+        nms: the YOLO models' NMS (:mod:`tinysaver_det.detection.nms_mode`): ``"validator"`` (default, as
+            ``eval`` scores them) or ``"predictor"``. The router reads the answer in this mode.
 
     Raises:
         TinySaverInputError: a saver class name the base lacks (listing them), a missing device, a
@@ -212,13 +219,17 @@ class TinySaver:
         half: bool = False,
         imgsz: int | None = None,
         class_map: Mapping[str, str] | None = None,
+        nms: str = DEFAULT_NMS,
     ) -> None:
         t = validate_threshold(t, "t")
         self.device = check_device(default_device() if device is None else device)
-        self.base = _build(base, self.device, half, imgsz, "base")
+        self.base = _build(base, self.device, half, imgsz, "base", nms=nms)
         self.names = _names_of(self.base, "base")
         features = router_needs_saver_features(confidence)  # a router that reads the saver's own features
-        self.saver = _build(saver, self.device, half, imgsz, "saver", features)
+        self.saver = _build(saver, self.device, half, imgsz, "saver", features, nms=nms)
+        for detector in (self.saver, self.base):  # YOLO stages also keep YOLO.predict's boxes (see predict)
+            if hasattr(detector, "keep_single_label"):
+                detector.keep_single_label = True
         _map_saver_onto_base(self.saver, self.names, class_map)
         self.class_map = dict(class_map or {})
         self.cascade = Cascade(self.saver, self.base, t, min_score=min_score, confidence=confidence)
@@ -251,7 +262,7 @@ class TinySaver:
                    min_score=point.min_score, device=device, class_map=point.saver.get("class_map"))
 
     def predict(self, source, *, conf: float = 0.25, stream: bool = False, batch: int = 1,
-                vid_stride: int = 1) -> list[CascadeResult] | Iterator[CascadeResult]:
+                vid_stride: int = 1, single_label: bool = True) -> list[CascadeResult] | Iterator[CascadeResult]:
         """Run the cascade on every image or frame of ``source``.
 
         Args:
@@ -261,6 +272,9 @@ class TinySaver:
             stream: return a generator (one result at a time: a long video never sits in memory).
             batch: images per model call.
             vid_stride: take every n-th video frame.
+            single_label: a YOLO stage's boxes as ``YOLO.predict`` returns them (one label per box, the
+                predictor's NMS on the same forward pass); False: the answer ``eval`` scores and the router
+                read (in the validator's mode a box may carry several labels). Routing is the same.
 
         Returns:
             One :class:`CascadeResult` per image or frame, in source order.
@@ -270,7 +284,7 @@ class TinySaver:
             raise TinySaverInputError(f"conf must be in [0, 1], got {conf!r}")
         if int(batch) < 1:
             raise TinySaverInputError(f"batch must be >= 1, got {batch!r}")
-        results = self._stream(self._load(source, int(batch), int(vid_stride)), conf, int(batch))
+        results = self._stream(self._load(source, int(batch), int(vid_stride)), conf, int(batch), bool(single_label))
         return results if stream else list(results)
 
     __call__ = predict
@@ -284,7 +298,7 @@ class TinySaver:
         except FileNotFoundError as error:
             raise FileNotFoundError(f"source: {error}") from None
 
-    def _stream(self, dataset, conf: float, batch: int) -> Iterator[CascadeResult]:
+    def _stream(self, dataset, conf: float, batch: int, single_label: bool) -> Iterator[CascadeResult]:
         index = 0
         for paths, images, _ in dataset:
             frames = _frames(dataset, len(images))
@@ -293,11 +307,15 @@ class TinySaver:
                 outputs = self.cascade(images[chunk], list(range(index, index + len(images[chunk]))))
                 index += len(outputs)
                 for path, image, frame, output in zip(paths[chunk], images[chunk], frames[chunk], outputs):
-                    yield self._result(path, image, frame, output, conf)
+                    yield self._result(path, image, frame, output, conf, single_label)
 
-    def _result(self, path: str, image: np.ndarray, frame: int, output: CascadeOutput, conf: float) -> CascadeResult:
+    def _result(self, path: str, image: np.ndarray, frame: int, output: CascadeOutput, conf: float,
+                single_label: bool) -> CascadeResult:
         record = output.record
         detections = output.detections
+        if single_label:  # the answering YOLO stage's YOLO.predict boxes of this image (same forward pass)
+            stage = self.saver if record.exited else self.base
+            detections = getattr(stage, "single_label_answers", {}).get(detections.image_id, detections)
         keep = detections.scores >= conf
         boxes = np.concatenate(
             [detections.boxes[keep], detections.scores[keep, None], detections.category_ids[keep, None]], axis=1

@@ -5,7 +5,7 @@ threshold picked on a calibration split can be saved, reviewed and loaded again:
 
 =================  ==================================================================================
 ``saver``/``base`` ``weights`` (a path, an official name or a demo name), ``sha256`` of the weights file,
-                   ``imgsz``, ``predict`` (conf, iou, max_det), ``class_map`` (saver only); an mmdet
+                   ``imgsz``, ``predict`` (conf, iou, max_det, nms), ``class_map`` (saver only); an mmdet
                    base also has ``checkpoint`` (whose sha256 is recorded) and ``config_sha256``
 ``confidence``     ``{"name": "mean"}`` or ``{"router_file": path, "sha256": ...}``
 ``min_score``      score floor of the confidence
@@ -33,6 +33,7 @@ from typing import Any, Mapping
 
 from tinysaver_det.detection.categories import normalize_name
 from tinysaver_det.detection.router_files import is_router_file
+from tinysaver_det.detection.nms_mode import PREDICTOR
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, read_json, sha256_file
 
@@ -72,9 +73,10 @@ def weights_reference(spec: str | os.PathLike) -> str:
 def model_entry(spec: str | os.PathLike, settings: Mapping[str, Any], **extra) -> dict:
     """The ``saver``/``base`` entry for a model given as ``spec`` whose adapter reports ``settings``.
 
-    ``settings`` is an adapter's ``settings`` dict (weights path, sha256, imgsz, conf, iou, max_det).
+    ``settings`` is an adapter's ``settings`` dict (weights path, sha256, imgsz, conf, iou, max_det, and a
+    YOLO model's NMS mode, :mod:`tinysaver_det.detection.nms_mode`).
     """
-    predict = {key: settings[key] for key in ("conf", "iou", "max_det") if key in settings}
+    predict = {key: settings[key] for key in ("conf", "iou", "max_det", "nms") if key in settings}
     return {
         "weights": weights_reference(spec),
         "sha256": settings.get("sha256"),
@@ -206,6 +208,7 @@ class OperatingPointFile:
         if Path(weights).is_file():
             check_sha256(weights, entry.get("sha256"), f"{role} weights")
         predict = dict(entry.get("predict") or {})
+        predict.setdefault("nms", PREDICTOR)  # a point picked before the mode was recorded was measured with it
         detector = create_detector(weights, category_ids_by_name, imgsz=entry.get("imgsz"), device=device, half=half,
                                    features=features or None, **predict)
         loaded = detector.settings.get("sha256") if hasattr(detector, "settings") else None

@@ -74,6 +74,9 @@ def create_detector(weights, category_ids_by_name: Mapping[str, int] | None = No
                                       "model's comes from its config's test pipeline")
         if options.pop("features", False):
             raise TinySaverInputError(f"{weights}: an mmdet model captures no saver features (YOLO savers only)")
+        if "nms" in options:
+            raise TinySaverInputError(f"{weights}: --nms chooses an Ultralytics model's NMS; an mmdet model's "
+                                      "comes from its config's test_cfg")
         return MMDetDetector(weights, category_ids_by_name, **options)
     from tinysaver_det.adapters.ultralytics import UltralyticsDetector
 

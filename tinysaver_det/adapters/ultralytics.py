@@ -2,51 +2,30 @@
 
 Every prediction setting is passed explicitly: Ultralytics' ``predict`` otherwise applies
 ``conf=0.25``, which would silently change both the image confidence (boxes >= 0.05) and the AP.
-Evaluation defaults follow Ultralytics' own ``val``: conf 0.001, IoU 0.7, max_det 300.
+Evaluation defaults follow Ultralytics' own ``val``: conf 0.001, IoU 0.7, max_det 300, and its NMS
+(multi-label; ``nms="predictor"`` for the predictor's single-label one), run by
+:class:`~tinysaver_det.adapters.ultralytics_predictor.EvaluationPredictor`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Mapping, Sequence
-from unittest.mock import patch
 
 import numpy as np
 import torch
 from ultralytics import YOLO
-from ultralytics.models.yolo.detect import DetectionPredictor
-from ultralytics.utils import nms
 
+from tinysaver_det.adapters.ultralytics_predictor import EvaluationPredictor
 from tinysaver_det.detection.categories import category_lookup, normalize_name
+from tinysaver_det.detection.nms_mode import DEFAULT_NMS, check_nms_mode
 from tinysaver_det.detection.types import Detections, Prediction, SaverFeatures
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.flops import FlopCount, FlopsCache, count_flops_running_if_needed
 from tinysaver_det.io import sha256_file
 from tinysaver_det.timing import ModelClock
-
-
-class _EvaluationPredictor(DetectionPredictor):
-    """Ultralytics' DetectionPredictor that records the input shape it ran and never drops boxes.
-
-    Ultralytics' NMS stops after ``2 + 0.05 * batch`` seconds and silently returns nothing for
-    the rest of the batch; on a busy CPU at conf 0.001 that loses whole images' detections. An
-    evaluation must not lose boxes to wall-clock time, so the limit is lifted here.
-    """
-
-    input_shape: tuple[int, ...] = ()
-
-    def preprocess(self, im):
-        tensor = super().preprocess(im)
-        self.input_shape = tuple(tensor.shape)
-        return tensor
-
-    def postprocess(self, preds, img, orig_imgs, **kwargs):
-        without_time_limit = partial(nms.non_max_suppression, max_time_img=math.inf)
-        with patch.object(nms, "non_max_suppression", without_time_limit):
-            return super().postprocess(preds, img, orig_imgs, **kwargs)
 
 
 def load_yolo(weights: str | Path | YOLO) -> YOLO:
@@ -104,6 +83,9 @@ class UltralyticsDetector:
             ``None``: no dataset, the model's own class indices are the ids (:attr:`names`).
         imgsz: inference size; default: the size the checkpoint was trained at (640 if unknown).
         conf, iou, max_det: NMS settings, Ultralytics' validation defaults.
+        nms: ``"validator"`` (default): NMS as Ultralytics' ``DetectionValidator`` runs it, a box kept once
+            per class scoring above ``conf`` (Ultralytics' own mAP); ``"predictor"``: as ``YOLO.predict``
+            runs it, one label per box (see :mod:`tinysaver_det.detection.nms_mode`).
         device: torch device string (``"cpu"``, ``"0"``...).
         half: fp16 inference (GPU only).
         class_names: override the checkpoint's class names (e.g. a yaml-built model).
@@ -126,7 +108,16 @@ class UltralyticsDetector:
         class_names: Mapping[int, str] | Sequence[str] | None = None,
         name: str | None = None,
         features: bool = False,
+        nms: str = DEFAULT_NMS,
     ) -> None:
+        #: The NMS mode of the boxes :meth:`predict` returns (recorded in :attr:`settings`).
+        self.nms = check_nms_mode(nms)
+        #: Also keep, per image of the last :meth:`predict` call, the boxes ``YOLO.predict`` would return
+        #: (single label, from the same forward pass) in :attr:`single_label_answers`: what
+        #: :class:`~tinysaver_det.api.TinySaver` returns while it routes on the evaluated answer.
+        self.keep_single_label = False
+        #: ``{image id: Detections}`` of the last :meth:`predict` call, single label (see above).
+        self.single_label_answers: dict[int, Detections] = {}
         self.model = load_yolo(weights)
         # where Ultralytics found or fetched it (a YOLO object built from a yaml has no file)
         source = self.model.ckpt_path or (weights if isinstance(weights, (str, Path)) else self.model.model_name)
@@ -148,7 +139,7 @@ class UltralyticsDetector:
         )
         self._flops = FlopsCache(self._count_one_image)
         self._clock = ModelClock()
-        self._predictor = _EvaluationPredictor
+        self._predictor = EvaluationPredictor
         if features:
             from tinysaver_det.adapters.ultralytics_features import FeaturePredictor
 
@@ -182,12 +173,13 @@ class UltralyticsDetector:
             "sha256": sha256_file(self._checkpoint) if self._checkpoint.is_file() else None,
             "category_ids": self.category_ids.tolist(),
             **predict,
+            "nms": self.nms,
             **({"features": self._feature_recipe} if self._feature_recipe else {}),
         }
 
     @property
     def _feature_recipe(self) -> str | None:
-        if self._predictor is _EvaluationPredictor:
+        if self._predictor is EvaluationPredictor:
             return None
         from tinysaver_det.detection.saver_features import RECIPE
 
@@ -204,7 +196,8 @@ class UltralyticsDetector:
             raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
         if not images:
             return Prediction([], [], [], [])
-        run = partial(self.model.predict, predictor=self._predictor, **self.predict_args)
+        predictor = self._predictor.with_nms(self.nms, self.keep_single_label)
+        run = partial(self.model.predict, predictor=predictor, **self.predict_args)
         # warm-up: one image pays for the predictor's set-up (fusing, moving to the device) outside the time
         results, seconds = self._clock.time(lambda: run(list(images), batch=len(images)),
                                             warmup=lambda: run(list(images[:1]), batch=1))
@@ -212,6 +205,9 @@ class UltralyticsDetector:
         height, width = self.model.predictor.input_shape[2:]
         gflops = self._flops((height, width)).gflops
         detections = [self._to_detections(result, image_id) for result, image_id in zip(results, image_ids)]
+        if self.keep_single_label:  # in the predictor's mode the answer itself is single-label
+            single = self.model.predictor.single_label_results or results
+            self.single_label_answers = {i: self._to_detections(r, i) for r, i in zip(single, image_ids)}
         if self._feature_recipe:
             detections = self._with_features(detections, self.model.predictor.captured)
         n = len(images)

@@ -1,13 +1,16 @@
 """Capture the saver's own features during the YOLO prediction that makes its detections.
 
-:class:`FeaturePredictor` is the evaluation predictor of :mod:`tinysaver_det.adapters.ultralytics`
+:class:`FeaturePredictor` is the evaluation predictor of :mod:`tinysaver_det.adapters.ultralytics_predictor`
 plus two taps on the same forward pass, so a post-evaluator costs no second forward:
 
 * a forward pre-hook on the Detect head takes the FPN maps entering it and pools each channel
   (global average and max);
-* NMS is asked for the anchor index of every kept box, and the raw head output before NMS (every
-  anchor's box and class scores) is kept long enough to describe the candidates each kept box
-  absorbed (:func:`tinysaver_det.detection.saver_features.candidate_features`).
+* the predictor's NMS pass (:attr:`~tinysaver_det.adapters.ultralytics_predictor.EvaluationPredictor.last_nms`)
+  gives the anchor index of every kept box and the raw head output before NMS (every anchor's box and class
+  scores), which describe the candidates each kept box absorbed
+  (:func:`tinysaver_det.detection.saver_features.candidate_features`). In the validator's multi-label mode an
+  anchor kept under two labels is described twice (by its best class), so features depend on the NMS mode,
+  which the predictions' provenance records.
 
 Only the forward passes that run between ``preprocess`` and ``postprocess`` of a prediction are
 read: the warm-up and the FLOPs counter's dummy forward are ignored. ``forward_calls`` counts the
@@ -16,15 +19,10 @@ head's calls during predictions (one per batch; tests check it).
 
 from __future__ import annotations
 
-import math
-from unittest.mock import patch
-
 import numpy as np
 import torch
-from ultralytics.models.yolo.detect import DetectionPredictor
-from ultralytics.utils import nms
 
-from tinysaver_det.adapters.ultralytics import _EvaluationPredictor
+from tinysaver_det.adapters.ultralytics_predictor import EvaluationPredictor, NmsPass
 from tinysaver_det.detection.saver_features import (
     MAX_DESCRIBED,
     candidate_features,
@@ -34,10 +32,7 @@ from tinysaver_det.detection.saver_features import (
 )
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE
 
-_NON_MAX_SUPPRESSION = nms.non_max_suppression
-
-
-class FeaturePredictor(_EvaluationPredictor):
+class FeaturePredictor(EvaluationPredictor):
     """The evaluation predictor that also leaves, per image of the last batch, its feature vector.
 
     Attributes:
@@ -77,24 +72,15 @@ class FeaturePredictor(_EvaluationPredictor):
         self._shapes = [tuple(int(s) for s in m.shape[1:]) for m in maps]
 
     def postprocess(self, preds, img, orig_imgs, **kwargs):
-        stash = {}
-
-        def keeping_indices(prediction, *args, return_idxs=False, **options):
-            options["max_time_img"] = math.inf  # as the evaluation predictor: never drop boxes to a time limit
-            output, kept = _NON_MAX_SUPPRESSION(prediction, *args, return_idxs=True, **options)
-            stash.update(prediction=prediction, output=output, kept=kept, args=args, options=options)
-            return (output, kept) if return_idxs else output
-
-        with patch.object(nms, "non_max_suppression", keeping_indices):
-            results = DetectionPredictor.postprocess(self, preds, img, orig_imgs, **kwargs)
+        results = super().postprocess(preds, img, orig_imgs, **kwargs)
         self._capturing = False
-        self.captured = self._describe(stash)
+        self.captured = self._describe(self.last_nms)
         return results
 
-    def _describe(self, stash: dict) -> list:
-        if self._pooled is None or not stash:
+    def _describe(self, nms_pass: NmsPass | None) -> list:
+        if self._pooled is None or nms_pass is None:
             raise RuntimeError("feature capture: the Detect head or NMS did not run during this prediction")
-        raw = stash["prediction"][0] if isinstance(stash["prediction"], (list, tuple)) else stash["prediction"]
+        raw = nms_pass.prediction[0] if isinstance(nms_pass.prediction, (list, tuple)) else nms_pass.prediction
         raw = raw.detach().float().cpu().numpy()  # (B, 4 + C, A): xywh, class scores
         conf, iou = float(self.args.conf), float(self.args.iou)
         level_sizes = [h * w for _, h, w in self._shapes]
@@ -103,8 +89,8 @@ class FeaturePredictor(_EvaluationPredictor):
         for b in range(raw.shape[0]):
             boxes = xywh_to_xyxy(raw[b, :4].T)
             scores = raw[b, 4 : 4 + self._n_classes].T
-            output = stash["output"][b].detach().cpu().numpy()
-            kept = stash["kept"][b].detach().cpu().numpy().astype(np.int64).reshape(-1)
+            output = nms_pass.outputs[b].detach().cpu().numpy()
+            kept = nms_pass.kept[b].detach().cpu().numpy().astype(np.int64).reshape(-1)
             values, pairs = candidate_features(boxes, scores, kept, output[:, 4], level_sizes, conf, iou,
                                                self.min_score)
             described = min(int(np.count_nonzero(output[:, 4] >= self.min_score)), MAX_DESCRIBED)

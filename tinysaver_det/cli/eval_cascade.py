@@ -109,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
                     raise TinySaverInputError(f"--confidence {confidence} reads a YOLO saver's own features; "
                                               f"the mmdet saver {saver_weights} captures none")
                 saver = create_detector(saver_weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=device,
-                                        half=args.half, features=features or None)
+                                        half=args.half, features=features or None, nms=args.nms)
                 base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
                 base_options = (dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights)
-                                else dict(imgsz=args.imgsz))
+                                else dict(imgsz=args.imgsz, nms=args.nms))
                 base = create_detector(base_weights, dataset.category_ids_by_name, device=device, half=args.half,
                                        **base_options)
             cascade = Cascade(saver, base, ExitPolicy(t, confidence, min_score), run_base_on_all=args.full)

@@ -7,6 +7,7 @@ import argparse
 from tinysaver_det.cli.options import (
     add_confidence_options,
     add_dataset_options,
+    add_nms_option,
     add_run_options,
     dataset_paths,
     interrupted,
@@ -50,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default="parity", help="split behind --part (default parity)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --split permutation")
     parser.add_argument("--imgsz", type=positive_int_argument, help="inference size for every model; default: each model's own")
+    add_nms_option(parser)
     add_run_options(parser, out="runs/multistage_run", resume=True)
 
 
@@ -81,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                 calibration, held_out = split_image_ids(dataset.image_ids, args.split, args.seed)
                 dataset = dataset.subset(calibration if args.part == "calibration" else held_out)
             device = rank_device(args.device, context)
-            stages = [create_detector(w, dataset.category_ids_by_name, imgsz=args.imgsz, device=device, half=args.half)
+            stages = [create_detector(w, dataset.category_ids_by_name, imgsz=args.imgsz, device=device, half=args.half,
+                                      nms=args.nms)
                       for w in args.weights]
             try:
                 cascade = MultiStageCascade(stages, rules)

@@ -4,7 +4,8 @@ values early (a wrong value is a usage error naming the option: ``error: argumen
 Groups:
 
 * :func:`add_dataset_options`: ``--images --ann [--limit]`` (default: the demo val split);
-* :func:`add_detector_options`: ``--saver --base --imgsz`` (default: demo pico and s);
+* :func:`add_detector_options`: ``--saver --base --imgsz --nms`` (default: demo pico and s);
+* :func:`add_nms_option`: ``--nms validator|predictor``, the NMS of the Ultralytics models;
 * :func:`add_confidence_options`: ``--confidence --min-score`` (the exit rule's confidence);
 * :func:`add_run_options`: ``--batch --device --half --out [--resume --overwrite] --quiet`` (every
   subcommand that runs a model; :func:`tinysaver_det.cli.main` refuses a missing ``--device`` first);
@@ -30,6 +31,7 @@ from tinysaver_det import assets
 from tinysaver_det.core.policy import CONFIDENCE_FUNCTIONS, DEFAULT_MIN_SCORE, validate_threshold
 from tinysaver_det.detection.cache import COST_UNITS, SPLITS
 from tinysaver_det.detection.router_files import resolve_router
+from tinysaver_det.detection.nms_mode import DEFAULT_NMS, NMS_MODES
 from tinysaver_det.distributed import environment_context, environment_int
 from tinysaver_det.errors import TinySaverInputError
 
@@ -167,12 +169,24 @@ def dataset_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
-    """``--saver``, ``--base`` and ``--imgsz``."""
+    """``--saver``, ``--base``, ``--imgsz`` and ``--nms``."""
     parser.add_argument("--saver", help="saver weights (.pt/.yaml or official name); default: demo pico")
     parser.add_argument("--base", help="base weights, or an mmdet config (.py); default: demo s")
     parser.add_argument("--imgsz", type=positive_int_argument,
                         help="inference size of the Ultralytics models; default: each model's own "
                              "(an mmdet base's comes from its config's test pipeline)")
+    add_nms_option(parser)
+
+
+def add_nms_option(parser: argparse.ArgumentParser) -> None:
+    """``--nms``: which Ultralytics NMS makes the YOLO models' boxes (:mod:`tinysaver_det.detection.nms_mode`).
+
+    Its value is None when not given, so that an mmdet model (which has no such mode) is not handed one.
+    """
+    parser.add_argument("--nms", choices=NMS_MODES, default=None,
+                        help=f"NMS of the Ultralytics models: {NMS_MODES[0]} (default {DEFAULT_NMS}: as Ultralytics' "
+                             "val runs it, a box kept once per class above conf, Ultralytics' own mAP) or "
+                             f"{NMS_MODES[1]} (as YOLO.predict runs it, one label per box)")
 
 
 def add_confidence_options(parser: argparse.ArgumentParser, per_stage: bool = False) -> None:
@@ -201,7 +215,7 @@ def check_operating_point(parser: argparse.ArgumentParser, args: argparse.Namesp
     """With ``--op``, the options it gives must not be given too (usage error naming them)."""
     if not getattr(args, "op", None):
         return
-    given = [f"--{name.replace('_', '-')}" for name in ("saver", "base", "t", "imgsz", "base_checkpoint")
+    given = [f"--{name.replace('_', '-')}" for name in ("saver", "base", "t", "imgsz", "nms", "base_checkpoint")
              if getattr(args, name, None) is not None]
     given += [flag for flag, value, default in (("--confidence", args.confidence, "mean"),
                                                 ("--min-score", args.min_score, DEFAULT_MIN_SCORE)) if value != default]

@@ -115,6 +115,8 @@ def _write_operating_point(args, ann, chain, point, calibration, held_out) -> No
     """``operating_point.json`` for a 2-model chain whose weights are known (the first target's pick)."""
     from tinysaver_det.adapters import create_detector
     from tinysaver_det.core.policy import ExitPolicy
+    from tinysaver_det.cli.options import cache_inputs
+    from tinysaver_det.detection.run_inputs import predictions_nms_mode
     from tinysaver_det.detection.studies.deployment import operating_point_file
     from tinysaver_det.operating_point import model_entry
 
@@ -123,8 +125,10 @@ def _write_operating_point(args, ann, chain, point, calibration, held_out) -> No
         print(f"note: no operating_point.json: it needs a 2-model chain whose --weights are known (chain {chain})")
         return
     models = {}
+    _, predictions = cache_inputs(args)
     for role, name in zip(("saver", "base"), chain):
-        detector = create_detector(weights[name], None)
+        # the point holds for the NMS its predictions were made with (None: the adapter's default)
+        detector = create_detector(weights[name], None, nms=predictions_nms_mode(predictions[name]))
         extra = {"class_map": {}} if role == "saver" else {}
         models[role] = model_entry(weights[name], getattr(detector, "settings", {}), **extra)
     op = operating_point_file(point, calibration, held_out, tuple(chain), models, ann,

@@ -52,12 +52,13 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def build_cascade(args: argparse.Namespace):
     """The TinySaver named by ``--op`` or by ``--saver/--base/--t`` (defaults: demo pico -> s, 0.25)."""
     from tinysaver_det.api import TinySaver
+    from tinysaver_det.detection.nms_mode import DEFAULT_NMS
 
     if args.op:
         return TinySaver.from_operating_point(args.op, device=args.device, half=args.half)
     return TinySaver(args.saver or "demo:pico", args.base or "demo:s", 0.25 if args.t is None else args.t,
                      confidence=args.confidence, min_score=args.min_score, device=args.device, half=args.half,
-                     imgsz=args.imgsz)
+                     imgsz=args.imgsz, nms=args.nms or DEFAULT_NMS)
 
 
 def run(args: argparse.Namespace) -> int:

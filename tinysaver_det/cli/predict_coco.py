@@ -6,6 +6,7 @@ import argparse
 
 from tinysaver_det.cli.options import (
     add_dataset_options,
+    add_nms_option,
     add_run_options,
     dataset_paths,
     interrupted,
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weights (.pt/.yaml, an official name) or demo:pico / demo:n / demo:s")
     add_dataset_options(parser)
     parser.add_argument("--imgsz", type=positive_int_argument, help="inference size; default: the model's own")
+    add_nms_option(parser)
     parser.add_argument("--features", action="store_true",
                         help="also cache the saver's own features from the same forward pass (pooled neck maps, "
                              "candidate statistics; Ultralytics only), the input of a `features` post-evaluator")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
             detector = create_detector(args.weights, dataset.category_ids_by_name, imgsz=args.imgsz,
                                        device=rank_device(args.device, context), half=args.half,
-                                       features=args.features or None)
+                                       features=args.features or None, nms=args.nms)
             path = predict_dataset(detector, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
                                    resume=args.resume, overwrite=args.overwrite, context=context)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)

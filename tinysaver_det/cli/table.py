@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from tinysaver_det.io import atomic_write_text
     from tinysaver_det.plots import plot_performance_vs_cost
 
-    from tinysaver_det.detection.run_inputs import check_same_inputs, read_run_inputs
+    from tinysaver_det.detection.run_inputs import check_same_inputs, check_same_nms_mode, read_run_inputs, run_nms_modes
 
     if (args.flops_size is None) != (not args.gflops_at_size):
         raise TinySaverInputError("--flops-size and --gflops-at-size go together: the GFLOPs of each model at that size")
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     for run in runs:
         run.check_finished(args.allow_partial)
     check_same_inputs(runs)  # one table, one image set and one annotation file
+    check_same_nms_mode({name: mode for run in args.runs for name, mode in run_nms_modes(run).items()})  # one NMS
     pairs = [pair_from_run(run, args.thresholds, args.allow_partial, workers=args.workers) for run in args.runs]
     convention = CostConvention(args.flops_convention, args.flops_size,
                                 dict(args.gflops_at_size) if args.flops_size else None)

@@ -58,9 +58,12 @@ from tinysaver_det.detection.dataset import load_annotation_json, restrict_annot
 from tinysaver_det.detection.run_directory import BASE_PREDICTIONS, RECORDS, SAVER_PREDICTIONS
 from tinysaver_det.detection.run_inputs import (
     check_prediction_annotations,
+    check_same_nms_mode,
     coverage_note,
+    predictions_nms_mode,
     read_run_inputs,
     recorded_weights_sha256,
+    run_nms_modes,
 )
 from tinysaver_det.detection.types import Detections
 from tinysaver_det.errors import TinySaverInputError
@@ -271,12 +274,14 @@ def cache_from_run(
 
     Raises:
         TinySaverInputError: the base did not run on every readable image (a run made without ``--full``),
-            the run did not finish, or ``annotation_file`` is not the run's.
+            the run did not finish, ``annotation_file`` is not the run's, or its saver and base ran
+            different NMS modes.
     """
     run_dir = Path(run_dir)
     inputs = read_run_inputs(run_dir)
     inputs.check_finished(allow_partial)
     inputs.check_annotation_file(annotation_file)
+    check_same_nms_mode(run_nms_modes(run_dir))  # a library-built cascade may mix them
     if annotation_file is None:
         annotation_file = inputs.annotation_file
     records = read_jsonl(run_dir / RECORDS)
@@ -395,9 +400,11 @@ def load_cache(
 
     Raises:
         TinySaverInputError: a predictions file whose provenance records another annotation file
-            (:func:`~tinysaver_det.detection.run_inputs.check_prediction_annotations`).
+            (:func:`~tinysaver_det.detection.run_inputs.check_prediction_annotations`), or predictions
+            made with different NMS modes (:func:`~tinysaver_det.detection.run_inputs.check_same_nms_mode`).
     """
     check_prediction_annotations(annotation_file, predictions)
+    check_same_nms_mode({str(path): predictions_nms_mode(path) for path in predictions.values()})
     data = load_annotation_json(annotation_file)
     if image_ids is not None:
         data = restrict_annotations(data, image_ids)

@@ -14,7 +14,9 @@ its inputs (``run.json`` and ``records.jsonl``) and refuses, naming the input, w
   images than the annotation file;
 * :func:`prediction_provenance` and :func:`check_prediction_annotations`: a ``*_predictions.jsonl``
   file's recorded inputs (weights sha256, annotation file), and an annotation file given beside it that
-  is not the one it was predicted on.
+  is not the one it was predicted on;
+* :func:`check_same_nms_mode`: predictions or runs made with different YOLO NMS modes
+  (:mod:`~tinysaver_det.detection.nms_mode`) are not combined.
 
 No framework (torch, cv2, Ultralytics, mmdet): the offline tools import it.
 """
@@ -32,6 +34,7 @@ from tinysaver_det.detection.run_directory import (
     SAVER_PREDICTIONS,
     predictions_run_json,
 )
+from tinysaver_det.detection.nms_mode import recorded_nms_mode
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import read_json, read_jsonl, sha256_file
 
@@ -230,4 +233,38 @@ def check_prediction_annotations(annotation_file: str | Path, predictions: Mappi
                 f"predictions {path} were made on annotation file {provenance.get('annotation_file')} "
                 f"(as {provenance_file(path)} records), not on {annotation_file} (other content): "
                 "pass the annotation file they were made on, or predict again on this one"
+            )
+
+
+def predictions_nms_mode(path: str | Path) -> str | None:
+    """The NMS mode a predictions file's provenance records for its model (None: no YOLO NMS, or nothing
+    recorded; see :func:`~tinysaver_det.detection.nms_mode.recorded_nms_mode`)."""
+    return recorded_nms_mode((prediction_provenance(path) or {}).get("model"))
+
+
+def run_nms_modes(run_dir: str | Path) -> dict[str, str | None]:
+    """``{"<run_dir> saver": mode, "<run_dir> base": mode}`` as a cascade run's ``run.json`` records them."""
+    recorded = _read_json_object(Path(run_dir) / RUN_JSON)
+    return {f"{run_dir} {role}": recorded_nms_mode(recorded.get(role)) for role in ("saver", "base")}
+
+
+def check_same_nms_mode(modes: Mapping[str, str | None]) -> None:
+    """Inputs combined in one sweep, table or cache were made with the same NMS mode.
+
+    The validator's multi-label NMS and the predictor's single-label one give other AP and other image
+    confidences, so numbers from the two do not compare. Inputs whose mode is None (mmdet, unrecorded)
+    are not checked.
+
+    Args:
+        modes: ``{input named for the message: its NMS mode}``.
+
+    Raises:
+        TinySaverInputError: naming two inputs made with different modes and the way out.
+    """
+    known = [(name, mode) for name, mode in modes.items() if mode is not None]
+    for name, mode in known[1:]:
+        if mode != known[0][1]:
+            raise TinySaverInputError(
+                f"{known[0][0]} was predicted with the {known[0][1]} NMS and {name} with the {mode} NMS: their "
+                "numbers do not compare; predict both with the same --nms"
             )
