@@ -71,3 +71,49 @@ def test_an_mmdet_config_is_a_base_of_the_front_door(tmp_path):
         assert (r.gflops["base"] > 0) == (not r.exited)
         if r.exited:  # the saver's shapes come back under their COCO names
             assert {normalize_name(r.names[int(c)]) for c in r.boxes.cls} <= {normalize_name(n) for n in coco}
+
+
+@pytest.mark.slow
+def test_the_plugin_builds_a_feature_saver_for_a_feature_router_of_an_operating_point(tmp_path):
+    """An operating point whose confidence reads the saver's own features: the plug-in builds its saver
+    with features=True (through the one cascade builder), so a batch routes by the router's confidence."""
+    import numpy as np
+    import torch
+    from mmcv.transforms import Compose
+    from mmengine.dataset import pseudo_collate
+
+    from tinysaver_det.adapters.ultralytics import UltralyticsDetector
+    from tinysaver_det.detection.images import load_image
+    from tinysaver_det.detection.post_evaluator import fit_feature_router
+    from tinysaver_det.operating_point import confidence_entry
+
+    cfg = Config.fromfile(SUBSET_CONFIG)
+    weights = tmp_path / "pico.pt"
+    shutil.copy(assets.asset_path(assets.DEMO_SAVER), weights)
+    paths = sorted(assets.asset_path(assets.DEMO_IMAGES).glob("*.jpg"))[:8]
+    saver = UltralyticsDetector(weights, imgsz=320, features=True)
+    detections = saver.predict([load_image(p) for p in paths], list(range(len(paths)))).detections
+    router = fit_feature_router(detections, np.random.default_rng(0).normal(size=len(paths)),
+                                block_choices=[("outputs", "candidates", "pooled")])
+    router_file = router.save(tmp_path / "features_router.json")
+    confidences = np.array([router(d) for d in detections])
+    t = float(np.median(confidences))
+    shapes = ["circle", "octagon", "square", "rectangle", "triangle", "arrowhead", "star", "cross"]
+    entry = {"weights": str(weights), "sha256": sha256_file(weights), "imgsz": 320,
+             "predict": {"conf": 0.001, "iou": 0.7, "max_det": 300},
+             "class_map": dict(zip(shapes, cfg.model.saver.class_names))}
+    path = OperatingPointFile(entry, {"weights": str(SUBSET_CONFIG)}, confidence_entry(router_file), 0.05, t).write(
+        tmp_path / "op.json")
+
+    model = MODELS.build({**cfg.model, "saver": {"device": "cpu"}, "threshold": None, "operating_point": str(path)})
+    model.eval()
+    assert model.saver.settings["features"] == router.recipe
+    pipeline = Compose([step for step in cfg.test_dataloader.dataset.pipeline if step["type"] != "LoadAnnotations"])
+    batch = pseudo_collate([pipeline(dict(img_path=str(p), img_id=i)) for i, p in enumerate(paths)])
+    with torch.no_grad():
+        samples = model.test_step(batch)
+    routing = [sample.tinysaver for sample in samples]
+    np.testing.assert_allclose([r["confidence"] for r in routing], confidences, rtol=0, atol=1e-9)
+    assert [r["exited"] for r in routing] == [bool(c >= t) for c in confidences]
+    assert 0 < sum(r["exited"] for r in routing) < len(paths)
+    assert all((r["base_gflops"] > 0) == (not r["exited"]) for r in routing)
