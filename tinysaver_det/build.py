@@ -263,6 +263,35 @@ def build_cascade(
     """
     from tinysaver_det.detection.cascade import Cascade, MultiStageCascade
 
+    detectors, policies = build_stages(models, policy, t=t, confidence=confidence, min_score=min_score,
+                                       operating_point=operating_point, category_ids_by_name=category_ids_by_name,
+                                       class_map=class_map, device=device, half=half, imgsz=imgsz)
+    if len(detectors) == 2:
+        return Cascade(detectors[0], detectors[1], policies[0], run_base_on_all=run_base_on_all)
+    return MultiStageCascade(detectors, policies, run_all=run_base_on_all)
+
+
+def build_stages(
+    models: Sequence[ModelSpec] | None = None,
+    policy: ExitPolicy | Sequence[ExitPolicy] | None = None,
+    *,
+    t: float | Sequence[float] | None = None,
+    confidence="mean",
+    min_score: float = DEFAULT_MIN_SCORE,
+    operating_point=None,
+    category_ids_by_name: Mapping[str, int] | None = None,
+    class_map: Mapping[str, str] | None = None,
+    device: str | None = None,
+    half: bool = False,
+    imgsz: int | None = None,
+):
+    """The detectors and exit rules of a cascade (what :func:`build_cascade` assembles), for a caller that
+    assembles them itself (``multistage-run``'s :class:`~tinysaver_det.detection.cascade.MultiStageCascade`
+    for any K, 2 included). Arguments as :func:`build_cascade`'s.
+
+    Returns:
+        ``(detectors, policies)``: K detectors, cheapest first, and K - 1 exit rules.
+    """
     if operating_point is not None:
         if models is not None or policy is not None or t is not None:
             raise TinySaverInputError("operating_point gives the models and the exit rule: give no models, policy or t")
@@ -292,9 +321,7 @@ def build_cascade(
         detectors[k] = make(k, with_class_map(category_ids_by_name, class_map), stage_needs_features(policies[k]))
         if names is not None:
             map_onto_names(detectors[k], names, class_map, _role(k, n), _role(last, n))
-    if n == 2:
-        return Cascade(detectors[0], detectors[1], policies[0], run_base_on_all=run_base_on_all)
-    return MultiStageCascade(detectors, policies, run_all=run_base_on_all)
+    return detectors, policies
 
 
 def _is_mmdet_spec(spec) -> bool:

@@ -47,8 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysaver_det.adapters import create_detector
-    from tinysaver_det.core.policy import ExitPolicy
+    from tinysaver_det.build import build_stages, exit_policies
     from tinysaver_det.detection.cache import split_image_ids
     from tinysaver_det.detection.cascade import MultiStageCascade
     from tinysaver_det.detection.dataset import CocoDataset
@@ -61,22 +60,17 @@ def run(args: argparse.Namespace) -> int:
     if len(confidences) != len(args.t):
         raise TinySaverInputError(f"--confidence: {len(confidences)} given for {len(args.t)} thresholds (one per "
                                   "stage but the last, or one for all)")
-    try:
-        rules = [ExitPolicy(t, confidence, args.min_score) for t, confidence in zip(args.t, confidences)]
-    except ValueError as error:
-        raise TinySaverInputError(str(error)) from None
+    if len(args.t) != len(args.weights) - 1:
+        raise TinySaverInputError(f"--t: {len(args.t)} given for {len(args.weights)} --weights; give one per stage "
+                                  "but the last (a cascade needs at least 2 models)")
+    rules = exit_policies(len(args.t), t=list(args.t), confidence=confidences, min_score=args.min_score)
     dataset = CocoDataset(*dataset_paths(args))
     if args.part != "all":
         calibration, held_out = split_image_ids(dataset.image_ids, args.split, args.seed)
         dataset = dataset.subset(calibration if args.part == "calibration" else held_out)
-    stages = [
-        create_detector(w, dataset.category_ids_by_name, imgsz=args.imgsz, device=args.device, half=args.half)
-        for w in args.weights
-    ]
-    try:
-        cascade = MultiStageCascade(stages, rules)
-    except ValueError as error:
-        raise TinySaverInputError(str(error)) from None
+    stages, rules = build_stages(args.weights, rules, category_ids_by_name=dataset.category_ids_by_name,
+                                 device=args.device, half=args.half, imgsz=args.imgsz)
+    cascade = MultiStageCascade(stages, rules)
     try:
         summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet,
                                       resume=args.resume, overwrite=args.overwrite)
