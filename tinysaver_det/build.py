@@ -33,7 +33,6 @@ Example::
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ExitPolicy
@@ -271,20 +270,9 @@ def build_cascade(
     return MultiStageCascade(detectors, policies, run_all=run_base_on_all)
 
 
-def build_stages(
-    models: Sequence[ModelSpec] | None = None,
-    policy: ExitPolicy | Sequence[ExitPolicy] | None = None,
-    *,
-    t: float | Sequence[float] | None = None,
-    confidence="mean",
-    min_score: float = DEFAULT_MIN_SCORE,
-    operating_point=None,
-    category_ids_by_name: Mapping[str, int] | None = None,
-    class_map: Mapping[str, str] | None = None,
-    device: str | None = None,
-    half: bool = False,
-    imgsz: int | None = None,
-):
+def build_stages(models: Sequence[ModelSpec] | None = None, policy=None, *, t=None, confidence="mean",
+                 min_score: float = DEFAULT_MIN_SCORE, operating_point=None, category_ids_by_name=None,
+                 class_map=None, device: str | None = None, half: bool = False, imgsz: int | None = None):
     """The detectors and exit rules of a cascade (what :func:`build_cascade` assembles), for a caller that
     assembles them itself (``multistage-run``'s :class:`~tinysaver_det.detection.cascade.MultiStageCascade`
     for any K, 2 included). Arguments as :func:`build_cascade`'s.

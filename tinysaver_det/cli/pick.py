@@ -167,7 +167,9 @@ def _write_operating_points(args, ann, chain, predictions, points, calibration, 
         op = operating_point_file(point, calibration, held_out, tuple(chain), entries, ann, args.confidence,
                                   split=args.split, replicates=args.bootstrap, seed=args.seed)
         if op is None:
-            print(f"note: no {name}: for {point.target.label} the pick is {chain[-1]} alone")
+            reason = (f"the pick is {chain[-1]} alone" if point.calibration is None or not point.calibration.thresholds
+                      else "a stage of the pick never answers (t = inf): pick again without it in --models")
+            print(f"note: no {name}: for {point.target.label} {reason}")
             continue
         paths = [op.write(out / name)] + ([op.write(out / FILE_NAME)] if index == 0 else [])
         interval = op.held_out["bootstrap"]
