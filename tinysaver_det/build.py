@@ -302,14 +302,18 @@ def build_stages(models: Sequence[ModelSpec] | None = None, policy=None, *, t=No
             return build_detector(models[k], _role(k, n), category_ids_by_name=ids, device=device, half=half,
                                   imgsz=size, features=features)
     last = n - 1
-    detectors: list = [None] * n
-    detectors[last] = make(last, category_ids_by_name, False)  # the last stage answers every image it sees
-    names = None if category_ids_by_name is not None else target_names(detectors[last], _role(last, n))
+    if category_ids_by_name is not None:  # every model answers in the dataset's ids: built cheapest first
+        ids = with_class_map(category_ids_by_name, class_map)
+        detectors = [make(k, ids, stage_needs_features(policies[k])) for k in range(last)]
+        return [*detectors, make(last, category_ids_by_name, False)], policies
+    # No dataset: the last model's classes are the answer's, so it is built first.
+    final = make(last, None, False)  # the last stage answers every image it reaches: it needs no router
+    names = target_names(final, _role(last, n))
+    detectors = []
     for k in range(last):
-        detectors[k] = make(k, with_class_map(category_ids_by_name, class_map), stage_needs_features(policies[k]))
-        if names is not None:
-            map_onto_names(detectors[k], names, class_map, _role(k, n), _role(last, n))
-    return detectors, policies
+        detectors.append(make(k, None, stage_needs_features(policies[k])))
+        map_onto_names(detectors[k], names, class_map, _role(k, n), _role(last, n))
+    return [*detectors, final], policies
 
 
 def _is_mmdet_spec(spec) -> bool:
