@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tinysaver_det.adapters import check_imgsz
     from tinysaver_det.build import build_stages, exit_policies
     from tinysaver_det.detection.cache import split_image_ids
     from tinysaver_det.detection.cascade import MultiStageCascade
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise TinySaverInputError(f"--t: {len(args.t)} given for {len(args.weights)} --weights; give one per stage "
                                   "but the last (a cascade needs at least 2 models)")
     rules = exit_policies(len(args.t), t=list(args.t), confidence=confidences, min_score=args.min_score)
+    for weights in args.weights:  # --imgsz is for every model here: an mmdet one cannot take it
+        check_imgsz(weights, args.imgsz)
     dataset = CocoDataset(*dataset_paths(args))
     if args.part != "all":
         calibration, held_out = split_image_ids(dataset.image_ids, args.split, args.seed)
