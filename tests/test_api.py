@@ -364,3 +364,41 @@ def test_conf_is_not_taken_as_an_abbreviation_of_confidence(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["eval", "--conf", "0.3"])
     assert stop.value.code == 2 and "unrecognized arguments: --conf 0.3" in capsys.readouterr().err
+
+
+@slow
+def test_a_k_stage_operating_point_from_pick_rebuilds_the_k_stage_cascade(demo_slice, tmp_path):
+    """pick --models pico n s writes a 3-stage operating point; the builder rebuilds that cascade, which
+    routes each image to the stage the cached predictions say; TinySaver (2 models) refuses the file."""
+    from tinysaver_det.api import TinySaver
+    from tinysaver_det.build import build_cascade
+    from tinysaver_det.cli import main
+    from tinysaver_det.core.cascade_model import stage_indices
+    from tinysaver_det.core.policy import image_confidence
+    from tinysaver_det.detection.cache import read_predictions
+    from tinysaver_det.detection.cascade import MultiStageCascade
+    from tinysaver_det.detection.images import load_image
+
+    chain = ("pico", "n", "s")
+    out = tmp_path / "pick"
+    argv = ["pick", "--ann", str(demo_slice.annotations), "--models", *chain, "--max-drop", "0.05",
+            "--bootstrap", "5", "--out", str(out)]
+    for name in chain:
+        argv += ["--model", f"{name}={demo_slice.predictions[name]}"]
+    assert main(argv) == 0
+    point = read_operating_point(out / "operating_point.json")
+    assert point.n_stages == 3 and len(point.stage_thresholds) == 2
+    assert [e["sha256"] for e in point.stage_entries] == [demo_slice.models[m].settings["sha256"] for m in chain]
+    data = json.loads((out / "operating_point.json").read_text())
+    assert "saver" not in data and len(data["stages"]) == 3 and data["t"] == list(point.stage_thresholds)
+
+    dataset = demo_slice.dataset
+    cascade = build_cascade(operating_point=out, category_ids_by_name=dataset.category_ids_by_name)
+    assert isinstance(cascade, MultiStageCascade) and cascade.thresholds == point.stage_thresholds
+    infos = dataset.images
+    outputs = cascade.run([load_image(dataset.path(info)) for info in infos], [info.image_id for info in infos])
+    cached = [read_predictions(demo_slice.predictions[m]) for m in chain[:-1]]
+    confidences = [[image_confidence(rows[info.image_id].detections.scores) for info in infos] for rows in cached]
+    assert [o.stage for o in outputs] == stage_indices(confidences, point.stage_thresholds).tolist()
+    with pytest.raises(TinySaverInputError, match="3-stage"):
+        TinySaver.from_operating_point(out)

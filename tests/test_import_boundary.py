@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tinysaver_det
@@ -84,3 +85,48 @@ def test_the_sweep_subcommand_from_two_results_jsons_loads_no_framework(tmp_path
     assert rows[0].startswith("t,exit_ratio,AP") and len(rows) == 4
     # t = 0: the saver answers all three images and misses image 3; t = 1.01: the base, right everywhere.
     assert float(rows[1].split(",")[2]) < 1.0 and float(rows[3].split(",")[2]) == pytest.approx(1.0)
+
+
+def test_the_pick_subcommand_writes_operating_points_and_loads_no_framework(tmp_path):
+    """``pick`` reads each model's settings from the provenance file beside its predictions: the
+    operating point files it writes carry them, and no model (no framework) is loaded for it."""
+    rng = np.random.default_rng(0)
+    n = 12
+    boxes = [[10.0, 10.0, 30.0, 30.0]]
+    annotations = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 64} for i in range(1, n + 1)],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": i, "image_id": i, "bbox": [10, 10, 20, 20], "area": 400.0, "iscrowd": 0,
+                         "category_id": 1} for i in range(1, n + 1)],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(annotations))
+    settings = {
+        "saver": {"name": "saver.pt", "weights": str(tmp_path / "saver.pt"), "sha256": "a" * 64, "imgsz": 320,
+                  "category_ids": [1], "conf": 0.001, "iou": 0.7, "max_det": 300, "device": "cpu"},
+        "base": {"name": "base", "weights": str(tmp_path / "base.py"), "config_sha256": "b" * 64,
+                 "checkpoint": str(tmp_path / "base.pth"), "sha256": "c" * 64, "category_ids": [1], "device": "cpu"},
+    }
+    for role, gflops in (("saver", 1.0), ("base", 10.0)):
+        with (tmp_path / f"{role}_predictions.jsonl").open("w") as stream:
+            for i in range(1, n + 1):
+                right = role == "base" or i % 3 != 0  # the saver misses every third image, with a low score
+                score = float(rng.uniform(0.6, 0.9) if right else rng.uniform(0.06, 0.2))
+                box = boxes if right else [[40.0, 40.0, 60.0, 60.0]]
+                stream.write(json.dumps({"image_id": i, "boxes": box, "scores": [score], "category_ids": [1],
+                                         "gflops": gflops, "seconds": gflops / 1000}) + "\n")
+        (tmp_path / f"{role}_predictions.run.json").write_text(json.dumps({"model": settings[role]}))
+    out = tmp_path / "pick"
+    argv = ["pick", "--ann", str(tmp_path / "ann.json"), "--model", f"saver={tmp_path / 'saver_predictions.jsonl'}",
+            "--model", f"base={tmp_path / 'base_predictions.jsonl'}", "--max-drop", "0.0", "--gflops", "2",
+            "--bootstrap", "5", "--out", str(out)]
+    code = "import sys\nfrom tinysaver_det.cli import main\nassert main(sys.argv[1:]) == 0"
+    assert loaded_frameworks(code, *argv) == []
+    from tinysaver_det.operating_point import read_operating_point
+
+    drop, budget = (read_operating_point(out / f"operating_point_{name}_GFLOPs.json") for name in ("max_drop_0", "budget_2"))
+    assert read_operating_point(out / "operating_point.json") == drop  # the first target's
+    assert budget.saver == {"weights": settings["saver"]["weights"], "sha256": "a" * 64, "imgsz": 320,
+                            "predict": {"conf": 0.001, "iou": 0.7, "max_det": 300}, "class_map": {}}
+    assert budget.base == {key: settings["base"][key] for key in ("weights", "config_sha256", "checkpoint", "sha256")}
+    assert budget.calibration["gflops_per_image"] <= 2 < drop.calibration["gflops_per_image"]
+    assert budget.calibration["AP"] < drop.calibration["AP"] == pytest.approx(1.0)

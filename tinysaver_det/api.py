@@ -31,17 +31,13 @@ from typing import Iterator, Mapping
 
 import numpy as np
 import torch
-from ultralytics import YOLO
 from ultralytics.data import load_inference_source
 from ultralytics.engine.results import Results
 
-from tinysaver_det.adapters import create_detector, is_mmdet_config, resolve_weights
+from tinysaver_det.build import build_cascade, target_names
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, validate_threshold
-from tinysaver_det.detection.cascade import Cascade, CascadeOutput
-from tinysaver_det.detection.categories import normalize_name
-from tinysaver_det.detection.router_files import router_needs_saver_features
+from tinysaver_det.detection.cascade import CascadeOutput
 from tinysaver_det.detection.nms_mode import DEFAULT_NMS
-from tinysaver_det.detection.types import Detector
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.timing import check_device, default_device
 
@@ -99,7 +95,7 @@ class CascadeResult(Results):
     frame = property(lambda self: self.routing.frame)
 
 
-def prediction_row(result: CascadeResult) -> dict:
+def predictions_jsonl_row(result: CascadeResult) -> dict:
     """One json-ready row of ``predictions.jsonl`` for a result: routing and detections.
 
     Keys: ``source, frame, exited, confidence, stage, detections`` (``[{xyxy, score, class_id,
@@ -114,70 +110,6 @@ def prediction_row(result: CascadeResult) -> dict:
     routing = asdict(result.routing)
     return {**{k: routing[k] for k in ("source", "frame", "exited", "confidence", "stage")},
             "detections": detections, "gflops": routing["gflops"], "ms": routing["ms"]}
-
-
-def _build(spec, device: str, half: bool, imgsz: int | None, role: str, features: bool = False,
-           nms: str = DEFAULT_NMS) -> Detector:
-    """A Detector for a saver/base spec: a Detector, a YOLO object, weights, a name, or an mmdet config.
-
-    An mmdet base is a config path (random weights) or a ``(config, checkpoint)`` pair. ``features``:
-    a YOLO saver also captures its own features (for a router that reads them). ``nms``: a YOLO model's
-    NMS mode.
-    """
-    if isinstance(spec, YOLO):
-        return create_detector(spec, None, imgsz=imgsz, device=device, half=half, features=features or None, nms=nms)
-    if isinstance(spec, (tuple, list)):
-        if len(spec) != 2 or not is_mmdet_config(spec[0]):
-            raise TinySaverInputError(f"{role}: a pair must be (mmdet config .py, checkpoint), got {spec!r}")
-        return create_detector(spec[0], None, checkpoint=spec[1], device=device, half=half)
-    if isinstance(spec, (str, os.PathLike)):
-        spec = resolve_weights(spec)
-        if is_mmdet_config(spec):
-            if features:
-                raise TinySaverInputError(f"{role} {spec}: the confidence reads a YOLO saver's own features; "
-                                          "an mmdet model captures none")
-            return create_detector(spec, None, device=device, half=half)
-        return create_detector(spec, None, imgsz=imgsz, device=device, half=half, features=features or None, nms=nms)
-    if isinstance(spec, Detector):
-        return spec
-    raise TinySaverInputError(
-        f"{role}: expected weights (path or name), a YOLO object, an mmdet config or a Detector, got {type(spec).__name__}"
-    )
-
-
-def _names_of(detector: Detector, role: str) -> dict[int, str]:
-    names = getattr(detector, "names", None)
-    if not isinstance(names, Mapping) or not names:
-        raise TinySaverInputError(
-            f"{role} {detector.name!r} has no class names: a Detector used as {role} needs a `names` "
-            "dict {class id: name} (the ids its detections carry)"
-        )
-    return {int(k): str(v) for k, v in names.items()}
-
-
-def _map_saver_onto_base(saver: Detector, base_names: dict[int, str], class_map: Mapping[str, str] | None) -> None:
-    """Point the saver's classes at the base's class ids, by name (``class_map``: saver name -> base name)."""
-    class_map = dict(class_map or {})
-    by_name = {normalize_name(name): index for index, name in base_names.items()}
-    if hasattr(saver, "map_classes"):
-        saver_names = {normalize_name(n) for n in saver.class_names.values()}
-        unknown = sorted(k for k in class_map if normalize_name(k) not in saver_names)
-        if unknown:
-            raise TinySaverInputError(f"class_map: {unknown} are not classes of the saver {saver.name!r}")
-        targets = {name: index for index, name in base_names.items()}
-        for saver_name, base_name in class_map.items():
-            if normalize_name(base_name) not in by_name:
-                raise TinySaverInputError(
-                    f"class_map: {saver_name!r} -> {base_name!r}, but the base has no class {base_name!r}"
-                )
-            targets[saver_name] = by_name[normalize_name(base_name)]
-        saver.map_classes(targets, among="the base's classes (class_map={saver name: base name} maps renamed ones)")
-        return
-    # Any other Detector: its ids must already be the base's, with the same names.
-    wrong = {i: n for i, n in _names_of(saver, "saver").items()
-             if i not in base_names or normalize_name(base_names[i]) != normalize_name(class_map.get(n, n))}
-    if wrong:
-        raise TinySaverInputError(f"saver {saver.name!r}: class ids/names {wrong} are not the base's {base_names}")
 
 
 class TinySaver:
@@ -223,16 +155,17 @@ class TinySaver:
     ) -> None:
         t = validate_threshold(t, "t")
         self.device = check_device(default_device() if device is None else device)
-        self.base = _build(base, self.device, half, imgsz, "base", nms=nms)
-        self.names = _names_of(self.base, "base")
-        features = router_needs_saver_features(confidence)  # a router that reads the saver's own features
-        self.saver = _build(saver, self.device, half, imgsz, "saver", features, nms=nms)
+        self.cascade = build_cascade([saver, base], t=t, confidence=confidence, min_score=min_score,
+                                     class_map=class_map, device=self.device, half=half, imgsz=imgsz, nms=nms)
+        self._adopt_cascade(class_map)
+
+    def _adopt_cascade(self, class_map: Mapping[str, str] | None) -> None:
+        self.saver, self.base = self.cascade.saver, self.cascade.base
+        self.names = target_names(self.base, "base")
         for detector in (self.saver, self.base):  # YOLO stages also keep YOLO.predict's boxes (see predict)
             if hasattr(detector, "keep_single_label"):
                 detector.keep_single_label = True
-        _map_saver_onto_base(self.saver, self.names, class_map)
         self.class_map = dict(class_map or {})
-        self.cascade = Cascade(self.saver, self.base, t, min_score=min_score, confidence=confidence)
 
     @property
     def t(self) -> float:
@@ -245,21 +178,23 @@ class TinySaver:
     @classmethod
     def from_operating_point(cls, path: str | os.PathLike, *, device: str | None = None,
                              half: bool = False) -> "TinySaver":
-        """The cascade an ``operating_point.json`` describes (``tinysaver pick``), on ``device``.
+        """The cascade a 2-model ``operating_point.json`` describes (``tinysaver pick``), on ``device``.
 
         Each weights file (and a router file) must have the sha256 recorded in it: a changed file
-        is refused, naming both hashes.
+        is refused, naming both hashes. A K-stage file (K >= 3) is refused here: build it with
+        :func:`tinysaver_det.build.build_cascade` (``operating_point=path``).
         """
         from tinysaver_det.operating_point import read_operating_point
 
         point = read_operating_point(path)
-        device = check_device(device if device is not None else default_device())
-        confidence = point.confidence_option()  # once: a router file is stat-ed and sha256-hashed on each call
-        features = router_needs_saver_features(confidence)
-        models = {role: point.build_model(role, None, device=device, half=half, features=features and role == "saver")
-                  for role in ("base", "saver")}
-        return cls(models["saver"], models["base"], point.t, confidence=confidence,
-                   min_score=point.min_score, device=device, class_map=point.saver.get("class_map"))
+        if point.n_stages != 2:
+            raise TinySaverInputError(f"operating point {path} is a {point.n_stages}-stage cascade; TinySaver runs "
+                                      "2 (saver -> base): build it with tinysaver_det.build.build_cascade(operating_point=...)")
+        self = cls.__new__(cls)
+        self.device = check_device(device if device is not None else default_device())
+        self.cascade = build_cascade(operating_point=point, device=self.device, half=half)
+        self._adopt_cascade(point.class_map)
+        return self
 
     def predict(self, source, *, conf: float = 0.25, stream: bool = False, batch: int = 1,
                 vid_stride: int = 1, single_label: bool = True) -> list[CascadeResult] | Iterator[CascadeResult]:

@@ -6,7 +6,8 @@ threshold picked on a calibration split can be saved, reviewed and loaded again:
 =================  ==================================================================================
 ``saver``/``base`` ``weights`` (a path, an official name or a demo name), ``sha256`` of the weights file,
                    ``imgsz``, ``predict`` (conf, iou, max_det, nms), ``class_map`` (saver only); an mmdet
-                   base also has ``checkpoint`` (whose sha256 is recorded) and ``config_sha256``
+                   model's ``weights`` is its config (``config_sha256``), and ``checkpoint`` (None:
+                   random weights) has ``sha256``
 ``confidence``     ``{"name": "mean"}`` or ``{"router_file": path, "sha256": ...}``
 ``min_score``      score floor of the confidence
 ``t``              the exit threshold
@@ -17,9 +18,15 @@ threshold picked on a calibration split can be saved, reviewed and loaded again:
                    images (resampled with replacement) for the AP and the GFLOPs per image
 =================  ==================================================================================
 
+A K-stage cascade (K >= 3, ``pick --models pico n s``) is written with ``stages`` (one entry per model,
+cheapest first, as ``saver``/``base`` above; ``class_map`` on the first) and ``t`` as a list (one
+threshold per stage but the last) instead of ``saver``, ``base`` and one ``t``; one ``confidence`` and
+``min_score`` serve every stage. :func:`tinysaver_det.build.build_cascade` builds either form.
+
 Loading checks each recorded sha256 against the file found now; a weights or router file that
 changed is refused, naming both hashes. This module imports no framework; building the models
-(:meth:`OperatingPointFile.build_model`) imports the adapters lazily.
+(:meth:`OperatingPointFile.build_model`, :func:`tinysaver_det.build.build_cascade`) imports the
+adapters lazily.
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from tinysaver_det.detection.categories import normalize_name
-from tinysaver_det.detection.router_files import is_router_file
 from tinysaver_det.detection.nms_mode import PREDICTOR
+from tinysaver_det.detection.router_files import is_router_file
+from tinysaver_det.detection.types import detector_settings
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, read_json, sha256_file
 
@@ -73,9 +80,17 @@ def weights_reference(spec: str | os.PathLike) -> str:
 def model_entry(spec: str | os.PathLike, settings: Mapping[str, Any], **extra) -> dict:
     """The ``saver``/``base`` entry for a model given as ``spec`` whose adapter reports ``settings``.
 
-    ``settings`` is an adapter's ``settings`` dict (weights path, sha256, imgsz, conf, iou, max_det, and a
-    YOLO model's NMS mode, :mod:`tinysaver_det.detection.nms_mode`).
+    ``settings`` is an adapter's ``settings`` dict (:attr:`~tinysaver_det.detection.types.DetectorBase.settings`),
+    as a run records it: Ultralytics' weights path, sha256, imgsz, conf, iou, max_det, NMS mode
+    (:mod:`tinysaver_det.detection.nms_mode`); an mmdet model's
+    config (``weights``) and ``config_sha256``, ``checkpoint`` and its ``sha256``.
+
+    >>> model_entry("cfg.py", {"weights": "/m/cfg.py", "config_sha256": "c", "checkpoint": None, "sha256": None})
+    {'weights': 'cfg.py', 'config_sha256': 'c', 'checkpoint': None, 'sha256': None}
     """
+    if "config_sha256" in settings:  # an mmdet model: its config and its checkpoint
+        return {"weights": weights_reference(spec), "config_sha256": settings["config_sha256"],
+                "checkpoint": settings.get("checkpoint"), "sha256": settings.get("sha256"), **extra}
     predict = {key: settings[key] for key in ("conf", "iou", "max_det", "nms") if key in settings}
     return {
         "weights": weights_reference(spec),
@@ -112,7 +127,12 @@ def _finite(value, name: str) -> float:
 
 @dataclass(frozen=True)
 class OperatingPointFile:
-    """The contents of an ``operating_point.json`` (see the module docstring for each field)."""
+    """The contents of an ``operating_point.json`` (see the module docstring for each field).
+
+    A K-stage file (K >= 3) has ``stages`` (every model's entry, cheapest first) and ``thresholds``
+    (one per stage but the last); its ``saver``, ``base`` and ``t`` are then the first stage, the last
+    stage and the first threshold (build it with :meth:`multistage`).
+    """
 
     saver: dict
     base: dict
@@ -123,14 +143,47 @@ class OperatingPointFile:
     calibration: dict | None = None
     held_out: dict | None = None
     extra: dict = field(default_factory=dict)
+    stages: tuple = ()
+    thresholds: tuple = ()
+
+    @classmethod
+    def multistage(cls, stages, thresholds, confidence: dict, min_score: float, **fields) -> "OperatingPointFile":
+        """A cascade of ``len(stages)`` models: a 2-stage file when there are 2, else the ``stages`` form."""
+        stages, thresholds = tuple(dict(s) for s in stages), tuple(float(t) for t in thresholds)
+        if len(stages) < 2 or len(thresholds) != len(stages) - 1:
+            raise TinySaverInputError(f"operating point: {len(stages)} stages need {len(stages) - 1} thresholds, "
+                                      f"got {len(thresholds)}")
+        many = len(stages) > 2
+        return cls(stages[0], stages[-1], confidence, min_score, thresholds[0], **fields,
+                   stages=stages if many else (), thresholds=thresholds if many else ())
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages) or 2
+
+    @property
+    def stage_entries(self) -> tuple[dict, ...]:
+        """Every model's entry, cheapest first (``(saver, base)`` for a 2-stage file)."""
+        return self.stages or (self.saver, self.base)
+
+    @property
+    def stage_thresholds(self) -> tuple[float, ...]:
+        """One threshold per stage but the last (``(t,)`` for a 2-stage file)."""
+        return self.thresholds or (self.t,)
+
+    @property
+    def class_map(self) -> dict:
+        """``{saver class name: base class name}`` recorded with the first model."""
+        return dict(self.stage_entries[0].get("class_map") or {})
 
     def to_dict(self) -> dict:
         from tinysaver_det import __version__
 
+        models = ({"stages": list(self.stages), "t": list(self.thresholds)} if self.stages
+                  else {"saver": self.saver, "base": self.base, "t": self.t})
         return {
             "format": FORMAT, "version": VERSION, "package_version": __version__,
-            "saver": self.saver, "base": self.base, "confidence": self.confidence,
-            "min_score": self.min_score, "t": self.t, "target": self.target,
+            **models, "confidence": self.confidence, "min_score": self.min_score, "target": self.target,
             "calibration": self.calibration, "held_out": self.held_out, **self.extra,
         }
 
@@ -150,20 +203,29 @@ class OperatingPointFile:
             raise TinySaverInputError(f"{source}: not an operating point file (format {data.get('format')!r})")
         if data.get("version") != VERSION:
             raise TinySaverInputError(f"{source}: version {data.get('version')!r}; this package reads {VERSION}")
-        missing = [k for k in ("saver", "base", "confidence", "min_score", "t") if k not in data]
+        many = "stages" in data
+        missing = [k for k in (("stages",) if many else ("saver", "base")) + ("confidence", "min_score", "t")
+                   if k not in data]
         if missing:
             raise TinySaverInputError(f"{source}: missing {missing}")
-        for role in ("saver", "base"):
-            if not isinstance(data[role], Mapping) or "weights" not in data[role]:
+        if many:
+            if not isinstance(data["stages"], list) or not isinstance(data["t"], list):
+                raise TinySaverInputError(f"{source}: stages and t must be lists (one t per stage but the last)")
+            entries = {f"stages[{k}]": entry for k, entry in enumerate(data["stages"])}
+        else:
+            entries = {role: data[role] for role in ("saver", "base")}
+        for role, entry in entries.items():
+            if not isinstance(entry, Mapping) or "weights" not in entry:
                 raise TinySaverInputError(f"{source}: {role} must be an object with 'weights'")
-        known = {"format", "version", "package_version", "saver", "base", "confidence", "min_score", "t",
+        known = {"format", "version", "package_version", "saver", "base", "stages", "confidence", "min_score", "t",
                  "target", "calibration", "held_out"}
-        return cls(
-            saver=dict(data["saver"]), base=dict(data["base"]), confidence=dict(data["confidence"]),
-            min_score=_finite(data["min_score"], "min_score"), t=_finite(data["t"], "t"),
-            target=data.get("target"), calibration=data.get("calibration"), held_out=data.get("held_out"),
-            extra={k: v for k, v in data.items() if k not in known},
-        )
+        fields = dict(confidence=dict(data["confidence"]), min_score=_finite(data["min_score"], "min_score"),
+                      target=data.get("target"), calibration=data.get("calibration"), held_out=data.get("held_out"),
+                      extra={k: v for k, v in data.items() if k not in known})
+        if many:
+            thresholds = [_finite(t, "t") for t in data["t"]]
+            return cls.multistage(list(entries.values()), thresholds, **fields)
+        return cls(saver=dict(data["saver"]), base=dict(data["base"]), t=_finite(data["t"], "t"), **fields)
 
     def confidence_option(self) -> str:
         """The ``confidence=`` option it records: a name, or the router file after its sha256 check."""
@@ -175,43 +237,51 @@ class OperatingPointFile:
             return str(path)
         return str(self.confidence.get("name", "mean"))
 
-    def build_model(self, role: str, category_ids_by_name: Mapping[str, int] | None = None, *,
-                    device: str = "cpu", half: bool = False, features: bool = False):
-        """Build the saver or the base it records, after checking the weights' sha256.
+    def exit_policies(self) -> list:
+        """One :class:`~tinysaver_det.core.policy.ExitPolicy` per stage but the last (the router file checked once)."""
+        from tinysaver_det.core.policy import ExitPolicy
 
-        A local weights file is checked before it is loaded; an official name that Ultralytics
-        resolves (or downloads) is checked on the file Ultralytics loaded.
+        confidence = self.confidence_option()
+        return [ExitPolicy(t, confidence, self.min_score) for t in self.stage_thresholds]
+
+    def build_model(self, role: str | int, category_ids_by_name: Mapping[str, int] | None = None, *,
+                    device: str | None = None, half: bool = False, features: bool = False):
+        """Build one model it records, after checking its files' sha256.
+
+        A local weights file (an mmdet config and checkpoint) is checked before it is loaded; an
+        official name that Ultralytics resolves (or downloads) is checked on the file Ultralytics
+        loaded. The class map is not applied here: :func:`tinysaver_det.build.build_cascade` applies
+        :attr:`class_map` (or :func:`tinysaver_det.build.with_class_map` with a dataset).
 
         Args:
-            role: ``"saver"`` or ``"base"``.
-            category_ids_by_name: a dataset's ``{name: id}`` (evaluation); None: the model's own
-                classes (deployment, where :class:`~tinysaver_det.api.TinySaver` maps the saver onto
-                the base). For the saver, the recorded ``class_map`` is applied on top.
-            features: capture a YOLO saver's own features (a router file that reads them).
+            role: ``"saver"``, ``"base"``, or a stage index (0 = the cheapest model).
+            category_ids_by_name: a dataset's ``{name: id}`` (evaluation); None: the model's own classes.
+            device: None: the adapter's default (the CPU).
+            features: capture a YOLO model's own features (a router file that reads them).
         """
-        from tinysaver_det.adapters import create_detector, is_mmdet_config, resolve_weights
+        from tinysaver_det.adapters import is_mmdet_config, resolve_weights
+        from tinysaver_det.build import build_detector
 
-        entry = getattr(self, role)
-        class_map = entry.get("class_map") or {}
-        if category_ids_by_name is not None and class_map:  # renamed saver classes take their base name's id
-            ids = {normalize_name(name): i for name, i in category_ids_by_name.items()}
-            category_ids_by_name = {**category_ids_by_name, **{
-                saver_name: ids[normalize_name(base_name)] for saver_name, base_name in class_map.items()
-                if normalize_name(base_name) in ids}}
+        if isinstance(role, int):
+            entry, role = self.stage_entries[role], ("saver", "base")[role] if self.n_stages == 2 else f"stage {role}"
+        else:
+            entry = getattr(self, role)
         weights = resolve_weights(entry["weights"])
         if is_mmdet_config(weights):
             checkpoint = entry.get("checkpoint")
             check_sha256(weights, entry.get("config_sha256"), f"{role} config")
             if checkpoint:
                 check_sha256(checkpoint, entry.get("sha256"), f"{role} checkpoint")
-            return create_detector(weights, category_ids_by_name, checkpoint=checkpoint, device=device, half=half)
+            return build_detector((weights, checkpoint) if checkpoint else weights, role,
+                                  category_ids_by_name=category_ids_by_name, device=device, half=half,
+                                  features=features)
         if Path(weights).is_file():
             check_sha256(weights, entry.get("sha256"), f"{role} weights")
         predict = dict(entry.get("predict") or {})
         predict.setdefault("nms", PREDICTOR)  # a point picked before the mode was recorded was measured with it
-        detector = create_detector(weights, category_ids_by_name, imgsz=entry.get("imgsz"), device=device, half=half,
-                                   features=features or None, **predict)
-        loaded = detector.settings.get("sha256") if hasattr(detector, "settings") else None
+        detector = build_detector(weights, role, category_ids_by_name=category_ids_by_name, imgsz=entry.get("imgsz"),
+                                  device=device, half=half, features=features, **predict)
+        loaded = detector_settings(detector).get("sha256")
         if entry.get("sha256") and loaded and loaded != entry["sha256"]:
             raise TinySaverInputError(
                 f"{role} weights {weights} loaded with sha256 {loaded}, but the operating point was picked with "

@@ -163,11 +163,11 @@ def _run_locked(cascade, source, out: Path, conf, batch, vid_stride, save, resum
 
 
 def _write(results: Iterable, writer: JsonlWriter, annotated: Path | None, batch: int, total, progress: bool) -> None:
-    from tinysaver_det.api import prediction_row
+    from tinysaver_det.api import predictions_jsonl_row
 
     pending = []
     for result in tqdm(results, total=total, unit="img", disable=not progress, desc="tinysaver predict"):
-        pending.append({**prediction_row(result), "status": "ok"})
+        pending.append({**predictions_jsonl_row(result), "status": "ok"})
         if annotated is not None:
             _save(result, annotated)
         if len(pending) >= batch:

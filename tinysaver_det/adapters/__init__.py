@@ -48,6 +48,20 @@ def check_half(half: bool, device: str | None) -> None:
         raise TinySaverInputError("--half (fp16) needs a GPU, and the device is the CPU; drop --half or pass --device 0")
 
 
+def check_imgsz(weights, imgsz: int | None) -> None:
+    """Refuse an input size for an mmdet config: its size comes from its test pipeline, and passing one
+    on would be a TypeError deep in the adapter.
+
+    >>> check_imgsz("yolov8n.pt", 320), check_imgsz("rtmdet.py", None)
+    (None, None)
+    """
+    if imgsz is not None and is_mmdet_config(weights):
+        from tinysaver_det.errors import TinySaverInputError
+
+        raise TinySaverInputError(f"{weights}: --imgsz sets an Ultralytics model's input size; an mmdet "
+                                  "model's comes from its config's test pipeline")
+
+
 def create_detector(weights, category_ids_by_name: Mapping[str, int] | None = None, **options):
     """Build the adapter that fits ``weights``.
 
@@ -69,9 +83,7 @@ def create_detector(weights, category_ids_by_name: Mapping[str, int] | None = No
         # Options of the Ultralytics adapter that an mmdet model has no counterpart for: refused by name.
         if options.pop("half", False):
             raise TinySaverInputError(f"{weights}: --half is not supported for mmdet models (fp32 only)")
-        if "imgsz" in options:
-            raise TinySaverInputError(f"{weights}: --imgsz sets an Ultralytics model's input size; an mmdet "
-                                      "model's comes from its config's test pipeline")
+        check_imgsz(weights, options.get("imgsz"))
         if options.pop("features", False):
             raise TinySaverInputError(f"{weights}: an mmdet model captures no saver features (YOLO savers only)")
         if "nms" in options:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import warnings
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -41,9 +42,10 @@ except ModuleNotFoundError as error:
     ) from error
 
 from tinysaver_det.detection.categories import category_lookup
-from tinysaver_det.detection.types import Detections, Prediction
+from tinysaver_det.detection.types import DetectorBase, Detections, Prediction
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.flops import FlopCount, FlopsCache, count_flops, count_flops_without_running
+from tinysaver_det.io import sha256_file
 from tinysaver_det.timing import ModelClock
 
 # mmcv modules whose arithmetic runs in compiled kernels that torch's dispatcher never sees, so the
@@ -216,7 +218,7 @@ def instances_to_detections(instances, image_id: int, category_ids: np.ndarray |
     )
 
 
-class MMDetDetector:
+class MMDetDetector(DetectorBase):
     """An mmdet detector (config + checkpoint) behind the Detector protocol.
 
     Args:
@@ -250,6 +252,9 @@ class MMDetDetector:
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
         self.name = name or Path(config.filename or "mmdet").stem
+        self._config_file = Path(config.filename).resolve() if config.filename else None
+        self._checkpoint = None if checkpoint is None else Path(checkpoint).resolve()
+        self._device = str(device)
         # palette='random' skips building the test dataset, which init_detector does only for colours.
         self.model = init_detector(
             config, None if checkpoint is None else str(checkpoint), palette="random",
@@ -273,6 +278,24 @@ class MMDetDetector:
     def uncounted_ops(self) -> tuple[str, ...]:
         """Ops that ran but are not in the GFLOPs (see :class:`MMDetFlops`)."""
         return self._flops.uncounted_ops
+
+    @cached_property
+    def settings(self) -> dict:
+        """What makes this model's predictions, for a run's ``run.json`` and an operating point:
+
+        ``weights`` (the config file, absolute; None for a Config built in memory) with its
+        ``config_sha256``, ``checkpoint`` (None: random weights) with its ``sha256`` (the learned
+        weights' hash, as every adapter's ``sha256``), ``category_ids`` (label -> output id) and
+        ``device``. The config's sha256 is of the file itself, not of the ``_base_`` files it reads."""
+        return {
+            "name": self.name,
+            "weights": None if self._config_file is None else str(self._config_file),
+            "config_sha256": None if self._config_file is None else sha256_file(self._config_file),
+            "checkpoint": None if self._checkpoint is None else str(self._checkpoint),
+            "sha256": None if self._checkpoint is None else sha256_file(self._checkpoint),
+            "category_ids": self.category_ids.tolist(),
+            "device": self._device,
+        }
 
     def predict(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> Prediction:
         """Detect on a batch of BGR uint8 images: test pipeline, one ``test_step``, boxes in original pixels.

@@ -21,7 +21,7 @@ from ultralytics import YOLO
 from tinysaver_det.adapters.ultralytics_predictor import EvaluationPredictor
 from tinysaver_det.detection.categories import category_lookup, normalize_name
 from tinysaver_det.detection.nms_mode import DEFAULT_NMS, check_nms_mode
-from tinysaver_det.detection.types import Detections, Prediction, SaverFeatures
+from tinysaver_det.detection.types import DetectorBase, Detections, Prediction, SaverFeatures
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.flops import FlopCount, FlopsCache, count_flops_running_if_needed
 from tinysaver_det.io import sha256_file
@@ -73,7 +73,7 @@ def _run_size(model, imgsz: int) -> int:
     return int(check_imgsz(int(imgsz), stride=stride))
 
 
-class UltralyticsDetector:
+class UltralyticsDetector(DetectorBase):
     """A YOLO model (any Ultralytics detection checkpoint or yaml) behind the Detector protocol.
 
     Args:

@@ -71,14 +71,10 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the dataset, both detectors and the cascade from ``args``, run it, print the table."""
     from tinysaver_det import assets
-    from tinysaver_det.adapters import create_detector, is_mmdet_config
-    from tinysaver_det.core.policy import ExitPolicy
-    from tinysaver_det.detection.cascade import Cascade
+    from tinysaver_det.build import build_cascade
     from tinysaver_det.detection.dataset import CocoDataset
-    from tinysaver_det.detection.router_files import router_needs_saver_features
     from tinysaver_det.detection.runner import evaluate_cascade
     from tinysaver_det.distributed import process_group, rank_device
-    from tinysaver_det.errors import TinySaverInputError
     from tinysaver_det.lock import RunLock
 
     t = 0.25 if args.t is None else args.t
@@ -92,30 +88,16 @@ def run(args: argparse.Namespace) -> int:
             dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
             device = rank_device(args.device, context)
             if args.op:
-                from tinysaver_det.operating_point import read_operating_point
-
-                point = read_operating_point(args.op)
-                confidence, min_score = point.confidence_option(), point.min_score
-                features = router_needs_saver_features(confidence)  # a feature router: capture in the saver's pass
-                saver, base = (point.build_model(role, dataset.category_ids_by_name, device=device, half=args.half,
-                                                 features=features and role == "saver")
-                               for role in ("saver", "base"))
-                t = point.t
+                cascade = build_cascade(operating_point=args.op, category_ids_by_name=dataset.category_ids_by_name,
+                                        device=device, half=args.half, run_base_on_all=args.full)
             else:
-                confidence, min_score = args.confidence, args.min_score
-                saver_weights = args.saver or assets.asset_path(assets.DEMO_SAVER)
-                features = router_needs_saver_features(confidence)  # a feature router: capture in the saver's pass
-                if features and is_mmdet_config(saver_weights):
-                    raise TinySaverInputError(f"--confidence {confidence} reads a YOLO saver's own features; "
-                                              f"the mmdet saver {saver_weights} captures none")
-                saver = create_detector(saver_weights, dataset.category_ids_by_name, imgsz=args.imgsz, device=device,
-                                        half=args.half, features=features or None, nms=args.nms)
-                base_weights = args.base or assets.asset_path(assets.DEMO_BASE)
-                base_options = (dict(checkpoint=args.base_checkpoint) if is_mmdet_config(base_weights)
-                                else dict(imgsz=args.imgsz, nms=args.nms))
-                base = create_detector(base_weights, dataset.category_ids_by_name, device=device, half=args.half,
-                                       **base_options)
-            cascade = Cascade(saver, base, ExitPolicy(t, confidence, min_score), run_base_on_all=args.full)
+                base = args.base or assets.asset_path(assets.DEMO_BASE)
+                cascade = build_cascade(
+                    [args.saver or assets.asset_path(assets.DEMO_SAVER),
+                     (base, args.base_checkpoint) if args.base_checkpoint else base],
+                    t=t, confidence=args.confidence, min_score=args.min_score,
+                    category_ids_by_name=dataset.category_ids_by_name, device=device, half=args.half,
+                    imgsz=args.imgsz, nms=args.nms, run_base_on_all=args.full)
             summary = evaluate_cascade(cascade, dataset, args.out, batch_size=args.batch, progress=not args.quiet,
                                        resume=args.resume, overwrite=args.overwrite, context=context)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)

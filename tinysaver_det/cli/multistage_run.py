@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysaver_det.adapters import create_detector
-    from tinysaver_det.core.policy import ExitPolicy
+    from tinysaver_det.adapters import check_imgsz
+    from tinysaver_det.build import build_stages, exit_policies
     from tinysaver_det.detection.cache import split_image_ids
     from tinysaver_det.detection.cascade import MultiStageCascade
     from tinysaver_det.detection.dataset import CocoDataset
@@ -72,24 +72,22 @@ def run(args: argparse.Namespace) -> int:
     if len(confidences) != len(args.t):
         raise TinySaverInputError(f"--confidence: {len(confidences)} given for {len(args.t)} thresholds (one per "
                                   "stage but the last, or one for all)")
-    try:
-        rules = [ExitPolicy(t, confidence, args.min_score) for t, confidence in zip(args.t, confidences)]
-    except ValueError as error:
-        raise TinySaverInputError(str(error)) from None
+    if len(args.t) != len(args.weights) - 1:
+        raise TinySaverInputError(f"--t: {len(args.t)} given for {len(args.weights)} --weights; give one per stage "
+                                  "but the last (a cascade needs at least 2 models)")
+    rules = exit_policies(len(args.t), t=list(args.t), confidence=confidences, min_score=args.min_score)
+    for weights in args.weights:  # --imgsz is for every model here: an mmdet one cannot take it
+        check_imgsz(weights, args.imgsz)
     try:
         with run_job(args.device, RunLock(args.out)) as context:
             dataset = CocoDataset(*dataset_paths(args), limit=args.limit)
             if args.part != "all":
                 calibration, held_out = split_image_ids(dataset.image_ids, args.split, args.seed)
                 dataset = dataset.subset(calibration if args.part == "calibration" else held_out)
-            device = rank_device(args.device, context)
-            stages = [create_detector(w, dataset.category_ids_by_name, imgsz=args.imgsz, device=device, half=args.half,
-                                      nms=args.nms)
-                      for w in args.weights]
-            try:
-                cascade = MultiStageCascade(stages, rules)
-            except ValueError as error:
-                raise TinySaverInputError(str(error)) from None
+            stages, rules = build_stages(args.weights, rules, category_ids_by_name=dataset.category_ids_by_name,
+                                         device=rank_device(args.device, context), half=args.half, imgsz=args.imgsz,
+                                         nms=args.nms)
+            cascade = MultiStageCascade(stages, rules)
             summary = evaluate_multistage(cascade, dataset, args.out, args.batch, progress=not args.quiet,
                                           resume=args.resume, overwrite=args.overwrite, context=context)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (handled alike by the command line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tinysaver_det.cli.options import (
     add_cache_options,
@@ -29,6 +30,10 @@ The same thresholds are then applied to the held-out split: the table shows both
 whether the target still holds there. Latency is the model milliseconds per image recorded when the
 predictions were cached (batch time / batch size, on that machine and batch size).
 
+Each target's pick is written to OUT/operating_point_<kind>_<value>_<unit>.json (the first target's also
+to OUT/operating_point.json), from the settings recorded beside each predictions file (no model is
+loaded); a K-model chain's file has every stage (tinysaver_det.build.build_cascade(operating_point=...)).
+
     python -m tinysaver_det pick                                   # demo pico -> s, default targets
     python -m tinysaver_det pick --models pico n s --max-drop 0.02 --gflops 1.5 --latency-ms 40
 """
@@ -45,12 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gflops", type=positive_number_argument, action="append", default=[], help="GFLOPs budget per image")
     parser.add_argument("--latency-ms", type=positive_number_argument, action="append", default=[], help="latency budget, ms per image")
     parser.add_argument("--weights", action="append", metavar="NAME=WEIGHTS",
-                        help="the weights behind a model's cached predictions (repeat; default for pico, n, s: "
-                             "demo:pico, demo:n, demo:s); with both of a 2-model chain known, the first target's "
-                             "pick is written to OUT/operating_point.json")
+                        help="how an operating point names a model's weights (repeat; a path, an official or a demo "
+                             "name, checked against the sha256 its predictions recorded); default: the weights "
+                             "path recorded beside its predictions")
     parser.add_argument("--bootstrap", type=positive_int_argument, default=200,
                         help="resamples of the held-out images for the operating point's intervals (default 200)")
-    parser.add_argument("--out", default="runs/pick_threshold", help="folder for picks.csv and operating_point.json")
+    parser.add_argument("--out", default="runs/pick_threshold",
+                        help="folder for picks.csv and the operating point files (one per target)")
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -63,8 +69,6 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from tinysaver_det.cli.options import cache_inputs
     from tinysaver_det.core.picker import Target
     from tinysaver_det.core.tables import to_markdown, write_csv
@@ -94,15 +98,15 @@ def run(args: argparse.Namespace) -> int:
     print(to_markdown(table))
     path = write_csv(table, Path(args.out) / "picks.csv")
     print(f"\nwrote {path}")
-    _write_operating_point(args, ann, chain, points[0], calibration, held_out)
+    _write_operating_points(args, ann, chain, predictions, points, calibration, held_out)
     return 0
 
 
 def _weights_of(args: argparse.Namespace) -> dict[str, str]:
-    from tinysaver_det.assets import DEMO_LADDER
+    """``--weights NAME=WEIGHTS`` as ``{name: weights}``."""
     from tinysaver_det.errors import TinySaverInputError
 
-    weights = {name: f"demo:{name}" for name in DEMO_LADDER}
+    weights = {}
     for spec in args.weights or []:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
@@ -111,34 +115,69 @@ def _weights_of(args: argparse.Namespace) -> dict[str, str]:
     return weights
 
 
-def _write_operating_point(args, ann, chain, point, calibration, held_out) -> None:
-    """``operating_point.json`` for a 2-model chain whose weights are known (the first target's pick)."""
-    from tinysaver_det.adapters import create_detector
-    from tinysaver_det.core.policy import ExitPolicy
-    from tinysaver_det.cli.options import cache_inputs
-    from tinysaver_det.detection.run_inputs import predictions_nms_mode
-    from tinysaver_det.detection.studies.deployment import operating_point_file
-    from tinysaver_det.operating_point import model_entry
+def operating_point_names(points) -> list[str]:
+    """The file of each target's pick: ``operating_point.json`` for the first target (where a single pick
+    has always been written), then ``operating_point_<kind>_<value>_<unit>.json`` for every target.
 
-    weights = _weights_of(args)
-    if len(chain) != 2 or any(name not in weights for name in chain):
-        print(f"note: no operating_point.json: it needs a 2-model chain whose --weights are known (chain {chain})")
+    >>> from tinysaver_det.core.picker import Target
+    >>> from types import SimpleNamespace
+    >>> operating_point_names([SimpleNamespace(target=Target("max_drop", 0.01, "GFLOPs")),
+    ...                        SimpleNamespace(target=Target("budget", 40.0, "ms"))])
+    ['operating_point_max_drop_0.01_GFLOPs.json', 'operating_point_budget_40_ms.json']
+    """
+    return [f"operating_point_{p.target.kind}_{p.target.value:g}_{p.target.unit}.json" for p in points]
+
+
+def _model_entries(args, chain, predictions) -> list[dict] | None:
+    """Each chain model's operating-point entry, from the settings recorded beside its predictions
+    (:func:`~tinysaver_det.detection.run_inputs.prediction_provenance`); no model is loaded. None, with a
+    note, when a predictions file records no model. ``--weights NAME=WEIGHTS`` names the file to deploy
+    (checked against the recorded sha256); without it, the recorded weights path is written."""
+    from tinysaver_det.adapters import is_mmdet_config, resolve_weights
+    from tinysaver_det.detection.run_inputs import prediction_provenance, provenance_file
+    from tinysaver_det.operating_point import check_sha256, model_entry
+
+    given = _weights_of(args)
+    entries = []
+    for k, name in enumerate(chain):
+        settings = (prediction_provenance(predictions[name]) or {}).get("model")
+        if not isinstance(settings, dict) or not settings.get("weights"):
+            print(f"note: no operating point: {provenance_file(predictions[name])} records no model for {name}")
+            return None
+        weights = given.get(name, settings["weights"])
+        local = Path(str(resolve_weights(weights)))
+        if name in given and local.is_file():  # the file to deploy must be the one that made the predictions
+            recorded = settings.get("config_sha256") if is_mmdet_config(local) else settings.get("sha256")
+            check_sha256(local, recorded, f"--weights {name}")
+        entries.append(model_entry(weights, settings, **({"class_map": {}} if k == 0 else {})))
+    return entries
+
+
+def _write_operating_points(args, ann, chain, predictions, points, calibration, held_out) -> None:
+    """One operating point file per target (:func:`operating_point_names`), the first also as
+    ``operating_point.json``; a target whose pick is the last model alone gets none."""
+    from tinysaver_det.core.policy import ExitPolicy
+    from tinysaver_det.detection.studies.deployment import operating_point_file
+    from tinysaver_det.operating_point import FILE_NAME
+
+    entries = _model_entries(args, chain, predictions)
+    if entries is None:
         return
-    models = {}
-    _, predictions = cache_inputs(args)
-    for role, name in zip(("saver", "base"), chain):
-        # the point holds for the NMS its predictions were made with (None: the adapter's default)
-        detector = create_detector(weights[name], None, nms=predictions_nms_mode(predictions[name]))
-        extra = {"class_map": {}} if role == "saver" else {}
-        models[role] = model_entry(weights[name], getattr(detector, "settings", {}), **extra)
-    op = operating_point_file(point, calibration, held_out, tuple(chain), models, ann,
-                              ExitPolicy(confidence=args.confidence), split=args.split, replicates=args.bootstrap, seed=args.seed)
-    if op is None:
-        print(f"note: no operating_point.json: for {point.target.label} the pick is {chain[-1]} alone")
-        return
-    path = op.write(args.out)
-    interval = op.held_out["bootstrap"]
-    print(f"wrote {path}: t = {op.t:.6g} for {point.target.label}; held-out AP {op.held_out['AP']:.4f} "
-          f"[{interval['AP'][0]:.4f}, {interval['AP'][1]:.4f}], GFLOPs/img {op.held_out['gflops_per_image']:.3f} "
-          f"[{interval['gflops_per_image'][0]:.3f}, {interval['gflops_per_image'][1]:.3f}] "
-          f"({interval['level']:.0%} bootstrap over {held_out.n_images} held-out images, {interval['replicates']} resamples)")
+    out = Path(args.out)
+    for index, (point, name) in enumerate(zip(points, operating_point_names(points))):
+        op = operating_point_file(point, calibration, held_out, tuple(chain), entries, ann,
+                                  ExitPolicy(confidence=args.confidence),
+                                  split=args.split, replicates=args.bootstrap, seed=args.seed)
+        if op is None:
+            reason = (f"the pick is {chain[-1]} alone" if point.calibration is None or not point.calibration.thresholds
+                      else "a stage of the pick never answers (t = inf): pick again without it in --models")
+            print(f"note: no {name}: for {point.target.label} {reason}")
+            continue
+        paths = [op.write(out / name)] + ([op.write(out / FILE_NAME)] if index == 0 else [])
+        interval = op.held_out["bootstrap"]
+        thresholds = ", ".join(f"{t:.6g}" for t in op.stage_thresholds)
+        print(f"wrote {', '.join(map(str, paths))}: t = {thresholds} for {point.target.label}; held-out AP "
+              f"{op.held_out['AP']:.4f} [{interval['AP'][0]:.4f}, {interval['AP'][1]:.4f}], GFLOPs/img "
+              f"{op.held_out['gflops_per_image']:.3f} [{interval['gflops_per_image'][0]:.3f}, "
+              f"{interval['gflops_per_image'][1]:.3f}] ({interval['level']:.0%} bootstrap over {held_out.n_images} "
+              f"held-out images, {interval['replicates']} resamples)")

@@ -16,7 +16,7 @@ import numpy as np
 from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ExitPolicy
 from tinysaver_det.core.score_routers import Router
 from tinysaver_det.detection.router_files import resolve_router
-from tinysaver_det.detection.types import Detections, Detector, Prediction
+from tinysaver_det.detection.types import Detections, Detector, Prediction, detector_predict_args
 from tinysaver_det.errors import TinySaverInputError
 
 
@@ -137,7 +137,7 @@ def check_score_floor(detector: Detector, min_score: float) -> None:
     Raises:
         TinySaverInputError: naming the detector, its conf and the min score.
     """
-    conf = (getattr(detector, "predict_args", None) or {}).get("conf")
+    conf = detector_predict_args(detector).get("conf")
     if conf is not None and conf > min_score:
         raise TinySaverInputError(
             f"{detector.name!r} predicts with conf={conf:g} > min_score={min_score:g}: the router must see "
@@ -203,7 +203,7 @@ class MultiStageCascade:
         for router, stage in zip(self.routers, self.stages):  # a router bound to one saver refuses another
             check = getattr(router, "check_saver", None)
             if check is not None:
-                check(getattr(stage, "settings", None))
+                check(getattr(stage, "settings", None))  # None: a detector known by name only is not checked
         self.run_all = run_all
 
     @property

@@ -7,7 +7,8 @@ it from above, so this module imports no framework.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from types import MappingProxyType
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -141,12 +142,101 @@ class Detector(Protocol):
     original pixels, ``image_ids`` their dataset ids. Boxes come back in original-image pixels with
     the dataset's category ids.
 
-    Optional: a ``settings`` dict of everything that determines its predictions (weights hash,
-    predict settings). A run records it in ``run.json`` and refuses to resume with other settings;
-    a detector without it is known by its ``name`` only.
+    Only ``name`` and ``predict`` are required, so any object with them is a Detector (a test's fake,
+    a user's own model). The optional members are those of :class:`DetectorBase`, which states each
+    one's default; read them on any Detector through :func:`detector_settings`,
+    :func:`detector_names`, :func:`detector_predict_args` and :func:`detector_uncounted_ops`, which
+    apply those defaults to a Detector that lacks them.
     """
 
     name: str
 
     def predict(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> Prediction:
         ...
+
+
+class DetectorBase:
+    """The Detector contract with its optional members and their documented defaults.
+
+    The adapters subclass it; a Detector that does not is read through the ``detector_*`` functions
+    below, with the same defaults.
+
+    Attributes:
+        name: how the model is named in tables, records and errors.
+        names: ``{output id: class name}``: what each category id it returns means. Default ``{}``
+            (unknown): such a Detector can be a base only with a dataset, or a saver whose ids are
+            already the base's.
+        predict_args: the settings it predicts with (Ultralytics' ``conf``, ``iou``, ``max_det``...).
+            ``conf`` is the score floor the cascade checks against ``min_score``
+            (:func:`~tinysaver_det.detection.cascade.check_score_floor`). Default ``{}``: no floor.
+        settings: everything that determines its predictions (weights path and sha256, predict
+            settings, class map). A run records it in ``run.json`` and refuses to resume with other
+            settings; an operating point pins and rebuilds the model from it. Default
+            ``{"name": name}``: the model is known by its name only.
+        uncounted_ops: the ops that ran but are not in its GFLOPs (see :mod:`tinysaver_det.flops`).
+            Default ``()``.
+    """
+
+    name: str = "detector"
+    # Read-only defaults (a subclass sets its own, as an instance attribute or a property).
+    names: Mapping[int, str] = MappingProxyType({})
+    predict_args: Mapping[str, object] = MappingProxyType({})
+    uncounted_ops: tuple[str, ...] = ()
+
+    @property
+    def settings(self) -> dict:
+        return {"name": self.name}
+
+    def predict(self, images: Sequence[np.ndarray], image_ids: Sequence[int]) -> Prediction:
+        raise NotImplementedError(f"{type(self).__name__} must implement predict(images, image_ids)")
+
+
+@runtime_checkable
+class RemappableDetector(Protocol):
+    """A Detector whose own classes (``class_names``: ``{class index: name}``) can be pointed at other
+    category ids by name after it is built (the Ultralytics adapter): the front door maps a saver onto
+    the base's classes this way."""
+
+    name: str
+    class_names: dict
+
+    def map_classes(self, category_ids_by_name: Mapping[str, int] | None, among: str = ...) -> None:
+        ...
+
+
+def _optional(detector: Detector, member: str):
+    """``detector.<member>``, or :class:`DetectorBase`'s default for a Detector that lacks it (or has None)."""
+    value = getattr(detector, member, None)
+    if value is None:
+        default = getattr(DetectorBase, member)
+        value = default.fget(detector) if isinstance(default, property) else default
+    return value
+
+
+def detector_settings(detector: Detector) -> dict:
+    """What determines ``detector``'s predictions (:attr:`DetectorBase.settings`; default ``{"name": ...}``).
+
+    >>> class Fake:
+    ...     name = "fake"
+    >>> detector_settings(Fake())
+    {'name': 'fake'}
+    """
+    return dict(_optional(detector, "settings"))
+
+
+def detector_names(detector: Detector) -> dict[int, str]:
+    """``{output id: class name}`` (:attr:`DetectorBase.names`; default ``{}``)."""
+    names = _optional(detector, "names")
+    if not isinstance(names, Mapping):
+        raise TypeError(f"detector {detector.name!r}: names must be a dict {{id: name}}, got {type(names).__name__}")
+    return {int(k): str(v) for k, v in names.items()}
+
+
+def detector_predict_args(detector: Detector) -> dict:
+    """The settings it predicts with (:attr:`DetectorBase.predict_args`; default ``{}``)."""
+    return dict(_optional(detector, "predict_args"))
+
+
+def detector_uncounted_ops(detector: Detector) -> tuple[str, ...]:
+    """The ops not in its GFLOPs (:attr:`DetectorBase.uncounted_ops`; default ``()``)."""
+    return tuple(_optional(detector, "uncounted_ops"))

@@ -18,8 +18,8 @@ from mmengine.runner import load_checkpoint
 from mmengine.structures import InstanceData
 
 from tinysaver_det.adapters.mmdet import MMDetFlops, instances_to_detections
-from tinysaver_det.adapters.ultralytics import UltralyticsDetector
-from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction, validate_threshold
+from tinysaver_det.build import build_detector, stage_needs_features, with_class_map
+from tinysaver_det.core.policy import DEFAULT_MIN_SCORE, ConfidenceFunction, ExitPolicy
 from tinysaver_det.core.score_routers import Router
 from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.cascade import Cascade
@@ -168,12 +168,16 @@ class TinySaverDetector(BaseDetector):
             from tinysaver_det.operating_point import read_operating_point
 
             point = read_operating_point(operating_point)
-            threshold, min_score, confidence = point.t, point.min_score, point.confidence_option()
-        if threshold is None:
+            if point.n_stages != 2:
+                raise ValueError(f"operating point {operating_point} is a {point.n_stages}-stage cascade; "
+                                 "TinySaverDetector runs a saver and a base")
+            policy = point.exit_policies()[0]
+        elif threshold is None:
             raise ValueError("TinySaverDetector needs a threshold (or an operating_point file)")
-        self.threshold = validate_threshold(threshold)
-        self.min_score = float(min_score)
-        self.confidence = resolve_router(confidence, self.min_score)
+        else:
+            policy = ExitPolicy(threshold, confidence, min_score)
+        self.threshold, self.min_score = policy.threshold, policy.min_score
+        self.confidence = resolve_router(policy.confidence, self.min_score)
         # Inference only: SyncBN (a training choice, and rejected by DDP on CPU) computes what BN does in
         # eval mode, so it becomes BN, as mmengine's Runner does for one-process runs.
         self.base = revert_sync_batchnorm(MODELS.build(base))
@@ -187,12 +191,16 @@ class TinySaverDetector(BaseDetector):
         saver = dict(saver or {})
         labels = {name: label for label, name in enumerate(self.classes)}
         saver.setdefault("device", _default_saver_device())
+        features = stage_needs_features(policy)  # a feature router reads the saver's own features
         if point is not None:
-            self.saver = point.build_model("saver", labels, device=saver["device"])
+            self.saver = point.build_model("saver", with_class_map(labels, point.class_map), device=saver["device"],
+                                           features=features)
         elif "weights" not in saver:
             raise ValueError(f"saver needs weights=<Ultralytics .pt/.yaml or official name>, got {saver}")
         else:
-            self.saver = UltralyticsDetector(saver.pop("weights"), labels, **saver)
+            features = features or bool(saver.pop("features", False))
+            self.saver = build_detector(saver.pop("weights"), "saver", category_ids_by_name=labels, features=features,
+                                        **saver)
         self.base_flops = MMDetFlops(self.base)
 
     def _check_base_classes(self) -> None:

@@ -12,28 +12,33 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from tinysaver_det.core.bootstrap import bootstrap_intervals
+from tinysaver_det.core.cascade_model import stage_indices
 from tinysaver_det.core.picker import TargetPick
 from tinysaver_det.core.policy import ExitPolicy
-from tinysaver_det.detection.router_files import resolve_router
 from tinysaver_det.detection.cache import PredictionCache
 from tinysaver_det.detection.coco import evaluate_images, load_ground_truth, summarize_selections
 from tinysaver_det.detection.dataset import load_annotation_json
+from tinysaver_det.detection.studies.depths import stage_confidences
 from tinysaver_det.detection.types import Detections
 from tinysaver_det.io import sha256_file
 from tinysaver_det.operating_point import OperatingPointFile, confidence_entry
 
 
-def routed(cache: PredictionCache, saver: str, base: str, policy: ExitPolicy):
-    """The exit mask of ``policy`` on ``cache``'s images and each image's cascade detections and GFLOPs."""
-    exited = policy.exits(cache.confidences(saver, resolve_router(policy)))
-    detections = [s if e else b for s, b, e in zip(cache.detections(saver), cache.detections(base), exited)]
-    gflops = cache.cost(saver, "GFLOPs") + np.where(exited, 0.0, cache.cost(base, "GFLOPs"))
-    return exited, detections, gflops
+def routed(cache: PredictionCache, chain: Sequence[str], thresholds: Sequence[float], rule: ExitPolicy = ExitPolicy()):
+    """At ``thresholds`` (one per stage of ``chain`` but the last) under the confidence ``rule``, on ``cache``'s
+    images: the stage that answers each image, each image's cascade detections, and each image's GFLOPs (the
+    stages it ran)."""
+    conf, _ = stage_confidences(cache, list(chain), rule)
+    stages = stage_indices(conf, thresholds)
+    answers = [cache.detections(model) for model in chain]
+    detections = [answers[k][i] for i, k in enumerate(stages)]
+    gflops = sum(np.where(stages >= k, cache.cost(model, "GFLOPs"), 0.0) for k, model in enumerate(chain))
+    return stages, detections, gflops
 
 
 def resampled_ap(annotations: Mapping, image_ids, detections, indices: np.ndarray) -> float:
@@ -62,11 +67,11 @@ def resampled_ap(annotations: Mapping, image_ids, detections, indices: np.ndarra
 
 
 def held_out_bootstrap(
-    cache: PredictionCache, annotations: Mapping, saver: str, base: str, policy: ExitPolicy,
-    replicates: int = 200, seed: int = 0, level: float = 0.95,
+    cache: PredictionCache, annotations: Mapping, chain: Sequence[str], thresholds: Sequence[float],
+    rule: ExitPolicy = ExitPolicy(), replicates: int = 200, seed: int = 0, level: float = 0.95,
 ) -> dict:
-    """Percentile intervals over ``cache``'s images for the cascade's AP and GFLOPs/img under ``policy``."""
-    _, detections, gflops = routed(cache, saver, base, policy)
+    """Percentile intervals over ``cache``'s images for the cascade's AP and GFLOPs/img at ``thresholds``."""
+    _, detections, gflops = routed(cache, chain, thresholds, rule)
     image_ids = cache.image_ids
     intervals = bootstrap_intervals(
         {"AP": lambda i: resampled_ap(annotations, image_ids, detections, i), "gflops_per_image": lambda i: gflops[i].mean()},
@@ -79,7 +84,8 @@ def held_out_bootstrap(
 def _measured(row, cache: PredictionCache, annotations_sha256: str) -> dict:
     return {
         "AP": row.metrics["AP"], "gflops_per_image": row.costs["GFLOPs"], "ms_per_image": row.costs.get("ms"),
-        "exit_ratio": row.stage_ratios[0], "images": cache.n_images, "annotations_sha256": annotations_sha256,
+        "exit_ratio": row.stage_ratios[0],
+        "stage_ratios": list(row.stage_ratios), "images": cache.n_images, "annotations_sha256": annotations_sha256,
     }
 
 
@@ -87,36 +93,37 @@ def operating_point_file(
     point: TargetPick,
     calibration: PredictionCache,
     held_out: PredictionCache,
-    chain: tuple[str, str],
-    models: Mapping[str, dict],
+    chain: Sequence[str],
+    models: Sequence[dict],
     annotation_file: str | os.PathLike,
     rule: ExitPolicy = ExitPolicy(),
     split: str = "parity",
     replicates: int = 200,
     seed: int = 0,
 ) -> OperatingPointFile | None:
-    """The :class:`OperatingPointFile` of a 2-stage pick; None when the pick is the base alone.
+    """The :class:`OperatingPointFile` of a pick over ``chain`` (2 or K models); None when the pick is the
+    last model alone.
 
     Args:
         point: the picker's result for one target.
         calibration, held_out: the two splits' caches.
-        chain: ``(saver name, base name)`` in the caches.
-        models: ``{"saver": entry, "base": entry}`` (:func:`tinysaver_det.operating_point.model_entry`).
+        chain: the models' names in the caches, cheapest first.
+        models: one entry per model of ``chain`` (:func:`tinysaver_det.operating_point.model_entry`).
         annotation_file: the annotations both splits come from (its sha256 is recorded).
         rule: the confidence rule the pick was made with (the threshold is the pick's).
     """
-    if point.calibration is None or not point.calibration.thresholds or not math.isfinite(point.calibration.thresholds[0]):
+    if point.calibration is None or not point.calibration.thresholds:
         return None
-    saver, base = chain
-    policy = rule.with_threshold(float(point.calibration.thresholds[0]))
+    thresholds = [float(t) for t in point.calibration.thresholds]
+    if not all(math.isfinite(t) for t in thresholds):  # a stage that never answers is not deployable as picked
+        return None
     digest = sha256_file(annotation_file)
     annotations = load_annotation_json(annotation_file)
     held = _measured(point.held_out, held_out, digest)
-    held["bootstrap"] = held_out_bootstrap(held_out, annotations, saver, base, policy, replicates, seed)
+    held["bootstrap"] = held_out_bootstrap(held_out, annotations, chain, thresholds, rule, replicates, seed)
     target = point.target
-    return OperatingPointFile(
-        saver=dict(models["saver"]), base=dict(models["base"]), confidence=confidence_entry(policy.confidence),
-        min_score=policy.min_score, t=policy.threshold,
+    return OperatingPointFile.multistage(
+        models, thresholds, confidence_entry(rule.confidence), float(rule.min_score),
         target={"kind": target.kind, "value": target.value, "unit": target.unit, "label": target.label,
                 "met_held_out": point.met_held_out, "reference_AP": {"calibration": point.reference_calibration,
                                                                      "held_out": point.reference_held_out}},
