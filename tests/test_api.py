@@ -381,7 +381,7 @@ def test_a_k_stage_operating_point_from_pick_rebuilds_the_k_stage_cascade(demo_s
 
     chain = ("pico", "n", "s")
     out = tmp_path / "pick"
-    argv = ["pick", "--ann", str(demo_slice.annotations), "--models", *chain, "--max-drop", "0.05",
+    argv = ["pick", "--ann", str(demo_slice.annotations), "--models", *chain, "--max-drop", "0.2",
             "--bootstrap", "5", "--out", str(out)]
     for name in chain:
         argv += ["--model", f"{name}={demo_slice.predictions[name]}"]

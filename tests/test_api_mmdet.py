@@ -101,7 +101,7 @@ def test_the_plugin_builds_a_feature_saver_for_a_feature_router_of_an_operating_
     t = float(np.median(confidences))
     shapes = ["circle", "octagon", "square", "rectangle", "triangle", "arrowhead", "star", "cross"]
     entry = {"weights": str(weights), "sha256": sha256_file(weights), "imgsz": 320,
-             "predict": {"conf": 0.001, "iou": 0.7, "max_det": 300},
+             "predict": {"conf": 0.001, "iou": 0.7, "max_det": 300, "nms": saver.settings["nms"]},
              "class_map": dict(zip(shapes, cfg.model.saver.class_names))}
     path = OperatingPointFile(entry, {"weights": str(SUBSET_CONFIG)}, confidence_entry(router_file), 0.05, t).write(
         tmp_path / "op.json")

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from tinysaver_det.detection.run_directory import check_same_run, existing_run
 from tinysaver_det.distributed import refuse_several_processes
+from tinysaver_det.detection.types import detector_settings
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl, truncate_jsonl
 from tinysaver_det.lock import RunLock
@@ -58,7 +59,7 @@ def run_settings(cascade, source, conf: float, vid_stride: int) -> dict:
     from tinysaver_det import __version__
 
     def model(detector) -> dict:
-        settings = dict(getattr(detector, "settings", {}) or {"name": detector.name})
+        settings = detector_settings(detector)
         settings.pop("device", None)
         return settings
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from tinysaver_det.detection.cascade import Cascade, MultiStageCascade
 from tinysaver_det.detection.dataset import CocoDataset
 from tinysaver_det.detection.shards import shard_dir, shard_run_files, world_size_mismatch
+from tinysaver_det.detection.types import detector_settings
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import atomic_write_json, remove_stale_temporaries, sha256_file, truncate_jsonl
 from tinysaver_det.lock import RunLock
@@ -66,8 +67,8 @@ def describe_run(cascade: Cascade, dataset: CocoDataset, batch_size: int) -> dic
     return {
         "format": RUN_FORMAT,
         "package_version": __version__,
-        "saver": describe_detector(cascade.saver),
-        "base": describe_detector(cascade.base),
+        "saver": detector_settings(cascade.saver),
+        "base": detector_settings(cascade.base),
         "threshold": cascade.policy.threshold,
         "min_score": cascade.min_score,
         "confidence": cascade.confidence_name,
@@ -82,7 +83,7 @@ def describe_multistage(cascade: MultiStageCascade, dataset: CocoDataset, batch_
     return {
         "format": RUN_FORMAT,
         "package_version": __version__,
-        "stages": [describe_detector(model) for model in cascade.stages],
+        "stages": [detector_settings(model) for model in cascade.stages],
         "thresholds": list(cascade.thresholds),
         "confidences": [router.name for router in cascade.routers],
         "min_scores": [policy.min_score for policy in cascade.policies],
@@ -95,11 +96,6 @@ def describe_multistage(cascade: MultiStageCascade, dataset: CocoDataset, batch_
 def multistage_streams(records: list[dict]) -> dict[str, list[int]]:
     """The image ids a ``multistage-run``'s committed ``records`` put in its detections file."""
     return {DETECTIONS: [r["image_id"] for r in records if r["status"] == "ok"]}
-
-
-def describe_detector(detector) -> dict:
-    """A detector's ``settings`` dict (weights, sha256, predict settings), or ``{"name": ...}`` without one."""
-    return getattr(detector, "settings", {"name": detector.name})
 
 
 def describe_dataset(dataset: CocoDataset) -> dict:
@@ -132,7 +128,7 @@ def describe_subset(description: dict, subset: CocoDataset) -> dict:
 
 def describe_predictions(detector, dataset: CocoDataset, batch_size: int) -> dict:
     """The content of a predictions file's ``.run.json`` (:func:`predictions_run_json`): one model's run."""
-    settings = describe_detector(detector)
+    settings = detector_settings(detector)
     return {
         "format": RUN_FORMAT,
         "package_version": __version__,

@@ -86,7 +86,7 @@ from tinysaver_det.detection.run_directory import (
 )
 from tinysaver_det.detection.shards import merge_jsonl, shard_bounds, shard_description, shard_dir
 from tinysaver_det.detection.summaries import UNREADABLE_POLICY, EvalRow, MultiStageSummary, RunSummary
-from tinysaver_det.detection.types import Detections, Detector
+from tinysaver_det.detection.types import Detections, Detector, detector_uncounted_ops
 from tinysaver_det.distributed import SINGLE_PROCESS, DistContext
 from tinysaver_det.errors import INPUT_ERRORS, TinySaverInputError
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl
@@ -349,8 +349,8 @@ class _TwoModelRunKind(_CascadeRunKind):
             confidence=cascade.confidence_name,
             rows=rows,
             uncounted_ops={
-                "saver": list(getattr(cascade.saver, "uncounted_ops", ())),
-                "base": list(getattr(cascade.base, "uncounted_ops", ())),
+                "saver": list(detector_uncounted_ops(cascade.saver)),
+                "base": list(detector_uncounted_ops(cascade.base)),
             },
             **common,
         )
