@@ -164,3 +164,17 @@ def coco_subset(tmp_path_factory):
         return made[n]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_video(tmp_path_factory):
+    """A 10-frame 64x64 video at 10 fps, frame k the k-th demo val image resized, and its frames as
+    OpenCV decodes them (a lossy codec: compare against these, not the images): ``(path, frames)``."""
+    from tests.videos import read_video, write_video
+
+    images = [cv2.resize(cv2.imread(str(path)), (64, 64))
+              for path in sorted(assets.asset_path(assets.DEMO_IMAGES).glob("*.jpg"))[:10]]
+    video = write_video(tmp_path_factory.mktemp("video") / "clip.avi", images, fps=10)
+    frames, _ = read_video(video)
+    assert len(frames) == 10
+    return video, frames

@@ -1,7 +1,10 @@
 """The TinySaver front door: predict on every kind of source, Ultralytics Results, routing as in eval."""
 
+import itertools
 import json
+import re
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +14,7 @@ from tinysaver_det import assets
 from tinysaver_det.errors import TinySaverInputError
 from tinysaver_det.io import read_jsonl, sha256_file
 from tinysaver_det.operating_point import OperatingPointFile, model_entry, read_operating_point
+from tests.videos import closest_frame
 
 slow = pytest.mark.slow
 
@@ -94,6 +98,36 @@ def test_video_frames_are_predicted_one_by_one(cascade, four_images, tmp_path):
     assert all(r.orig_img.shape == (256, 256, 3) for r in results)
     # the decoded frames (lossy, so not the jpgs' pixels) route as the same arrays given directly
     assert routing(cascade.predict([r.orig_img for r in results], batch=4)) == routing(results)
+
+
+@slow
+def test_a_frame_number_is_the_source_frame_shown_with_or_without_vid_stride(cascade, demo_video):
+    video, frames = demo_video
+    every = list(cascade.predict(str(video), stream=True, batch=2))
+    assert [r.frame for r in every] == [closest_frame(r.orig_img, frames) for r in every] == list(range(1, 11))
+    # Ultralytics grabs vid_stride frames and decodes the last: the source's frames 3, 6, 9 (10 is a short tail)
+    strided = list(cascade.predict(str(video), stream=True, batch=2, vid_stride=3))
+    assert [r.frame for r in strided] == [closest_frame(r.orig_img, frames) for r in strided] == [3, 6, 9]
+
+
+def readme_predict_loop() -> str:
+    """The README's first Python example cut to its imports and its ``for result in cascade.predict(...)`` loop."""
+    block = (Path(__file__).resolve().parent.parent / "README.md").read_text().split("```python\n", 1)[1].split("```")[0]
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("for result in cascade.predict("))
+    body = itertools.takewhile(lambda line: line.startswith("    "), lines[start + 1:])
+    return "\n".join([line for line in lines[:start] if line.startswith(("from ", "import "))] + [lines[start], *body])
+
+
+@slow
+def test_the_readme_loop_draws_every_frame_of_a_video(cascade, demo_video, tmp_path, monkeypatch):
+    video, frames = demo_video
+    code, replaced = re.subn(r'cascade\.predict\("[^"]*"', f"cascade.predict({str(video)!r}", readme_predict_loop())
+    assert replaced == 1
+    monkeypatch.chdir(tmp_path)
+    exec(code, {"cascade": cascade})
+    drawn = [cv2.imread(str(path)) for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(drawn) == len(frames) and all(image.shape == frames[0].shape for image in drawn)
 
 
 @slow

@@ -84,28 +84,45 @@ def test_a_killed_run_resumes_to_the_same_rows(cascade, folder, full, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["images"] == 4
 
 
-def test_a_video_gives_one_row_per_frame_and_its_drawn_frames(tmp_path, capsys):
+def test_a_video_gives_one_row_per_frame_and_one_drawn_video(tmp_path, capsys):
     import cv2
 
+    from tests.videos import read_video, write_video
     from tinysaver_det.cli import main
 
-    video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (256, 256))
-    for path in sorted(assets.asset_path(assets.DEMO_IMAGES).glob("*.jpg"))[:5]:
-        writer.write(cv2.imread(str(path)))
-    writer.release()
+    images = [cv2.imread(str(path)) for path in sorted(assets.asset_path(assets.DEMO_IMAGES).glob("*.jpg"))[:5]]
+    video = write_video(tmp_path / "clip.avi", images, fps=5)
     out = tmp_path / "out"
     assert main(["predict", "--source", str(video), "--saver", "demo:pico", "--base", "demo:s", "--t", "0.25",
                  "--save", "--batch", "2", "--out", str(out), "--quiet"]) == 0
     rows = read_jsonl(out / "predictions.jsonl")
     assert [(r["source"], r["frame"]) for r in rows] == [(str(video.absolute()), f) for f in range(1, 6)]
-    assert sorted(p.name for p in (out / "annotated" / "clip.avi").iterdir()) == [f"{f:06d}.jpg" for f in range(1, 6)]
+    assert [p.name for p in (out / "annotated").iterdir()] == ["clip.mp4"]  # one drawn video, not a folder of frames
+    drawn, fps = read_video(out / "annotated" / "clip.mp4")
+    assert len(drawn) == len(rows) and fps == pytest.approx(5) and drawn[0].shape == images[0].shape
     assert "5 images (0 unreadable)" in capsys.readouterr().out
     lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
     (out / "predictions.jsonl").write_text("".join(lines[:3]))  # stopped inside the video: it is redone whole
+    killed = (out / "annotated" / "clip.mp4").read_bytes()  # and its drawn video too: what a killed run leaves
+    (out / "annotated" / "clip.mp4").unlink()
+    (out / "annotated" / "clip.partial.mp4").write_bytes(killed[: len(killed) // 2])
     assert main(["predict", "--source", str(video), "--saver", "demo:pico", "--base", "demo:s", "--t", "0.25",
-                 "--batch", "2", "--out", str(out), "--quiet", "--resume"]) == 0
+                 "--save", "--batch", "2", "--out", str(out), "--quiet", "--resume"]) == 0
     assert [r["frame"] for r in read_jsonl(out / "predictions.jsonl")] == [1, 2, 3, 4, 5]
+    assert [p.name for p in (out / "annotated").iterdir()] == ["clip.mp4"]
+    assert len(read_video(out / "annotated" / "clip.mp4")[0]) == 5
+
+
+def test_with_vid_stride_rows_and_the_drawn_video_hold_the_frames_taken(cascade, demo_video, tmp_path):
+    from tests.videos import read_video
+    from tinysaver_det.predict_run import run_predictions
+
+    video, frames = demo_video
+    run_predictions(cascade, video, tmp_path, batch=2, vid_stride=3, save=True, progress=False)
+    expected = [r.frame for r in cascade.predict(str(video), batch=2, vid_stride=3)]
+    assert [r["frame"] for r in read_jsonl(tmp_path / "predictions.jsonl")] == expected == [3, 6, 9]
+    drawn, fps = read_video(tmp_path / "annotated" / "clip.mp4")
+    assert len(drawn) == len(expected) and fps == pytest.approx(10 / 3, abs=0.01)  # as long as the source
 
 
 def test_a_second_writer_of_the_same_folder_is_refused(cascade, folder, tmp_path):

@@ -51,7 +51,8 @@ class Routing:
 
     Attributes:
         source: the image's path (Ultralytics' name for an in-memory image: ``image0.jpg``...).
-        frame: 0 for an image; for a video, the frame number as Ultralytics counts it (1, 2, ...).
+        frame: 0 for an image; for a video, the source's frame number of this frame (1, 2, ...; with
+            ``vid_stride`` n: n, 2n, 3n, ..., as Ultralytics decodes the last of every n frames).
         exited: the saver's answer was kept.
         confidence: the image confidence the router computed from the saver's full answer.
         stage: ``"saver"`` or ``"base"``: the model whose answer this is.
@@ -206,7 +207,7 @@ class TinySaver:
             conf: boxes scoring below it are left out of the results; routing does not depend on it.
             stream: return a generator (one result at a time: a long video never sits in memory).
             batch: images per model call.
-            vid_stride: take every n-th video frame.
+            vid_stride: take every n-th video frame (the source's frames n, 2n, ...; ``frame`` numbers them).
             single_label: a YOLO stage's boxes as ``YOLO.predict`` returns them (one label per box, the
                 predictor's NMS on the same forward pass); False: the answer ``eval`` scores and the router
                 read (in the validator's mode a box may carry several labels). Routing is the same.
@@ -268,14 +269,17 @@ class TinySaver:
 
 
 def _frames(dataset, n: int) -> list[int]:
-    """Frame numbers of the last batch a loader returned: 0 for images, Ultralytics' count for video.
+    """Frame numbers of the last batch a loader returned: 0 for images, the source's frame number for video.
 
     A video batch never spans two videos (Ultralytics flushes at each video's end), and the loader's
-    ``frame`` is the number of the batch's last frame.
+    ``frame`` counts the frames it took, the batch's last included. With ``vid_stride`` n it grabs n
+    frames and decodes the last of them, so its k-th frame taken is the source's frame k * n
+    (1-based: n, 2n, 3n, ...); a frame number is that, so a row names the frame of the file it shows.
     """
     mode = getattr(dataset, "mode", "image")
     if mode == "video":
-        return [dataset.frame - n + 1 + i for i in range(n)]
+        stride = getattr(dataset, "vid_stride", 1)
+        return [(dataset.frame - n + 1 + i) * stride for i in range(n)]
     if mode == "stream":
         return [dataset.count] * n
     return [0] * n

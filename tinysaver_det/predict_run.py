@@ -10,8 +10,9 @@ Layout of the output folder (``tinysaver predict --out DIR``):
                        ``stage``, ``detections`` (``[{xyxy, score, class_id, name}]``), ``gflops``
                        and ``ms`` (``{saver, base}``)
 ``summary.json``       images, unreadable images, exit ratio, GFLOPs/img, ms/img per model, img/s
-``annotated/``         with ``save``: each image drawn by Ultralytics (``Results.save``); a video's
-                       frames as ``annotated/<video name>/<frame>.jpg``
+``annotated/``         with ``save``: each image drawn by Ultralytics (``Results.save``) as
+                       ``annotated/<name>``; each video as ONE drawn video ``annotated/<stem>.mp4``
+                       (:class:`AnnotatedWriter`)
 =====================  ===========================================================================
 
 Rows are appended and fsynced after each batch; one process writes a folder at a time
@@ -21,8 +22,8 @@ refused without ``resume`` or ``overwrite`` (both together are refused), ``overw
 run's files only (not ``annotated/``), and a resume with other settings than ``predict.json`` is
 refused naming each difference (:func:`~tinysaver_det.detection.run_directory.differences`). A
 folder, glob or ``.txt`` list run that was killed continues with ``resume``: finished images are
-kept, an unfinished video is redone whole, the rest is run. An image Ultralytics cannot decode gets
-a row with ``status: unreadable`` (no image is left out).
+kept, an unfinished video is redone whole (its drawn video too), the rest is run. An image
+Ultralytics cannot decode gets a row with ``status: unreadable`` (no image is left out).
 
 A source is not a dataset that can be cut into whole-batch shards (a stream has no end, a video's
 frames are read in order), so ``predict`` runs in one process: under a ``torchrun`` job of several
@@ -31,7 +32,9 @@ processes it is refused (:func:`~tinysaver_det.distributed.refuse_several_proces
 
 from __future__ import annotations
 
+import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -150,10 +153,11 @@ def _run_locked(cascade, source, out: Path, conf, batch, vid_stride, save, resum
         atomic_write_text(out / _REMAINING, "".join(f"{f}\n" for f in remaining))
         todo = str(out / _REMAINING) if remaining else None
     total = None if files is None else sum(1 for f, v in zip(files, flags) if f not in done and not v)
-    with JsonlWriter(predictions) as writer:
+    drawn = AnnotatedWriter(out / ANNOTATED, vid_stride=vid_stride) if save else None
+    with JsonlWriter(predictions) as writer, drawn or contextlib.nullcontext():  # a video is closed on any exit
         if todo is not None:
             results = cascade.predict(todo, conf=conf, stream=True, batch=batch, vid_stride=vid_stride)
-            _write(results, writer, out / ANNOTATED if save else None, batch, total, progress)
+            _write(results, writer, drawn, batch, total, progress)
         seen = {row["source"] for row in read_jsonl(predictions)}
         writer.write_many({"source": f, "frame": 0, "status": "unreadable", "error": "Ultralytics could not decode it"}
                           for f, is_video in zip(files or [], flags) if f not in seen and not is_video)
@@ -163,28 +167,127 @@ def _run_locked(cascade, source, out: Path, conf, batch, vid_stride, save, resum
     return summary
 
 
-def _write(results: Iterable, writer: JsonlWriter, annotated: Path | None, batch: int, total, progress: bool) -> None:
+def _write(results: Iterable, writer: JsonlWriter, drawn: AnnotatedWriter | None, batch: int, total,
+           progress: bool) -> None:
     from tinysaver_det.api import predictions_jsonl_row
 
     pending = []
     for result in tqdm(results, total=total, unit="img", disable=not progress, desc="tinysaver predict"):
         pending.append({**predictions_jsonl_row(result), "status": "ok"})
-        if annotated is not None:
-            _save(result, annotated)
+        if drawn is not None:
+            drawn.write(result)
         if len(pending) >= batch:
             writer.write_many(pending)
             pending = []
     writer.write_many(pending)
 
 
-def _save(result, annotated: Path) -> None:
-    path = Path(result.path)
-    if result.frame:
-        target = annotated / path.name / f"{result.frame:06d}.jpg"
-    else:
-        target = annotated / path.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    result.save(filename=str(target))
+#: Drawn-video containers, first choice first: mp4 (mp4v, in OpenCV's pip wheels), else avi (MJPG,
+#: what Ultralytics writes on Linux) where this OpenCV build has no mp4 writer.
+VIDEO_CODECS = ((".mp4", "mp4v"), (".avi", "MJPG"))
+#: A drawn video's name while it is written; it gets its final name once its last frame is in.
+PARTIAL = ".partial"
+
+
+@dataclass
+class _OpenVideo:
+    source: str
+    writer: object  # cv2.VideoWriter
+    partial: Path
+    final: Path
+
+
+class AnnotatedWriter:
+    """Drawn results on disk: an image as ``<folder>/<name>`` (Ultralytics' ``Results.save``), a video
+    or stream as ONE drawn video ``<folder>/<stem>.mp4`` (``.avi`` where OpenCV lacks an mp4 writer:
+    :data:`VIDEO_CODECS`), at the source's frame size and its fps divided by ``vid_stride`` (30 for a
+    stream, as Ultralytics), so a drawn video lasts as long as its source.
+
+    Results must come in source order (as :meth:`TinySaver.predict <tinysaver_det.api.TinySaver.predict>`
+    yields them: a video's frames one after another). A video is written as
+    ``<stem>.partial.mp4`` and renamed to ``<stem>.mp4`` when it is complete: the next source starts
+    or the writer is closed after the results ran out. The final name therefore only ever holds a
+    whole video. Leaving the ``with`` block by an exception (Ctrl-C included) releases the writer
+    without the rename: ``<stem>.partial.mp4`` is a readable video of the frames drawn so far. A
+    killed process (SIGKILL, power loss) cannot release it: its ``.partial`` file may be unreadable
+    (an mp4 without its index). Writing the same video again (a resumed run redoes an unfinished
+    video whole) starts a new ``.partial`` file and replaces the old video at the end.
+
+    Example::
+
+        with AnnotatedWriter("drawn") as drawn:
+            for result in cascade.predict("clip.mp4", stream=True):
+                drawn.write(result)
+    """
+
+    def __init__(self, folder: str | os.PathLike, vid_stride: int = 1) -> None:
+        self.folder = Path(folder)
+        self.vid_stride = max(int(vid_stride), 1)
+        self._video: _OpenVideo | None = None
+
+    def write(self, result) -> None:
+        """Draw one :class:`~tinysaver_det.api.CascadeResult` (its ``frame`` tells a video frame from an image)."""
+        if not result.frame:  # an image
+            self._finish()
+            target = self.folder / Path(result.path).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            result.save(filename=str(target))
+            return
+        if self._video is None or self._video.source != result.path:
+            self._finish()
+            self._video = self._open(result)
+        self._video.writer.write(result.plot())
+
+    def _open(self, result) -> _OpenVideo:
+        import cv2
+
+        height, width = result.orig_img.shape[:2]
+        fps = max(1.0, _source_fps(result.path) / self.vid_stride)
+        stem = Path(result.path).stem
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for suffix, fourcc in VIDEO_CODECS:
+            partial = self.folder / f"{stem}{PARTIAL}{suffix}"
+            writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+            if writer.isOpened():
+                return _OpenVideo(str(result.path), writer, partial, self.folder / f"{stem}{suffix}")
+            writer.release()
+            partial.unlink(missing_ok=True)
+        raise RuntimeError(f"OpenCV {cv2.__version__} can write none of {VIDEO_CODECS} to draw {result.path}")
+
+    def _finish(self) -> None:
+        """Close the video being written and give it its final name (it is complete)."""
+        video, self._video = self._video, None
+        if video is not None:
+            video.writer.release()
+            os.replace(video.partial, video.final)
+
+    def close(self, complete: bool = True) -> None:
+        """Release the video being written; ``complete``: it got all its frames, so it gets its final name."""
+        if complete:
+            self._finish()
+        elif self._video is not None:
+            self._video.writer.release()
+            self._video = None
+
+    def __enter__(self) -> "AnnotatedWriter":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.close(complete=kind is None)
+
+
+def _source_fps(path: str) -> float:
+    """A video file's frame rate from its header (30 for a stream or a file that gives none, as Ultralytics)."""
+    import cv2
+
+    if not Path(path).is_file():
+        return 30.0
+    capture = cv2.VideoCapture(path)
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        return fps if fps > 0 else 30.0  # 0 or NaN: the header gives none
+    finally:
+        capture.release()
 
 
 def summarize_prediction_rows(rows: list[dict]) -> dict:

@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_confidence_options(parser)
     parser.add_argument("--conf", type=fraction_argument, default=0.25,
                         help="leave out boxes scoring below it from the output (default 0.25); routing ignores it")
-    parser.add_argument("--vid-stride", type=positive_int_argument, default=1, help="take every n-th video frame")
-    parser.add_argument("--save", action="store_true", help="also write the images drawn by Ultralytics to OUT/annotated")
+    parser.add_argument("--vid-stride", type=positive_int_argument, default=1,
+                        help="take every n-th video frame (rows keep the source's frame numbers: n, 2n, ...)")
+    parser.add_argument("--save", action="store_true",
+                        help="also draw the results to OUT/annotated: each image as an image, each video as one video")
     add_run_options(parser, None, resume=True, out_help="output folder")
 
 
