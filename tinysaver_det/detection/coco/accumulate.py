@@ -50,7 +50,7 @@ _STATS = (
 STAT_KEYS = tuple(stat[0] for stat in _STATS)
 
 
-def _resolve_stats(params: CocoParams) -> list[tuple[str, str, np.ndarray, int | None, int | None]]:
+def resolve_stats(params: CocoParams) -> list[tuple[str, str, np.ndarray, int | None, int | None]]:
     """Each stat's (key, array, IoU indices, area index, maxDets index); ``None`` where params lack it."""
     resolved = []
     for key, kind, iou, area, max_det in _STATS:
@@ -181,7 +181,7 @@ class _PlainCounts:
     and r_match's exit sets grow a few images at a time.
     """
 
-    def __init__(self, merged: "_MergedEvaluations", area: int, max_det: int):
+    def __init__(self, merged: "MergedEvaluations", area: int, max_det: int):
         keep = merged.plain_in_range[area] & (merged.plain_rank < max_det)
         self._merged = merged
         self._keep = keep
@@ -255,7 +255,7 @@ def _check_same_ground_truth(first: PerImageEval, other: PerImageEval) -> None:
         raise ValueError("evaluations must share one ground truth and the same CocoParams to be combined")
 
 
-class _MergedEvaluations:
+class MergedEvaluations:
     """The dts of several models in accumulate's global order, so that any selection is a mask.
 
     Per (category), accumulate stable-sorts the concatenated dts of the selected images by score,
@@ -407,7 +407,7 @@ class _MergedEvaluations:
         share this object without copying it; each selection's arithmetic is the same, so the
         results are identical to one process. Where ``fork`` is unavailable one process is used.
         """
-        resolved = [stat for stat in _resolve_stats(self.params) if stat[0] in keys]
+        resolved = [stat for stat in resolve_stats(self.params) if stat[0] in keys]
         settings = {"precision": set(), "recall": set()}
         for _, kind, _, area, max_det in resolved:
             if area is not None and max_det is not None:
@@ -427,7 +427,7 @@ class _MergedEvaluations:
         return _summaries_of(task, 0, len(selections))
 
 
-_FORKED_TASK = None  # what forked workers of _MergedEvaluations.summaries read (set only around the pool)
+_FORKED_TASK = None  # what forked workers of MergedEvaluations.summaries read (set only around the pool)
 
 
 def _plain_worker_signals() -> None:
@@ -451,7 +451,7 @@ def _forked_summaries(bounds: tuple[int, int]) -> list[dict[str, float]]:
     return _summaries_of(_FORKED_TASK, *bounds)
 
 
-def _check_selections(selections: np.ndarray, n_models: int, n_images: int, name: str) -> np.ndarray:
+def check_selections(selections: np.ndarray, n_models: int, n_images: int, name: str) -> np.ndarray:
     """Validate an [...×M×I] bool stack: each image answered by at most one model."""
     if selections.dtype != bool:
         raise TypeError(f"{name} must be a bool array, got dtype {selections.dtype}")
@@ -518,10 +518,10 @@ def accumulate(
         selection = np.ones(n_images, dtype=bool)
     selection = np.asarray(selection)
     selections = (selection[None] if single else selection)[None]
-    selections = _check_selections(selections, len(evaluations), n_images, "selection")
+    selections = check_selections(selections, len(evaluations), n_images, "selection")
     params = evaluations[0].params
     settings = {(a, m) for a in range(len(params.area_ranges)) for m in range(len(params.max_dets))}
-    rates = next(_MergedEvaluations(evaluations).rates(selections, settings, settings))
+    rates = next(MergedEvaluations(evaluations).rates(selections, settings, settings))
     precision, recall = (_by_area_and_max_det(by_setting, params) for by_setting in rates)
     return CocoAccumulation(params=params, precision=precision, recall=recall)
 
@@ -543,7 +543,7 @@ def summarize(accumulation: CocoAccumulation) -> dict[str, float]:
     settings = [(a, m) for a in range(len(params.area_ranges)) for m in range(len(params.max_dets))]
     precision = {(a, m): accumulation.precision[:, :, :, a, m] for a, m in settings}
     recall = {(a, m): accumulation.recall[:, :, a, m] for a, m in settings}
-    return _stats(_resolve_stats(params), precision, recall)
+    return _stats(resolve_stats(params), precision, recall)
 
 
 def summarize_selections(
@@ -570,9 +570,9 @@ def summarize_selections(
     evaluations, single = _as_models(evaluations)
     selections = np.asarray(selections)
     n_images = len(evaluations[0].ground_truth.image_ids)
-    selections = _check_selections(
+    selections = check_selections(
         selections[:, None] if single and selections.ndim == 2 else selections, len(evaluations), n_images, "selections"
     )
-    return _MergedEvaluations(evaluations).summaries(selections)
+    return MergedEvaluations(evaluations).summaries(selections)
 
 

@@ -39,7 +39,7 @@ class CocoGroundTruth:
     ids: np.ndarray
 
 
-def _lookup(sorted_ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def positions_in_sorted(sorted_ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position of each value in ``sorted_ids`` and whether it is there at all."""
     if sorted_ids.size == 0:
         return np.zeros(len(values), dtype=np.int64), np.zeros(len(values), dtype=bool)
@@ -81,8 +81,8 @@ def load_ground_truth(annotations: str | os.PathLike | Mapping) -> CocoGroundTru
     ids = np.array([ann["id"] for ann in anns], dtype=np.int64)
     if len(np.unique(ids)) != len(ids):
         raise ValueError(f"annotation ids must be unique, got {len(ids) - len(np.unique(ids))} repeated ids")
-    image_index, known_image = _lookup(image_ids, np.array([ann["image_id"] for ann in anns], dtype=np.int64))
-    category_index, known_category = _lookup(
+    image_index, known_image = positions_in_sorted(image_ids, np.array([ann["image_id"] for ann in anns], dtype=np.int64))
+    category_index, known_category = positions_in_sorted(
         category_ids, np.array([ann["category_id"] for ann in anns], dtype=np.int64)
     )
     keep = np.flatnonzero(known_image & known_category)

@@ -11,7 +11,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from tinysaver_det.detection.coco.ground_truth import CocoGroundTruth, _lookup
+from tinysaver_det.detection.coco.ground_truth import CocoGroundTruth, positions_in_sorted
 from tinysaver_det.detection.coco.params import CocoParams
 from tinysaver_det.detection.coco.results_json import ResultColumns
 from tinysaver_det.detection.types import Detections
@@ -200,8 +200,8 @@ def evaluate_images(
     scores, categories, images, xywh = columns.scores, columns.category_ids, columns.image_ids, columns.boxes_xywh
     ids = np.arange(1, len(scores) + 1)
 
-    image_index, known_image = _lookup(ground_truth.image_ids, images)
-    category_index, known_category = _lookup(ground_truth.category_ids, categories)
+    image_index, known_image = positions_in_sorted(ground_truth.image_ids, images)
+    category_index, known_category = positions_in_sorted(ground_truth.category_ids, categories)
     keep = np.flatnonzero(known_image & known_category)
     group = category_index[keep] * len(ground_truth.image_ids) + image_index[keep]
     keep = keep[np.lexsort((-scores[keep], group))]  # stable: equal scores keep the list order

@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from tinysaver_det.detection.coco.accumulate import _check_selections, _MergedEvaluations, _resolve_stats
+from tinysaver_det.detection.coco.accumulate import check_selections, MergedEvaluations, resolve_stats
 from tinysaver_det.detection.coco.ground_truth import CocoGroundTruth, load_ground_truth  # noqa: F401 (doctest)
 from tinysaver_det.detection.coco.match import PerImageEval, evaluate_images
 from tinysaver_det.detection.coco.nested import is_chain, nested_ap
@@ -63,7 +63,7 @@ class CocoCascadeMetric:
         if not evaluations:
             raise ValueError("a cascade metric needs at least one model's evaluation")
         self._evaluations = tuple(evaluations)
-        self._merged = _MergedEvaluations(self._evaluations)
+        self._merged = MergedEvaluations(self._evaluations)
         self.n_models = len(self._evaluations)
         self.image_ids = self._evaluations[0].ground_truth.image_ids
         self.n_samples = len(self.image_ids)
@@ -90,7 +90,7 @@ class CocoCascadeMetric:
         if stages.ndim != 2 or stages.shape[1] != self.n_samples:
             raise ValueError(f"stages must have shape (S, {self.n_samples}), got {stages.shape}")
         one_hot = np.stack([stages == k for k in range(self.n_models)], axis=1)
-        selections = _check_selections(one_hot, self.n_models, self.n_samples, "stages")
+        selections = check_selections(one_hot, self.n_models, self.n_samples, "stages")
         return self._merged.summaries(selections, workers=self.workers)
 
     def routed_many(self, exit_masks: np.ndarray) -> list[dict[str, float]]:
@@ -116,8 +116,8 @@ class CocoCascadeMetric:
         ``model``: its index in the cascade, or for a pair ``"saver"`` (0) / ``"base"`` (1).
         """
         k = self._model_index(model)
-        masks = _check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
-        (_, _, _, area, max_det), = (stat for stat in _resolve_stats(self._merged.params) if stat[0] == self.primary)
+        masks = check_selections(np.asarray(masks)[:, None], 1, self.n_samples, "masks")[:, 0]
+        (_, _, _, area, max_det), = (stat for stat in resolve_stats(self._merged.params) if stat[0] == self.primary)
         if area is not None and max_det is not None and is_chain(masks):
             values = nested_ap(self._merged, k, masks, area, max_det, self.workers)  # r_match's exit sets, in one walk
             if values is not None:

@@ -121,7 +121,7 @@ def nested_ap(merged, model: int, masks: np.ndarray, area: int, max_det: int, wo
     """AP (all IoU thresholds, one area, one maxDets) of one model alone on each set of a chain.
 
     Args:
-        merged: the models' ``accumulate._MergedEvaluations``.
+        merged: the models' ``accumulate.MergedEvaluations``.
         model: which of its models answers the images of the sets (the others answer none).
         masks: [P×I] bool, a growing chain (:func:`is_chain`).
         area, max_det: indices into the params' area ranges and maxDets.
