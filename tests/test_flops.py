@@ -94,7 +94,8 @@ def mmdet_base(config: str):
 
 @pytest.mark.parametrize("config, post_processing_counted", [
     ("tinysaver_demo_rtmdet-tiny_coco-subset.py", False),  # its score filter sizes tensors by values
-    ("tinysaver_yolov8n_dino-4scale-r50_coco.py", True),  # DETR: spatial shapes as tensors, all counted
+    pytest.param("tinysaver_yolov8n_dino-4scale-r50_coco.py", True,  # DETR: spatial shapes as tensors, all counted
+                 marks=pytest.mark.slow),  # a real DINO forward: seconds on 2 cores
 ])
 def test_mmdet_gflops_without_running_equal_a_real_predict(config, post_processing_counted):
     from tinysaver_det.adapters.mmdet import POST_PROCESSING, MMDetFlops

@@ -283,6 +283,7 @@ def test_test_mmdet_refuses_half_on_the_cpu_in_one_error_line(flags, capsys):
     assert "error: --half (fp16) needs a GPU" in err.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # mmengine's Runner with both models
 def test_run_test_on_the_cpu_device_runs_both_models_there(two_images, tmp_path):
     from tinysaver_det.mmdet.evaluate_config import run_test
 

@@ -19,6 +19,7 @@ def parity_script(load_script):
     return load_script("benchmarks/ultralytics_val_parity.py")
 
 
+@pytest.mark.slow  # Ultralytics' validator and the adapter on 24 images, per model
 @pytest.mark.parametrize("weights", DEMO_MODELS)
 def test_same_images_run_the_same_way_score_the_same(parity_script, weights, tmp_path):
     ap = parity_script.parity(weights, tmp_path, limit=24)
