@@ -60,3 +60,20 @@ def test_a_wrong_input_is_one_error_line_and_exit_2_through_python_m(tmp_path):
                            "--saver", "s", "1", "x", "y", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr == "error: cost of 'b' must be a number, got 'ten'\n"
+
+
+@pytest.mark.parametrize("command, extra", [
+    ("eval", []),
+    ("predict", ["--source", "x.jpg", "--out", "runs/p"]),
+    ("predict-coco", ["--weights", "demo:pico", "--out", "p.jsonl"]),
+    ("multistage-run", ["--weights", "demo:pico", "demo:n", "demo:s", "--t", "0.2", "0.1"]),
+])
+def test_resume_with_overwrite_is_refused_in_every_command_with_the_librarys_one_message(command, extra, capsys):
+    """The command line says what the run directory says (``RESUME_AND_OVERWRITE``), before anything runs."""
+    from tinysaver_det.detection.run_directory import RESUME_AND_OVERWRITE
+
+    with pytest.raises(SystemExit) as stop:
+        parse_command(command, [*extra, "--resume", "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2
+    assert err.endswith(f"error: --resume and --overwrite: {RESUME_AND_OVERWRITE}")

@@ -224,9 +224,13 @@ def check_operating_point(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 
 def check_run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Options of :func:`add_run_options` that do not go together (usage error): ``--half`` on the CPU."""
+    """Options of :func:`add_run_options` that do not go together (usage error): ``--half`` on the CPU, and
+    ``--resume`` with ``--overwrite`` (the library's one message for it)."""
     from tinysaver_det.adapters import check_half
+    from tinysaver_det.detection.run_directory import RESUME_AND_OVERWRITE
 
+    if getattr(args, "resume", False) and getattr(args, "overwrite", False):
+        parser.error(f"--resume and --overwrite: {RESUME_AND_OVERWRITE}")
     if hasattr(args, "half"):
         try:
             check_half(args.half, args.device)
@@ -238,7 +242,7 @@ def add_run_options(
     parser: argparse.ArgumentParser, out: str | None, resume: bool = False, out_help: str = "run directory"
 ) -> None:
     """``--batch``, ``--device``, ``--half``, ``--out`` (default ``out``; required when None), ``--quiet`` and, with
-    ``resume``, the mutually exclusive ``--resume`` / ``--overwrite``."""
+    ``resume``, ``--resume`` / ``--overwrite`` (not both: :func:`check_run_options`)."""
     parser.add_argument("--batch", type=positive_int_argument, default=32, help="images per batch (default 32)")
     parser.add_argument("--device", type=device_argument, default="cpu",
                         help="torch device: cpu (default), cuda, cuda:N, N, mps; one this machine lacks is refused")
@@ -248,11 +252,10 @@ def add_run_options(
     else:
         parser.add_argument("--out", default=out, help=f"{out_help} (default {out})")
     if resume:
-        existing = parser.add_mutually_exclusive_group()
-        existing.add_argument("--resume", action="store_true",
-                              help="continue the run in --out where it stopped (same settings required); "
-                                   "starts one when --out holds none")
-        existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+        parser.add_argument("--resume", action="store_true",
+                            help="continue the run in --out where it stopped (same settings required); "
+                                 "starts one when --out holds none; not with --overwrite")
+        parser.add_argument("--overwrite", action="store_true", help="replace the run in --out; not with --resume")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
