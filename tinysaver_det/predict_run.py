@@ -152,12 +152,9 @@ def run_predictions(
         settings = run_settings(cascade, source, conf, vid_stride)
         listing = _files(source)
         recorded = _existing(out, resume, overwrite)
-        if recorded is None:
-            atomic_write_json(out / SETTINGS, settings, indent=2)
-        else:
-            check_same_run(out, recorded, settings, world_size=1)
-            if listing is None:
-                raise TinySaverInputError(f"--resume: source {source!r} is a stream, not files; runs on it cannot resume")
+        _describe_or_check(out, recorded, settings, world_size=1)
+        if recorded is not None and listing is None:
+            raise TinySaverInputError(f"--resume: source {source!r} is a stream, not files; runs on it cannot resume")
         return _run_files(cascade, source, listing, out, out / ANNOTATED, options, resumed=recorded is not None)
 
 
@@ -200,6 +197,14 @@ def _existing(out: Path, resume: bool, overwrite: bool) -> dict | None:
     return existing_run(out, out / SETTINGS, files, shard_run_files(out, RUN_FILES), resume=resume, overwrite=overwrite)
 
 
+def _describe_or_check(out: Path, recorded: dict | None, described: dict, world_size: int) -> None:
+    """A fresh run's ``predict.json`` in ``out``, or the check that a resumed run's ``recorded`` one is it."""
+    if recorded is None:
+        atomic_write_json(out / SETTINGS, described, indent=2)
+    else:
+        check_same_run(out, recorded, described, world_size)
+
+
 def _shard_units(files: list[str], flags: list[bool], batch: int) -> list[list[int]]:
     """The indices of ``files`` cut into the units a shard is made of: a whole batch of images (the
     batches of one process when every image decodes), or one whole video (its frames are read in order,
@@ -216,37 +221,27 @@ def _run_sharded(cascade, source, out: Path, options: _Options, resume: bool, ov
     settings = run_settings(cascade, source, options.conf, options.vid_stride)
     shard = shard_dir(out, context.rank, context.world_size)
     with ExitStack() as locks:
-        error = listing = None
-        try:
-            listing = _files(source)
-        except INPUT_ERRORS as raised:
-            error = raised
-        if context.is_main and error is None:
+        error = None
+        if context.is_main:  # a wrong source or folder is reported once, by rank 0, before any shard opens
             try:
                 locks.enter_context(RunLock(out))
-                recorded = _existing(out, resume, overwrite)
+                _files(source)
                 described = {**settings, "world_size": context.world_size}
-                if recorded is None:
-                    atomic_write_json(out / SETTINGS, described, indent=2)
-                else:
-                    check_same_run(out, recorded, described, context.world_size)
+                _describe_or_check(out, _existing(out, resume, overwrite), described, context.world_size)
             except INPUT_ERRORS as raised:
                 error = raised
         context.raise_if_any(error)
-        files, flags = listing
-        units = _shard_units(files, flags, options.batch)
-        first, stop = shard_bounds(len(units), 1, context.world_size)[context.rank]
-        own = sorted(i for unit in units[first:stop] for i in unit)
-        own_listing = ([files[i] for i in own], [flags[i] for i in own])
         try:
+            files, flags = _files(source)
+            units = _shard_units(files, flags, options.batch)
+            first, stop = shard_bounds(len(units), 1, context.world_size)[context.rank]
+            own = sorted(i for unit in units[first:stop] for i in unit)
+            own_listing = ([files[i] for i in own], [flags[i] for i in own])
             locks.enter_context(RunLock(shard))
             recorded = existing_run(shard, shard / SETTINGS, [shard / name for name in RUN_FILES], resume=resume,
                                     overwrite=False)
             described = shard_description(settings, context.rank, context.world_size, (first, stop))
-            if recorded is None:
-                atomic_write_json(shard / SETTINGS, described, indent=2)
-            else:
-                check_same_run(shard, recorded, described, world_size=1)
+            _describe_or_check(shard, recorded, described, world_size=1)  # a shard is one process's run
         except INPUT_ERRORS as raised:
             error = raised
         context.raise_if_any(error)
