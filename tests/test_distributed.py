@@ -491,3 +491,57 @@ def test_a_shard_folder_held_by_another_process_stops_the_run_before_any_image(f
         holder.kill()
         holder.wait()
     assert not (out / "records.jsonl").exists() and not (shard_dir(out, 1, 3) / "records.jsonl").exists()
+
+
+@pytest.fixture(scope="module")
+def photos_and_clip(tmp_path_factory):
+    """Five demo images, a 4-frame video and a file that is not an image (sorted last, as Ultralytics
+    lists images, so it skips no image of a batch before it)."""
+    import cv2
+
+    from tinysaver_det import assets
+    from tests.videos import write_video
+
+    folder = tmp_path_factory.mktemp("photos")
+    images = sorted(assets.asset_path(assets.DEMO_IMAGES).glob("*.jpg"))
+    for path in images[:5]:
+        shutil.copy(path, folder / path.name)
+    write_video(folder / "clip.avi", [cv2.resize(cv2.imread(str(p)), (64, 64)) for p in images[5:9]], fps=10)
+    (folder / "zz_broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def without_ms(rows: list[dict]) -> list[dict]:
+    return [{key: value for key, value in row.items() if key not in ("ms", "ms_per_image", "images_per_second")}
+            for row in rows]
+
+
+@pytest.mark.slow
+def test_predict_on_files_shards_as_eval_does_and_merges_the_one_process_rows(photos_and_clip, tmp_path):
+    """Two ranks (simulated in this process) write the rows and summary of one process: 6 image files in
+    batches of 2 are 3 units and the video one more; rank 0 runs 2 batches, rank 1 the last batch
+    (its image that does not decode included) and the whole video."""
+    from tinysaver_det.api import TinySaver
+    from tinysaver_det.predict_run import run_predictions
+
+    cascade = TinySaver("demo:pico", "demo:n", 0.25)
+    options = dict(conf=0.25, batch=2, save=True, progress=False)
+    one = run_predictions(cascade, photos_and_clip, tmp_path / "one", **options)
+    two = sharded_in_one_process(lambda context: run_predictions(
+        cascade, photos_and_clip, tmp_path / "two", context=context, **options))
+
+    rows = read_jsonl(tmp_path / "two" / "predictions.jsonl")
+    assert without_ms(rows) == without_ms(read_jsonl(tmp_path / "one" / "predictions.jsonl"))
+    assert rows[-1]["status"] == "unreadable" and {r["frame"] for r in rows if r["source"].endswith(".avi")} == {1, 2, 3, 4}
+    assert without_ms([two]) == without_ms([one]) and two["images"] == 9 and two["unreadable"] == 1
+    shards = [read_jsonl(shard_dir(tmp_path / "two", rank, 2) / "predictions.jsonl") for rank in (0, 1)]
+    assert [len(shard) for shard in shards] == [4, 6]  # 4 images | 1 image, 4 frames, the unreadable one
+    assert sorted(p.name for p in (tmp_path / "two" / "annotated").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one" / "annotated").iterdir())
+    assert json.loads((tmp_path / "two" / "predict.json").read_text())["world_size"] == 2
+
+    again = sharded_in_one_process(lambda context: run_predictions(
+        cascade, photos_and_clip, tmp_path / "two", resume=True, context=context, **options))
+    assert again == two and read_jsonl(tmp_path / "two" / "predictions.jsonl") == rows  # every shard was done
+    with pytest.raises(TinySaverInputError, match="run by 2 process.*this job has 1"):
+        run_predictions(cascade, photos_and_clip, tmp_path / "two", resume=True, **options)

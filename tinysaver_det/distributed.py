@@ -235,8 +235,9 @@ def run_job(device: str | None, lock: RunLock) -> Iterator[DistContext]:
         yield context
 
 
-def refuse_several_processes(what: str) -> None:
-    """Refuse to run ``what`` under a ``torchrun`` job of several processes (it has no shards to cut).
+def refuse_several_processes(what: str, why: str) -> None:
+    """Refuse to run ``what`` under a ``torchrun`` job of several processes, because ``why`` (it has no
+    shards to cut).
 
     Raises:
         EveryRankInputError: on every rank, printed by rank 0 only: one line that says to run one process.
@@ -244,7 +245,7 @@ def refuse_several_processes(what: str) -> None:
     context = environment_context()
     if context.sharded:
         raise EveryRankInputError(
-            f"{what} runs in one process (its source is not a dataset that can be cut into shards), but this "
-            f"is a torchrun job of {context.world_size} processes: run it without torchrun",
+            f"{what} runs in one process here ({why}), but this is a torchrun job of {context.world_size} "
+            "processes: run it without torchrun",
             printed_here=context.is_main,
         )

@@ -25,25 +25,40 @@ folder, glob or ``.txt`` list run that was killed continues with ``resume``: fin
 kept, an unfinished video is redone whole (its drawn video too), the rest is run. An image
 Ultralytics cannot decode gets a row with ``status: unreadable`` (no image is left out).
 
-A source is not a dataset that can be cut into whole-batch shards (a stream has no end, a video's
-frames are read in order), so ``predict`` runs in one process: under a ``torchrun`` job of several
-processes it is refused (:func:`~tinysaver_det.distributed.refuse_several_processes`).
+Under a ``torchrun`` job of N processes (``context`` from :func:`~tinysaver_det.distributed.run_job`)
+a source of files (a file, a folder, a glob, a ``.txt`` list) is sharded as ``eval`` shards a dataset
+(:mod:`~tinysaver_det.detection.shards`): its files, images first as Ultralytics orders them, are cut
+into units (a whole batch of images, or one whole video: a file is never split), and rank r runs the
+contiguous units ``shard_bounds(units, 1, N)[r]`` as a one-process run of its own in
+``shards/rank-<r>-of-<N>/`` (its ``predict.json``, ``predictions.jsonl``, ``summary.json``, and its
+resume). Drawn images and videos go straight into the final ``annotated/`` (the ranks draw different
+files). After a barrier rank 0 merges the shards' rows in source order (unreadable images last, as one
+process writes them) into ``predictions.jsonl`` and writes ``summary.json``; its ``predict.json`` also
+records ``world_size``, and a resume with another number of processes is refused. Rank 0 holds the
+folder's lock for the whole job, each rank its shard's. The batches are those of one process as long
+as every image decodes: an unreadable image is skipped by Ultralytics' loader, so the batches after it
+in its shard start one image earlier than in one process (boxes can then differ in the last digits,
+as a batch is letterboxed to one shape). A webcam index or stream URL has no end to cut: it is refused
+under several processes (:func:`refuse_unshardable_source`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
 from tqdm import tqdm
 
 from tinysaver_det.detection.run_directory import check_same_run, existing_run
-from tinysaver_det.distributed import refuse_several_processes
+from tinysaver_det.detection.shards import SHARDS, shard_bounds, shard_description, shard_dir, shard_run_files
 from tinysaver_det.detection.types import detector_settings
-from tinysaver_det.errors import TinySaverInputError
+from tinysaver_det.distributed import SINGLE_PROCESS, DistContext, refuse_several_processes
+from tinysaver_det.errors import INPUT_ERRORS, TinySaverInputError
 from tinysaver_det.io import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl, truncate_jsonl
 from tinysaver_det.lock import RunLock
 
@@ -76,13 +91,11 @@ def run_settings(cascade, source, conf: float, vid_stride: int) -> dict:
 
 def _files(source) -> tuple[list[str], list[bool]] | None:
     """The files of a folder/glob/list/single-file source in Ultralytics' order, with their video flags."""
-    if not isinstance(source, (str, os.PathLike)):
+    if not _files_known_up_front(source):
         return None
     from ultralytics.data.loaders import LoadImagesAndVideos
 
     text = str(source)
-    if text.isnumeric() or "://" in text or text.lower().endswith(".streams"):
-        return None
     try:
         loader = LoadImagesAndVideos(text)
     except FileNotFoundError as error:
@@ -114,50 +127,174 @@ def run_predictions(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    context: DistContext = SINGLE_PROCESS,
 ) -> dict:
     """Run ``cascade`` (a :class:`~tinysaver_det.api.TinySaver`) on ``source``; write the files above.
 
+    Args:
+        context: this rank's place in a ``torchrun`` job (:func:`~tinysaver_det.distributed.run_job`);
+            with several ranks each runs its shard and rank 0 merges them (module doc).
+
     Returns:
-        The summary (also written to ``summary.json``).
+        The summary (also written to ``summary.json``); under torchrun, rank 0's on every rank.
 
     Raises:
         TinySaverInputError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set (or
-            both are), a resume whose settings differ from ``predict.json`` (each difference named),
-            or a job of several ``torchrun`` processes.
+            both are), a resume whose settings (or number of processes) differ from ``predict.json``
+            (each difference named), or a stream under a job of several ``torchrun`` processes.
     """
-    refuse_several_processes("tinysaver predict")
+    refuse_unshardable_source(source)
     out = Path(out)
+    options = _Options(conf, batch, vid_stride, save, progress)
+    if context.sharded:
+        return _run_sharded(cascade, source, out, options, resume, overwrite, context)
     with RunLock(out):  # one writer per output folder (a second predict, or a resume, is refused meanwhile)
-        return _run_locked(cascade, source, out, conf, batch, vid_stride, save, resume, overwrite, progress)
+        settings = run_settings(cascade, source, conf, vid_stride)
+        listing = _files(source)
+        recorded = _existing(out, resume, overwrite)
+        _describe_or_check(out, recorded, settings, world_size=1)
+        if recorded is not None and listing is None:
+            raise TinySaverInputError(f"--resume: source {source!r} is a stream, not files; runs on it cannot resume")
+        return _run_files(cascade, source, listing, out, out / ANNOTATED, options, resumed=recorded is not None)
 
 
-def _run_locked(cascade, source, out: Path, conf, batch, vid_stride, save, resume, overwrite, progress) -> dict:
-    settings = run_settings(cascade, source, conf, vid_stride)
+def refuse_unshardable_source(source) -> None:
+    """Refuse a source that is not a list of files (a webcam index, a stream URL, arrays) under a
+    ``torchrun`` job of several processes: it has no end to cut into shards.
+
+    Raises:
+        EveryRankInputError: on every rank, printed by rank 0 only (one line).
+    """
+    if _files_known_up_front(source):
+        return
+    refuse_several_processes(
+        "tinysaver predict", f"its source {str(source)[:80]!r} is not a list of files: a webcam index or a stream "
+        "has no end to cut into shards")
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What every rank runs with, besides the source and the folder."""
+
+    conf: float
+    batch: int
+    vid_stride: int
+    save: bool
+    progress: bool
+
+
+def _files_known_up_front(source) -> bool:
+    """Whether ``source`` names files (a file, folder, glob, list), not a stream, webcam or arrays."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    text = str(source)
+    return not (text.isnumeric() or "://" in text or text.lower().endswith(".streams"))
+
+
+def _existing(out: Path, resume: bool, overwrite: bool) -> dict | None:
+    """:func:`existing_run` on a predict folder: its run files, and theirs in shard folders."""
+    files = [out / name for name in RUN_FILES]
+    return existing_run(out, out / SETTINGS, files, shard_run_files(out, RUN_FILES), resume=resume, overwrite=overwrite)
+
+
+def _describe_or_check(out: Path, recorded: dict | None, described: dict, world_size: int) -> None:
+    """A fresh run's ``predict.json`` in ``out``, or the check that a resumed run's ``recorded`` one is it."""
+    if recorded is None:
+        atomic_write_json(out / SETTINGS, described, indent=2)
+    else:
+        check_same_run(out, recorded, described, world_size)
+
+
+def _shard_units(files: list[str], flags: list[bool], batch: int) -> list[list[int]]:
+    """The indices of ``files`` cut into the units a shard is made of: a whole batch of images (the
+    batches of one process when every image decodes), or one whole video (its frames are read in order,
+    and a batch never spans two videos)."""
+    images = [i for i, is_video in enumerate(flags) if not is_video]
+    videos = [i for i, is_video in enumerate(flags) if is_video]
+    return [images[i:i + batch] for i in range(0, len(images), batch)] + [[i] for i in videos]
+
+
+def _run_sharded(cascade, source, out: Path, options: _Options, resume: bool, overwrite: bool,
+                 context: DistContext) -> dict:
+    """:func:`run_predictions` as one rank of ``context.world_size`` (module doc): input errors stop every
+    rank together (:meth:`~tinysaver_det.distributed.DistContext.raise_if_any`)."""
+    settings = run_settings(cascade, source, options.conf, options.vid_stride)
+    shard = shard_dir(out, context.rank, context.world_size)
+    with ExitStack() as locks:
+        error = None
+        if context.is_main:  # a wrong source or folder is reported once, by rank 0, before any shard opens
+            try:
+                locks.enter_context(RunLock(out))
+                _files(source)
+                described = {**settings, "world_size": context.world_size}
+                _describe_or_check(out, _existing(out, resume, overwrite), described, context.world_size)
+            except INPUT_ERRORS as raised:
+                error = raised
+        context.raise_if_any(error)
+        try:
+            files, flags = _files(source)
+            units = _shard_units(files, flags, options.batch)
+            first, stop = shard_bounds(len(units), 1, context.world_size)[context.rank]
+            own = sorted(i for unit in units[first:stop] for i in unit)
+            own_listing = ([files[i] for i in own], [flags[i] for i in own])
+            locks.enter_context(RunLock(shard))
+            recorded = existing_run(shard, shard / SETTINGS, [shard / name for name in RUN_FILES], resume=resume,
+                                    overwrite=False)
+            described = shard_description(settings, context.rank, context.world_size, (first, stop))
+            _describe_or_check(shard, recorded, described, world_size=1)  # a shard is one process's run
+        except INPUT_ERRORS as raised:
+            error = raised
+        context.raise_if_any(error)
+        shown = replace(options, progress=options.progress and context.is_main)
+        _run_files(cascade, None, own_listing, shard, out / ANNOTATED, shown, resumed=recorded is not None)
+        context.barrier()
+        summary = None
+        if context.is_main:
+            try:
+                summary = _merge(out, files, flags, context.world_size)
+            except INPUT_ERRORS as raised:
+                error = raised
+        context.raise_if_any(error)
+    return context.broadcast(summary)
+
+
+def _merge(out: Path, files: list[str], flags: list[bool], world_size: int) -> dict:
+    """Rank 0: the shards' rows in source order, unreadable images last (as one process writes them),
+    into ``predictions.jsonl``, and the summary of them into ``summary.json``."""
+    position = {f: i for i, f in enumerate(files)}
+    rows = [row for rank in range(world_size) for row in read_jsonl(shard_dir(out, rank, world_size) / PREDICTIONS)]
+    rows.sort(key=lambda row: (row.get("status", "ok") != "ok", position.get(row["source"], len(files))))
+    missing = {f for f, is_video in zip(files, flags) if not is_video} - {row["source"] for row in rows}
+    if missing:
+        raise TinySaverInputError(
+            f"cannot merge {out / PREDICTIONS}: the shards under {out / SHARDS} lack the rows of {len(missing)} "
+            f"image(s), e.g. {min(missing)} (a shard is incomplete or was changed); run again with --resume")
+    atomic_write_text(out / PREDICTIONS, "".join(json.dumps(row) + "\n" for row in rows))
+    summary = summarize_prediction_rows(rows)
+    atomic_write_json(out / SUMMARY, summary, indent=2)
+    return summary
+
+
+def _run_files(cascade, source, listing, out: Path, annotated: Path, options: _Options, resumed: bool) -> dict:
+    """Run the files of ``listing`` (all of ``source``'s; ``source`` None: these files only, a shard)
+    not done yet in ``out``, whose ``predict.json`` is written; drawn results go to ``annotated``."""
     predictions = out / PREDICTIONS
-    listing = _files(source)
     files, flags = listing if listing else (None, [])
     videos = {f for f, is_video in zip(files or [], flags) if is_video}
-    recorded = existing_run(out, out / SETTINGS, [out / name for name in RUN_FILES], resume=resume, overwrite=overwrite)
-    if recorded is None:
-        atomic_write_json(out / SETTINGS, settings, indent=2)
-        rows = []
-    else:
-        check_same_run(out, recorded, settings, world_size=1)
-        if files is None:
-            raise TinySaverInputError(f"--resume: source {source!r} is a stream, not files; runs on it cannot resume")
-        rows = _kept_rows(predictions, videos)
+    rows = _kept_rows(predictions, videos) if resumed else []
     done = {row["source"] for row in rows}
     todo = source
-    if files is not None and done:
+    if files is not None and (done or source is None):
         remaining = [f for f in files if f not in done]
         atomic_write_text(out / _REMAINING, "".join(f"{f}\n" for f in remaining))
         todo = str(out / _REMAINING) if remaining else None
     total = None if files is None else sum(1 for f, v in zip(files, flags) if f not in done and not v)
-    drawn = AnnotatedWriter(out / ANNOTATED, vid_stride=vid_stride) if save else None
+    drawn = AnnotatedWriter(annotated, vid_stride=options.vid_stride) if options.save else None
     with JsonlWriter(predictions) as writer, drawn or contextlib.nullcontext():  # a video is closed on any exit
         if todo is not None:
-            results = cascade.predict(todo, conf=conf, stream=True, batch=batch, vid_stride=vid_stride)
-            _write(results, writer, drawn, batch, total, progress)
+            results = cascade.predict(todo, conf=options.conf, stream=True, batch=options.batch,
+                                      vid_stride=options.vid_stride)
+            _write(results, writer, drawn, options.batch, total, options.progress)
         seen = {row["source"] for row in read_jsonl(predictions)}
         writer.write_many({"source": f, "frame": 0, "status": "unreadable", "error": "Ultralytics could not decode it"}
                           for f, is_video in zip(files or [], flags) if f not in seen and not is_video)

@@ -51,29 +51,35 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     check_operating_point(parser, args)
 
 
-def build_cascade(args: argparse.Namespace):
-    """The TinySaver named by ``--op`` or by ``--saver/--base/--t`` (defaults: demo pico -> s, 0.25)."""
+def build_cascade(args: argparse.Namespace, device: str | None):
+    """The TinySaver named by ``--op`` or by ``--saver/--base/--t`` (defaults: demo pico -> s, 0.25), on ``device``."""
     from tinysaver_det.api import TinySaver
     from tinysaver_det.detection.nms_mode import DEFAULT_NMS
 
     if args.op:
-        return TinySaver.from_operating_point(args.op, device=args.device, half=args.half)
+        return TinySaver.from_operating_point(args.op, device=device, half=args.half)
     return TinySaver(args.saver or "demo:pico", args.base or "demo:s", 0.25 if args.t is None else args.t,
-                     confidence=args.confidence, min_score=args.min_score, device=args.device, half=args.half,
+                     confidence=args.confidence, min_score=args.min_score, device=device, half=args.half,
                      imgsz=args.imgsz, nms=args.nms or DEFAULT_NMS)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysaver_det.predict_run import run_predictions
+    from tinysaver_det.distributed import rank_device, run_job
+    from tinysaver_det.lock import RunLock
+    from tinysaver_det.predict_run import refuse_unshardable_source, run_predictions
 
-    cascade = build_cascade(args)
+    refuse_unshardable_source(args.source)  # before any model loads
     try:
-        summary = run_predictions(cascade, args.source, args.out, conf=args.conf, batch=args.batch,
-                                  vid_stride=args.vid_stride, save=args.save, resume=args.resume,
-                                  overwrite=args.overwrite, progress=not args.quiet)
+        with run_job(args.device, RunLock(args.out)) as context:
+            cascade = build_cascade(args, rank_device(args.device, context))
+            summary = run_predictions(cascade, args.source, args.out, conf=args.conf, batch=args.batch,
+                                      vid_stride=args.vid_stride, save=args.save, resume=args.resume,
+                                      overwrite=args.overwrite, progress=not args.quiet, context=context)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the finished rows are in {args.out}; add --resume to continue", file=sys.stderr)
         return 130
+    if not context.is_main:  # under torchrun every rank has the summary; one prints it
+        return 0
     ms = summary["ms_per_image"]
     if not summary["images"]:
         print(f"no image could be read ({summary['unreadable']} unreadable) -> {args.out}/predictions.jsonl")
